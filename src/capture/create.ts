@@ -1,0 +1,104 @@
+// `discus create`: plan what to capture, compress it in parallel into chunks, write the image.
+import { closeSync } from "node:fs";
+import { hostname } from "node:os";
+import type { KeyObject } from "node:crypto";
+import { openSource } from "../device/source.ts";
+import { compressPiece, DEFAULT_LEVEL } from "../image/codec.ts";
+import { Codec, codecName, SECTOR_BYTES } from "../image/constants.ts";
+import type { ImageInfo, Manifest } from "../image/manifest.ts";
+import { ImageWriter } from "../image/writer.ts";
+import type { CodecJob } from "../image/worker.ts";
+import { WorkerPool } from "../util/pool.ts";
+import { progressBar } from "../util/progress.ts";
+import { totalLength } from "../util/ranges.ts";
+import { defaultPackParams, packStream, type Compressor } from "./pack.ts";
+import { planCapture, type CapturePlan } from "./layout.ts";
+import { CaptureStream } from "./stream.ts";
+import { VERSION } from "../version.ts";
+
+export interface CreateOptions {
+  source: string;
+  image: string;
+  codec: Codec;
+  level: number;
+  chunkBytes: number;
+  raw: boolean;
+  minFreeBytes: number;
+  /** 0 compresses on the main thread (useful to show the image does not depend on it). */
+  workers: number;
+  signingKey: KeyObject | null;
+  showProgress: boolean;
+}
+
+export interface CreateResult {
+  manifest: Manifest;
+  plan: CapturePlan;
+  seconds: number;
+  imageBytes: number;
+}
+
+export const WORKER_URL = new URL("../image/worker.ts", import.meta.url);
+
+export async function createImage(opts: CreateOptions): Promise<CreateResult> {
+  const startedMs = performance.now();
+  const source = openSource(opts.source, SECTOR_BYTES);
+  const pool = opts.workers > 0 ? new WorkerPool<CodecJob, Uint8Array>(WORKER_URL, { workerCount: opts.workers, maxJobsPerWorker: 8 }) : null;
+  let writer: ImageWriter | null = null;
+  try {
+    const plan = planCapture(source.fd, source.sizeBytes, { raw: opts.raw, minFreeBytes: opts.minFreeBytes, sectorBytes: SECTOR_BYTES });
+    for (const w of plan.warnings) process.stderr.write(`warning: ${w}\n`);
+    const stream = new CaptureStream(source.fd, plan.regions, SECTOR_BYTES);
+    const params = defaultPackParams(opts.codec, opts.chunkBytes, SECTOR_BYTES);
+    const compress: Compressor = pool
+      ? (data, dictionary) => {
+          // Copy out of the stream's page so only the piece, not the whole page, crosses threads.
+          const piece = data.slice();
+          const dict = dictionary?.slice() ?? null;
+          const transfer = [piece.buffer as ArrayBuffer, ...(dict ? [dict.buffer as ArrayBuffer] : [])];
+          return pool.submit({ kind: "compress", codec: opts.codec, level: opts.level, data: piece, dictionary: dict }, transfer);
+        }
+      : async (data, dictionary) => compressPiece(opts.codec, opts.level, data, dictionary);
+    writer = new ImageWriter({ path: opts.image, chunkBytes: opts.chunkBytes, codec: opts.codec, level: opts.level, sourceBytes: source.sizeBytes });
+    const totalBytes = totalLength(plan.regions) * SECTOR_BYTES;
+    const progress = progressBar("capture", totalBytes, "bytes", opts.showProgress);
+    let doneBytes = 0;
+    const w = writer;
+    await packStream(stream, source.sizeBytes / SECTOR_BYTES, params, compress, async (chunk) => {
+      w.writeChunk(chunk);
+      doneBytes += chunk.rawBytes;
+      progress.update(doneBytes);
+    });
+    progress.finish();
+    const info: ImageInfo = {
+      created: {
+        tool: "discus",
+        version: VERSION,
+        at: creationTime(),
+        host: hostname(),
+        source: opts.source,
+      },
+      codec: codecName(opts.codec),
+      level: opts.level,
+      partitionTable: plan.table,
+      areas: plan.areas,
+      minFreeBytes: opts.minFreeBytes,
+    };
+    const manifest = writer.finish(info, opts.signingKey);
+    writer = null;
+    const imageBytes = Bun.file(opts.image).size;
+    return { manifest, plan, seconds: (performance.now() - startedMs) / 1000, imageBytes };
+  } finally {
+    writer?.abort();
+    pool?.terminate();
+    closeSync(source.fd);
+  }
+}
+
+/** Reproducible builds' convention: SOURCE_DATE_EPOCH pins the recorded time, else now. */
+function creationTime(): string {
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  if (epoch !== undefined && /^\d+$/.test(epoch)) return new Date(Number(epoch) * 1000).toISOString();
+  return new Date().toISOString();
+}
+
+export { DEFAULT_LEVEL };

@@ -1,0 +1,202 @@
+#!/usr/bin/env bun
+// The discus command line: one entry point for every command.
+import { availableParallelism } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { createImage } from "./capture/create.ts";
+import { DEFAULT_MIN_FREE_BYTES } from "./capture/layout.ts";
+import { DEFAULT_LEVEL } from "./image/codec.ts";
+import { Codec, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, parseCodec } from "./image/constants.ts";
+import { closeImage, openImage } from "./image/reader.ts";
+import { generateKeyPair, loadPrivateKey, loadPublicKey, keyFingerprint, rawPublicKey } from "./image/signing.ts";
+import { verifyImage } from "./image/verify.ts";
+import { restoreImage, type ChunkOrder } from "./restore/restore.ts";
+import type { FreeMode } from "./restore/apply.ts";
+import { DiscusError, exitCodeByKind } from "./util/errors.ts";
+import { formatBytes, parseBytes } from "./cli/units.ts";
+import { formatSummary, imageSummary } from "./cli/info.ts";
+import { VERSION } from "./version.ts";
+
+const defaultWorkers = Math.max(1, Math.min(availableParallelism(), 16));
+
+function usage(thing: string, why: string, action: string): never {
+  throw new DiscusError("usage", thing, why, action);
+}
+
+function readKeyFile(path: string): string {
+  if (!existsSync(path)) usage(path, "no such key file", "Make a key pair with `discus keygen NAME`");
+  return readFileSync(path, "utf8");
+}
+
+function print(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName("discus")
+    .version(VERSION)
+    .strict()
+    .demandCommand(1, "Name a command; `discus --help` lists them")
+    .option("quiet", { type: "boolean", default: false, describe: "No progress output" })
+    .option("json", { type: "boolean", default: false, describe: "Print results as JSON" })
+    .command(
+      "create <source> <image>",
+      "Capture a disk, partition or disk-image file into a discus image",
+      (y) =>
+        y
+          .positional("source", { type: "string", demandOption: true, describe: "Disk (/dev/sda), partition or image file" })
+          .positional("image", { type: "string", demandOption: true, describe: "Image file to write" })
+          .option("codec", { choices: ["zstd", "zlib"], default: "zstd", describe: "Chunk compression" })
+          .option("level", { type: "number", describe: "Compression level (zstd 1-19, default 3; zlib 1-9, default 6)" })
+          .option("chunk-size", { type: "string", default: "1M", describe: "Chunk container size" })
+          .option("raw", { type: "boolean", default: false, describe: "Capture every sector; do not interpret tables or filesystems" })
+          .option("min-free", { type: "string", default: `${DEFAULT_MIN_FREE_BYTES / 1024}K`, describe: "Free runs shorter than this are kept as data" })
+          .option("workers", { type: "number", default: defaultWorkers, describe: "Compression threads (0: main thread)" })
+          .option("sign", { type: "string", describe: "Ed25519 private key (PEM) to sign the manifest" })
+          .option("force", { type: "boolean", default: false, describe: "Overwrite an existing image file" }),
+      async (a) => {
+        const codec = parseCodec(a.codec);
+        const level = a.level ?? DEFAULT_LEVEL[codec];
+        const [lo, hi] = codec === Codec.zlib ? [1, 9] : [1, 19];
+        if (!Number.isInteger(level) || level < lo || level > hi) usage("--level", `${level} is outside ${lo}..${hi} for ${a.codec}`, `Pick a level in ${lo}..${hi}`);
+        const chunkBytes = parseBytes(a["chunk-size"]);
+        if (chunkBytes < MIN_CHUNK_BYTES || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 4096 !== 0) {
+          usage("--chunk-size", `${a["chunk-size"]} is outside ${formatBytes(MIN_CHUNK_BYTES)}..${formatBytes(MAX_CHUNK_BYTES)} or not a multiple of 4 KiB`, "Use the default 1M unless you know why");
+        }
+        if (!Number.isInteger(a.workers) || a.workers < 0 || a.workers > 64) usage("--workers", `${a.workers} is outside 0..64`, "Pick a thread count in 0..64");
+        if (existsSync(a.image) && !a.force) usage(a.image, "already exists", "Pass --force to overwrite it, or name a new file");
+        const signingKey = a.sign ? loadPrivateKey(readKeyFile(a.sign), a.sign) : null;
+        const r = await createImage({
+          source: a.source,
+          image: a.image,
+          codec,
+          level,
+          chunkBytes,
+          raw: a.raw,
+          minFreeBytes: parseBytes(a["min-free"]),
+          workers: a.workers,
+          signingKey,
+          showProgress: !a.quiet && !a.json,
+        });
+        const dataBytes = r.manifest.dataSectors * r.manifest.sectorBytes;
+        const result = {
+          image: a.image,
+          imageId: Buffer.from(r.manifest.imageId).toString("hex"),
+          sourceBytes: r.manifest.sourceBytes,
+          dataBytes,
+          imageBytes: r.imageBytes,
+          chunks: r.manifest.dataChunkCount,
+          seconds: r.seconds,
+          megabytesPerSecond: dataBytes / 1e6 / r.seconds,
+          warnings: r.plan.warnings,
+          signed: r.manifest.signature !== null,
+        };
+        print(
+          a.json,
+          result,
+          `${a.image}: ${result.chunks} chunks, ${formatBytes(dataBytes)} of ${formatBytes(result.sourceBytes)} captured into ${formatBytes(result.imageBytes)} in ${r.seconds.toFixed(2)} s (${result.megabytesPerSecond.toFixed(0)} MB/s)`,
+        );
+      },
+    )
+    .command(
+      "restore <image> <target>",
+      "Write an image to a disk, partition or file",
+      (y) =>
+        y
+          .positional("image", { type: "string", demandOption: true })
+          .positional("target", { type: "string", demandOption: true, describe: "Disk (/dev/sdb, /dev/nvme0n1) or file (created if missing)" })
+          .option("free", { choices: ["skip", "zero", "discard"], default: "skip", describe: "What to do with free space" })
+          .option("workers", { type: "number", default: defaultWorkers, describe: "Decompression threads" })
+          .option("order", { choices: ["sequential", "random"], default: "sequential", describe: "Chunk order (any order gives the same disk)" })
+          .option("seed", { type: "number", default: 1, describe: "Seed for --order random" })
+          .option("key", { type: "string", describe: "Ed25519 public key (PEM): refuse an image it did not sign" }),
+      async (a) => {
+        if (!Number.isInteger(a.workers) || a.workers < 1 || a.workers > 64) usage("--workers", `${a.workers} is outside 1..64`, "Pick a thread count in 1..64");
+        const publicKey = a.key ? loadPublicKey(readKeyFile(a.key), a.key) : null;
+        const s = await restoreImage({
+          image: a.image,
+          target: a.target,
+          freeMode: a.free as FreeMode,
+          workers: a.workers,
+          order: a.order as ChunkOrder,
+          seed: a.seed,
+          publicKey,
+          keyPath: a.key ?? null,
+          showProgress: !a.quiet && !a.json,
+        });
+        print(
+          a.json,
+          { image: a.image, target: a.target, ...s, megabytesPerSecond: s.writtenBytes / 1e6 / s.seconds },
+          `${a.target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks in ${s.seconds.toFixed(2)} s (${(s.writtenBytes / 1e6 / s.seconds).toFixed(0)} MB/s); free space ${formatBytes(s.freeBytes)} ${a.free === "skip" ? "skipped" : `${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded`}${s.gptMoved ? "; backup GPT moved to the end of the larger target" : ""}; signature ${s.signature}`,
+        );
+      },
+    )
+    .command(
+      "info <image>",
+      "Describe an image: chunks, partitions, filesystems, ratios, signature",
+      (y) => y.positional("image", { type: "string", demandOption: true }),
+      (a) => {
+        const image = openImage(a.image);
+        try {
+          const s = imageSummary(image, Bun.file(a.image).size);
+          print(a.json, s, formatSummary(s));
+        } finally {
+          closeImage(image);
+        }
+      },
+    )
+    .command(
+      "verify <image>",
+      "Check every chunk against the manifest, and the signature with --key",
+      (y) =>
+        y
+          .positional("image", { type: "string", demandOption: true })
+          .option("key", { type: "string", describe: "Ed25519 public key (PEM) the image must be signed with" })
+          .option("workers", { type: "number", default: defaultWorkers }),
+      async (a) => {
+        const publicKey = a.key ? loadPublicKey(readKeyFile(a.key), a.key) : null;
+        const r = await verifyImage(a.image, publicKey, a.key ?? null, a.workers);
+        const text = [
+          `${a.image}: ${r.chunks} chunks checked in ${r.seconds.toFixed(2)} s, ${r.badChunks.length} bad; signature ${r.signature}`,
+          ...r.badChunks.map((b) => `  chunk ${b.index}: ${b.why}`),
+        ].join("\n");
+        print(a.json, r, text);
+        if (r.badChunks.length > 0) {
+          throw new DiscusError("input", a.image, `${r.badChunks.length} chunk(s) are damaged`, "Copy the image again from its source");
+        }
+      },
+    )
+    .command(
+      "keygen <name>",
+      "Make an Ed25519 key pair: NAME.key (private) and NAME.pub (public)",
+      (y) => y.positional("name", { type: "string", demandOption: true }),
+      (a) => {
+        const keyPath = `${a.name}.key`;
+        const pubPath = `${a.name}.pub`;
+        for (const p of [keyPath, pubPath]) if (existsSync(p)) usage(p, "already exists", "Choose another name; discus never overwrites a key");
+        const pair = generateKeyPair();
+        writeFileSync(keyPath, pair.privatePem, { mode: 0o600 });
+        writeFileSync(pubPath, pair.publicPem, { mode: 0o644 });
+        const fp = keyFingerprint(rawPublicKey(loadPublicKey(pair.publicPem, pubPath)));
+        print(a.json, { privateKey: keyPath, publicKey: pubPath, fingerprint: fp }, `wrote ${keyPath} (keep it secret) and ${pubPath}; fingerprint ${fp}`);
+      },
+    )
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new DiscusError("usage", "discus", msg, "See `discus --help`");
+    })
+    .parseAsync();
+}
+
+try {
+  await main(hideBin(process.argv));
+} catch (e) {
+  if (e instanceof DiscusError) {
+    process.stderr.write(`discus: ${e.message}\n`);
+    process.exit(exitCodeByKind[e.kind]);
+  }
+  process.stderr.write(`discus: internal error: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+}

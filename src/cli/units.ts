@@ -1,0 +1,21 @@
+// Parses sizes such as "1M", "32KiB", "4096" into bytes (binary multiples).
+const MULTIPLIERS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+export function parseBytes(text: string): number {
+  const m = /^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
+  if (!m) throw new Error(`"${text}" is not a size (examples: 4096, 32K, 1M, 1MiB)`);
+  const value = Number(m[1]) * MULTIPLIERS[m[2]!.toLowerCase()]!;
+  if (!Number.isSafeInteger(value)) throw new Error(`"${text}" is too large`);
+  return value;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
+}

@@ -1,0 +1,193 @@
+// Image manifest v1: what the image holds, per-chunk digests, optional signature. Layout in docs/FORMAT.md.
+// It is plain data (not tied to the file trailer) so the multicast protocol can ship it in parts.
+import { assert } from "../util/assert.ts";
+import { fromUtf8, getAscii, getU64, putAscii, setU64, utf8, view } from "../util/bytes.ts";
+import { Codec, DIGEST_BYTES, FORMAT_VERSION, IMAGE_ID_BYTES, MANIFEST_MAGIC, SIGNATURE_MAGIC } from "./constants.ts";
+
+export interface AreaSummary {
+  /** Partition number as Linux names it, or null for table structures / the whole disk. */
+  partition: number | null;
+  startBytes: number;
+  sizeBytes: number;
+  /** Partition type (MBR "0x83", GPT GUID) or "table" / "disk". */
+  type: string;
+  /** Filesystem found, or null when captured raw. */
+  fs: string | null;
+  label: string | null;
+  uuid: string | null;
+  /** How it was captured: "fs" (allocated blocks only), "raw" (every byte), "table" (partition table / boot code). */
+  captured: "fs" | "raw" | "table";
+  capturedBytes: number;
+  warning: string | null;
+}
+
+export interface ImageInfo {
+  created: { tool: string; version: string; at: string | null; host: string; source: string };
+  codec: string;
+  level: number;
+  partitionTable: { kind: "mbr" | "gpt" | "none"; partitionCount: number; diskGuid: string | null };
+  areas: AreaSummary[];
+  /** Free runs shorter than this were kept as data. */
+  minFreeBytes: number;
+}
+
+export interface ManifestSignature {
+  publicKey: Uint8Array; // raw Ed25519 public key, 32 bytes
+  signature: Uint8Array; // 64 bytes
+}
+
+export interface Manifest {
+  imageId: Uint8Array;
+  sectorBytes: number;
+  chunkBytes: number;
+  sourceBytes: number;
+  dataChunkCount: number;
+  codec: Codec;
+  /** Sectors of data captured (sum of all regions). */
+  dataSectors: number;
+  info: ImageInfo;
+  /** dataChunkCount entries of 64 bytes: SHA-256 of the chunk container, then of its uncompressed data. */
+  digests: Uint8Array;
+  signature: ManifestSignature | null;
+}
+
+export const DIGEST_ENTRY_BYTES = 2 * DIGEST_BYTES;
+const FIXED_BYTES = 128;
+const SIGNATURE_BLOCK_BYTES = 8 + 2 + 2 + 4 + 32 + 4 + 64;
+const FLAG_SIGNED = 1;
+/** Bound on the info JSON: it is a summary, never per-block data. */
+export const MAX_INFO_BYTES = 1 << 20;
+/** Bound on chunks per image (16 TiB of 1 MiB chunks); bounds the manifest at ~1 GiB. */
+export const MAX_DATA_CHUNKS = 1 << 24;
+export const ALG_ED25519 = 1;
+
+const OFF_VERSION = 8;
+const OFF_FLAGS = 10;
+const OFF_FIXED_BYTES = 12;
+const OFF_IMAGE_ID = 16;
+const OFF_SECTOR_BYTES = 32;
+const OFF_CHUNK_BYTES = 36;
+const OFF_SOURCE_BYTES = 40;
+const OFF_DATA_CHUNKS = 48;
+const OFF_CODEC = 52;
+const OFF_DATA_SECTORS = 56;
+const OFF_INFO_BYTES = 64;
+const OFF_DIGEST_ENTRY_BYTES = 68;
+
+export function chunkDigest(m: Pick<Manifest, "digests">, index: number): Uint8Array {
+  return m.digests.subarray(index * DIGEST_ENTRY_BYTES, index * DIGEST_ENTRY_BYTES + DIGEST_BYTES);
+}
+
+export function rawDigest(m: Pick<Manifest, "digests">, index: number): Uint8Array {
+  const off = index * DIGEST_ENTRY_BYTES + DIGEST_BYTES;
+  return m.digests.subarray(off, off + DIGEST_BYTES);
+}
+
+function pad8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** The bytes a signature covers: the whole manifest without its signature block, flag set as it will be. */
+export function encodeManifestBody(m: Manifest, signed: boolean): Uint8Array {
+  assert(m.imageId.length === IMAGE_ID_BYTES, "image id is 16 bytes");
+  assert(m.digests.length === m.dataChunkCount * DIGEST_ENTRY_BYTES, "one digest entry per chunk");
+  assert(m.dataChunkCount <= MAX_DATA_CHUNKS, "chunk count within bound");
+  const info = utf8(JSON.stringify(m.info));
+  assert(info.length <= MAX_INFO_BYTES, "info JSON within bound");
+  const digestsOffset = pad8(FIXED_BYTES + info.length);
+  const bytes = new Uint8Array(digestsOffset + m.digests.length);
+  const dv = view(bytes);
+  putAscii(bytes, 0, MANIFEST_MAGIC);
+  dv.setUint16(OFF_VERSION, FORMAT_VERSION, true);
+  dv.setUint16(OFF_FLAGS, signed ? FLAG_SIGNED : 0, true);
+  dv.setUint32(OFF_FIXED_BYTES, FIXED_BYTES, true);
+  bytes.set(m.imageId, OFF_IMAGE_ID);
+  dv.setUint32(OFF_SECTOR_BYTES, m.sectorBytes, true);
+  dv.setUint32(OFF_CHUNK_BYTES, m.chunkBytes, true);
+  setU64(dv, OFF_SOURCE_BYTES, m.sourceBytes);
+  dv.setUint32(OFF_DATA_CHUNKS, m.dataChunkCount, true);
+  dv.setUint8(OFF_CODEC, m.codec);
+  setU64(dv, OFF_DATA_SECTORS, m.dataSectors);
+  dv.setUint32(OFF_INFO_BYTES, info.length, true);
+  dv.setUint32(OFF_DIGEST_ENTRY_BYTES, DIGEST_ENTRY_BYTES, true);
+  bytes.set(info, FIXED_BYTES);
+  bytes.set(m.digests, digestsOffset);
+  return bytes;
+}
+
+export function encodeManifest(m: Manifest): Uint8Array {
+  const body = encodeManifestBody(m, m.signature !== null);
+  if (m.signature === null) return body;
+  assert(m.signature.publicKey.length === 32 && m.signature.signature.length === 64, "Ed25519 sizes");
+  const out = new Uint8Array(body.length + SIGNATURE_BLOCK_BYTES);
+  out.set(body, 0);
+  const dv = view(out);
+  let off = body.length;
+  putAscii(out, off, SIGNATURE_MAGIC);
+  dv.setUint16(off + 8, ALG_ED25519, true);
+  dv.setUint32(off + 12, 32, true);
+  out.set(m.signature.publicKey, off + 16);
+  dv.setUint32(off + 48, 64, true);
+  out.set(m.signature.signature, off + 52);
+  off += SIGNATURE_BLOCK_BYTES;
+  assert(off === out.length, "signature block fills the tail");
+  return out;
+}
+
+export class ManifestError extends Error {
+  override name = "ManifestError";
+}
+
+export interface DecodedManifest {
+  manifest: Manifest;
+  /** The signed bytes (manifest without its signature block). */
+  body: Uint8Array;
+}
+
+export function decodeManifest(bytes: Uint8Array): DecodedManifest {
+  if (bytes.length < FIXED_BYTES || getAscii(bytes, 0, 8) !== MANIFEST_MAGIC) throw new ManifestError("not a discus manifest");
+  const dv = view(bytes);
+  const version = dv.getUint16(OFF_VERSION, true);
+  if (version !== FORMAT_VERSION) throw new ManifestError(`manifest version ${version}, this discus reads ${FORMAT_VERSION}`);
+  const flags = dv.getUint16(OFF_FLAGS, true);
+  if ((flags & ~FLAG_SIGNED) !== 0) throw new ManifestError("unknown manifest flags");
+  if (dv.getUint32(OFF_FIXED_BYTES, true) !== FIXED_BYTES) throw new ManifestError("unexpected fixed-part length");
+  if (dv.getUint32(OFF_DIGEST_ENTRY_BYTES, true) !== DIGEST_ENTRY_BYTES) throw new ManifestError("unexpected digest entry size");
+  const infoBytes = dv.getUint32(OFF_INFO_BYTES, true);
+  const dataChunkCount = dv.getUint32(OFF_DATA_CHUNKS, true);
+  if (infoBytes > MAX_INFO_BYTES || dataChunkCount > MAX_DATA_CHUNKS) throw new ManifestError("manifest sizes above bounds");
+  const digestsOffset = pad8(FIXED_BYTES + infoBytes);
+  const bodyBytes = digestsOffset + dataChunkCount * DIGEST_ENTRY_BYTES;
+  const signed = (flags & FLAG_SIGNED) !== 0;
+  const expected = bodyBytes + (signed ? SIGNATURE_BLOCK_BYTES : 0);
+  if (bytes.length !== expected) throw new ManifestError(`manifest is ${bytes.length} bytes, its header says ${expected}`);
+  const codec = dv.getUint8(OFF_CODEC);
+  if (codec !== Codec.zlib && codec !== Codec.zstd) throw new ManifestError(`unknown codec ${codec}`);
+  let info: ImageInfo;
+  try {
+    info = JSON.parse(fromUtf8(bytes.subarray(FIXED_BYTES, FIXED_BYTES + infoBytes))) as ImageInfo;
+  } catch {
+    throw new ManifestError("manifest info is not valid JSON");
+  }
+  let signature: ManifestSignature | null = null;
+  if (signed) {
+    const off = bodyBytes;
+    if (getAscii(bytes, off, 8) !== SIGNATURE_MAGIC) throw new ManifestError("signature block missing");
+    if (dv.getUint16(off + 8, true) !== ALG_ED25519) throw new ManifestError("unknown signature algorithm");
+    if (dv.getUint32(off + 12, true) !== 32 || dv.getUint32(off + 48, true) !== 64) throw new ManifestError("bad signature sizes");
+    signature = { publicKey: bytes.slice(off + 16, off + 48), signature: bytes.slice(off + 52, off + 116) };
+  }
+  const manifest: Manifest = {
+    imageId: bytes.slice(OFF_IMAGE_ID, OFF_IMAGE_ID + IMAGE_ID_BYTES),
+    sectorBytes: dv.getUint32(OFF_SECTOR_BYTES, true),
+    chunkBytes: dv.getUint32(OFF_CHUNK_BYTES, true),
+    sourceBytes: getU64(dv, OFF_SOURCE_BYTES),
+    dataChunkCount,
+    codec,
+    dataSectors: getU64(dv, OFF_DATA_SECTORS),
+    info,
+    digests: bytes.slice(digestsOffset, bodyBytes),
+    signature,
+  };
+  return { manifest, body: bytes.subarray(0, bodyBytes) };
+}

@@ -1,0 +1,104 @@
+// Applies one chunk to the target: verify, decompress, write its regions, treat its free ranges.
+// Runs inside a worker thread; the target's file descriptor is shared by the whole process.
+import { writeSync } from "node:fs";
+import { chunkFreeRanges, chunkPayload, ChunkFormatError, decodeChunkHeader } from "../image/chunk.ts";
+import { decompressPayload, PayloadError } from "../image/codec.ts";
+import { discardRange, punchHole, zeroOutRange } from "../device/blockdev.ts";
+import { equalBytes, sha256 } from "../util/bytes.ts";
+import { DiscusError } from "../util/errors.ts";
+
+export type FreeMode = "skip" | "zero" | "discard";
+
+export interface ApplyJob {
+  kind: "apply";
+  container: Uint8Array;
+  chunkIndex: number;
+  chunkBytes: number;
+  imageId: Uint8Array;
+  chunkSha256: Uint8Array;
+  rawSha256: Uint8Array;
+  fd: number;
+  targetIsBlockDevice: boolean;
+  freeMode: FreeMode;
+  /** Where the image's sector 0 goes on the target, in bytes (0 for a whole disk). */
+  targetOffsetBytes: number;
+  /** For messages only. */
+  imageName: string;
+  /** Verify and decompress only; write nothing (`discus verify`). */
+  dryRun: boolean;
+}
+
+export interface ApplyResult {
+  writtenBytes: number;
+  freeBytes: number;
+  zeroedBytes: number;
+  discardedBytes: number;
+}
+
+/** Largest zero-filled write when zeroing by hand. */
+const ZERO_WRITE_BYTES = 1 << 20;
+let zeros: Uint8Array | null = null;
+
+export function applyChunk(job: ApplyJob): ApplyResult {
+  const where = `${job.imageName}, chunk ${job.chunkIndex}`;
+  const corrupt = (why: string) =>
+    new DiscusError("input", where, why, "The image is damaged: copy it again from its source, or run `discus verify` to list every bad chunk");
+  // Nothing reaches the disk before the container matches the manifest's digest.
+  if (!equalBytes(sha256(job.container), job.chunkSha256)) throw corrupt("chunk digest does not match the manifest");
+  let raw: Uint8Array;
+  let header;
+  try {
+    header = decodeChunkHeader(job.container, job.chunkBytes);
+    if (header.chunkIndex !== job.chunkIndex) throw new ChunkFormatError(`header says chunk ${header.chunkIndex}`);
+    if (!equalBytes(header.imageId, job.imageId)) throw new ChunkFormatError("chunk belongs to another image");
+    raw = decompressPayload(header.codec, chunkPayload(job.container, header), header.rawBytes);
+  } catch (e) {
+    if (e instanceof ChunkFormatError || e instanceof PayloadError) throw corrupt(e.message);
+    throw e;
+  }
+  if (!equalBytes(sha256(raw), job.rawSha256)) throw corrupt("uncompressed data digest does not match the manifest");
+
+  const sb = header.sectorBytes;
+  if (job.dryRun) return { writtenBytes: 0, freeBytes: 0, zeroedBytes: 0, discardedBytes: 0 };
+  let rawOffset = 0;
+  let writtenBytes = 0;
+  for (const r of header.regions) {
+    const bytes = r.length * sb;
+    writeFully(job.fd, raw.subarray(rawOffset, rawOffset + bytes), job.targetOffsetBytes + r.start * sb);
+    rawOffset += bytes;
+    writtenBytes += bytes;
+  }
+  const result: ApplyResult = { writtenBytes, freeBytes: 0, zeroedBytes: 0, discardedBytes: 0 };
+  for (const f of chunkFreeRanges(header)) {
+    const start = job.targetOffsetBytes + f.start * sb;
+    const length = f.length * sb;
+    result.freeBytes += length;
+    if (job.freeMode === "skip") continue;
+    if (job.freeMode === "discard" && job.targetIsBlockDevice && discardRange(job.fd, start, length)) {
+      result.discardedBytes += length;
+      continue;
+    }
+    zeroRange(job.fd, start, length, job.targetIsBlockDevice);
+    result.zeroedBytes += length;
+  }
+  return result;
+}
+
+/** Makes a range read as zeros by the cheapest means the target offers. */
+function zeroRange(fd: number, start: number, length: number, isBlockDevice: boolean): void {
+  if (isBlockDevice ? zeroOutRange(fd, start, length) : punchHole(fd, start, length)) return;
+  zeros ??= new Uint8Array(ZERO_WRITE_BYTES);
+  for (let off = 0; off < length; off += ZERO_WRITE_BYTES) {
+    const n = Math.min(ZERO_WRITE_BYTES, length - off);
+    writeFully(fd, zeros.subarray(0, n), start + off);
+  }
+}
+
+export function writeFully(fd: number, bytes: Uint8Array, positionBytes: number): void {
+  let done = 0;
+  while (done < bytes.length) {
+    const n = writeSync(fd, bytes, done, bytes.length - done, positionBytes + done);
+    if (n <= 0) throw new Error(`write returned ${n} at byte ${positionBytes + done}`);
+    done += n;
+  }
+}

@@ -1,0 +1,165 @@
+// `discus restore`: check everything, then write chunks (in any order) through a worker pool.
+import { closeSync, fdatasyncSync } from "node:fs";
+import type { KeyObject } from "node:crypto";
+import { rereadPartitions } from "../device/blockdev.ts";
+import { chunkDigest, rawDigest } from "../image/manifest.ts";
+import { closeImage, openImage, readChunk, type OpenImage } from "../image/reader.ts";
+import { verifySignature, keyFingerprint } from "../image/signing.ts";
+import type { CodecJob } from "../image/worker.ts";
+import { equalBytes, sha256 } from "../util/bytes.ts";
+import { DiscusError } from "../util/errors.ts";
+import { WorkerPool } from "../util/pool.ts";
+import { progressBar } from "../util/progress.ts";
+import type { ApplyResult, FreeMode } from "./apply.ts";
+import { growGpt } from "./gpt-grow.ts";
+import { openTarget } from "./target.ts";
+import { WORKER_URL } from "../capture/create.ts";
+
+export type ChunkOrder = "sequential" | "random";
+
+export interface RestoreOptions {
+  image: string;
+  target: string;
+  freeMode: FreeMode;
+  workers: number;
+  order: ChunkOrder;
+  seed: number;
+  publicKey: KeyObject | null;
+  keyPath: string | null;
+  showProgress: boolean;
+}
+
+export interface RestoreStats {
+  seconds: number;
+  chunks: number;
+  writtenBytes: number;
+  freeBytes: number;
+  zeroedBytes: number;
+  discardedBytes: number;
+  targetBytes: number;
+  gptMoved: boolean;
+  signature: "verified" | "unsigned" | "not checked";
+}
+
+/** Chunks handed to one worker at most: bounds memory at workers x 2 x (chunk + its raw data). */
+const MAX_CHUNKS_PER_WORKER = 2;
+
+export function checkSignature(image: OpenImage, publicKey: KeyObject | null, keyPath: string | null): RestoreStats["signature"] {
+  const sig = image.manifest.signature;
+  if (publicKey === null) return sig ? "not checked" : "unsigned";
+  if (sig === null) {
+    throw new DiscusError("signature", image.path, "is not signed, but a key was given", "Use the signed image, or drop --key to accept an unsigned one");
+  }
+  if (!verifySignature(publicKey, image.manifestBody, sig)) {
+    throw new DiscusError("signature", image.path, `signature does not verify with ${keyPath} (image signed by key ${keyFingerprint(sig.publicKey)})`, "Use the public key of whoever signed the image; do not install an image you cannot verify");
+  }
+  return "verified";
+}
+
+/** Checks every chunk container against the manifest before anything is written. */
+export function verifyContainers(image: OpenImage): void {
+  const buf = new Uint8Array(image.trailer.chunkBytes);
+  for (let i = 0; i < image.manifest.dataChunkCount; i++) {
+    readChunk(image, i, buf);
+    if (!equalBytes(sha256(buf), chunkDigest(image.manifest, i))) {
+      throw new DiscusError("input", `${image.path}, chunk ${i}`, "chunk digest does not match the manifest", "The image is damaged: copy it again from its source; `discus verify` lists every bad chunk");
+    }
+  }
+}
+
+export function chunkOrder(count: number, order: ChunkOrder, seed: number): number[] {
+  const indices = Array.from({ length: count }, (_, i) => i);
+  if (order === "sequential") return indices;
+  // Fisher–Yates with mulberry32: reproducible for a given seed.
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [indices[i], indices[j]] = [indices[j]!, indices[i]!];
+  }
+  return indices;
+}
+
+export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> {
+  const startedMs = performance.now();
+  const image = openImage(opts.image);
+  try {
+    const m = image.manifest;
+    const signature = checkSignature(image, opts.publicKey, opts.keyPath);
+    verifyContainers(image);
+    const target = openTarget(opts.target, m.sourceBytes);
+    const pool = new WorkerPool<CodecJob, ApplyResult>(WORKER_URL, { workerCount: Math.max(1, opts.workers), maxJobsPerWorker: MAX_CHUNKS_PER_WORKER });
+    const stats: RestoreStats = {
+      seconds: 0,
+      chunks: m.dataChunkCount,
+      writtenBytes: 0,
+      freeBytes: 0,
+      zeroedBytes: 0,
+      discardedBytes: 0,
+      targetBytes: target.sizeBytes,
+      gptMoved: false,
+      signature,
+    };
+    // A fresh sparse file already reads as zeros: zeroing it again would only fill it.
+    const freeMode: FreeMode = target.freshFile ? "skip" : opts.freeMode;
+    try {
+      const progress = progressBar("restore", m.dataChunkCount, "chunks", opts.showProgress);
+      let done = 0;
+      const inFlight = new Set<Promise<void>>();
+      const maxInFlight = pool.workerCount * MAX_CHUNKS_PER_WORKER;
+      for (const index of chunkOrder(m.dataChunkCount, opts.order, opts.seed)) {
+        const container = readChunk(image, index);
+        const job = pool
+          .submit(
+            {
+              kind: "apply",
+              container,
+              chunkIndex: index,
+              chunkBytes: m.chunkBytes,
+              imageId: m.imageId,
+              chunkSha256: chunkDigest(m, index).slice(),
+              rawSha256: rawDigest(m, index).slice(),
+              fd: target.fd,
+              targetIsBlockDevice: target.isBlockDevice,
+              freeMode,
+              targetOffsetBytes: 0,
+              imageName: opts.image,
+              dryRun: false,
+            },
+            [container.buffer as ArrayBuffer],
+          )
+          .then((r) => {
+            stats.writtenBytes += r.writtenBytes;
+            stats.freeBytes += r.freeBytes;
+            stats.zeroedBytes += r.zeroedBytes;
+            stats.discardedBytes += r.discardedBytes;
+            progress.update(++done);
+          });
+        const tracked = job.finally(() => inFlight.delete(tracked));
+        inFlight.add(tracked);
+        if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      progress.finish();
+      if (m.info.partitionTable.kind === "gpt" && target.sizeBytes > m.sourceBytes) {
+        growGpt(target.fd, m.sectorBytes, m.sourceBytes, target.sizeBytes);
+        stats.gptMoved = true;
+      }
+      fdatasyncSync(target.fd);
+      if (target.isBlockDevice) rereadPartitions(target.fd);
+    } finally {
+      pool.terminate();
+      closeSync(target.fd);
+    }
+    stats.seconds = (performance.now() - startedMs) / 1000;
+    return stats;
+  } finally {
+    closeImage(image);
+  }
+}

@@ -1,0 +1,137 @@
+// Helpers for end-to-end tests: run the real CLI, inspect disks with the real tools.
+import { $ } from "bun";
+import { closeSync, openSync, readSync } from "node:fs";
+import { join } from "node:path";
+import { decodeChunkHeader } from "../src/image/chunk.ts";
+import { closeImage, openImage, readChunk } from "../src/image/reader.ts";
+import type { Range } from "../src/util/ranges.ts";
+import { repoRoot, treeDigests, withMount } from "./fixtures/common.ts";
+import type { CompositePartition, FsName } from "./fixtures/composite.ts";
+
+export const cli = join(repoRoot, "src", "cli.ts");
+
+/** Building real filesystems with content takes a while on 2 cores; hooks get this long. */
+export const FIXTURE_TIMEOUT_MS = 600_000;
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `discus ARGS` as a user would, from the checkout. */
+export async function discus(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  const proc = Bun.spawn(["bun", cli, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+export async function discusOk(args: string[], env: Record<string, string> = {}): Promise<string> {
+  const r = await discus(args, env);
+  if (r.code !== 0) throw new Error(`discus ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export async function tmpDir(): Promise<string> {
+  return (await $`mktemp -d /tmp/discus-test-XXXXXX`.text()).trim();
+}
+
+export async function sha256File(path: string): Promise<string> {
+  return (await $`sha256sum ${path}`.text()).split(" ")[0]!;
+}
+
+/** Every data region the image's chunk headers list, in sectors. */
+export function imageRegions(imagePath: string): { sectorBytes: number; regions: Range[] } {
+  const image = openImage(imagePath);
+  try {
+    const regions: Range[] = [];
+    for (let i = 0; i < image.manifest.dataChunkCount; i++) {
+      regions.push(...decodeChunkHeader(readChunk(image, i), image.manifest.chunkBytes).regions);
+    }
+    return { sectorBytes: image.manifest.sectorBytes, regions };
+  } finally {
+    closeImage(image);
+  }
+}
+
+/** Byte ranges where two files differ inside `ranges` (byte units); empty when identical there. */
+export function differingRanges(a: string, b: string, ranges: readonly Range[], maxReport = 5): Range[] {
+  const fa = openSync(a, "r");
+  const fb = openSync(b, "r");
+  const bufBytes = 4 << 20;
+  const ba = new Uint8Array(bufBytes);
+  const bb = new Uint8Array(bufBytes);
+  const out: Range[] = [];
+  try {
+    for (const r of ranges) {
+      for (let off = 0; off < r.length && out.length < maxReport; off += bufBytes) {
+        const n = Math.min(bufBytes, r.length - off);
+        readSync(fa, ba, 0, n, r.start + off);
+        readSync(fb, bb, 0, n, r.start + off);
+        if (!Buffer.from(ba.buffer, 0, n).equals(Buffer.from(bb.buffer, 0, n))) out.push({ start: r.start + off, length: n });
+      }
+    }
+  } finally {
+    closeSync(fa);
+    closeSync(fb);
+  }
+  return out;
+}
+
+/** Attaches one partition of a disk image read-only at its offset, runs fn, detaches. */
+export async function withPartition<T>(disk: string, p: CompositePartition, fn: (dev: string) => Promise<T>): Promise<T> {
+  const dev = (await $`losetup --find --show --read-only --offset ${p.startBytes} --sizelimit ${p.sizeBytes} ${disk}`.text()).trim();
+  try {
+    return await fn(dev);
+  } finally {
+    await $`losetup -d ${dev}`.quiet().nothrow();
+  }
+}
+
+export interface PartitionCheck {
+  /** Exit code of the filesystem's own checker (0 = clean). */
+  checkerCode: number;
+  checkerOutput: string;
+  /** What the filesystem holds: file digests, or a digest of the raw bytes. */
+  content: string;
+}
+
+/** Runs the filesystem's own checker on a partition and reads all its files. */
+export async function checkPartition(disk: string, p: CompositePartition): Promise<PartitionCheck> {
+  return withPartition(disk, p, async (dev) => {
+    const fs: FsName = p.fs;
+    let checker;
+    let content: string;
+    switch (fs) {
+      case "ext2":
+      case "ext3":
+      case "ext4":
+        checker = await $`e2fsck -fn ${dev}`.quiet().nothrow();
+        // The ext4 driver mounts ext2 and ext3 too; noload keeps it from replaying a journal on a copy.
+        content = await withMount(dev, "ext4", (dir) => treeDigests(dir), "ro,noload");
+        break;
+      case "xfs":
+        checker = await $`xfs_repair -n ${dev}`.quiet().nothrow();
+        content = await withMount(dev, "xfs", (dir) => treeDigests(dir), "ro,norecovery");
+        break;
+      case "fat16":
+      case "fat32": {
+        checker = await $`fsck.fat -n ${dev}`.quiet().nothrow();
+        const out = await tmpDir();
+        await $`mcopy -s -n -i ${dev} ::/ ${out}/`.env({ ...process.env, MTOOLS_SKIP_CHECK: "1" }).quiet();
+        content = await treeDigests(out);
+        await $`rm -rf ${out}`;
+        break;
+      }
+      case "swap":
+        checker = await $`blkid -p -o export ${dev}`.quiet().nothrow();
+        content = checker.stdout.toString().split("\n").filter((l) => /^(TYPE|LABEL|UUID)=/.test(l)).sort().join("\n");
+        break;
+      case "raw":
+        checker = await $`true`.quiet();
+        content = (await $`sha256sum ${dev}`.text()).split(" ")[0]!;
+        break;
+    }
+    return { checkerCode: checker.exitCode, checkerOutput: checker.stdout.toString() + checker.stderr.toString(), content };
+  });
+}
