@@ -123,6 +123,10 @@ export async function checkPartition(disk: string, p: CompositePartition): Promi
         await $`rm -rf ${out}`;
         break;
       }
+      case "ntfs":
+        checker = await $`ntfsfix -n ${dev}`.quiet().nothrow();
+        content = await withMount(dev, "ntfs-3g", (dir) => treeDigests(dir), "ro");
+        break;
       case "swap":
         checker = await $`blkid -p -o export ${dev}`.quiet().nothrow();
         content = checker.stdout.toString().split("\n").filter((l) => /^(TYPE|LABEL|UUID)=/.test(l)).sort().join("\n");

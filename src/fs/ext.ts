@@ -213,16 +213,11 @@ function le32Bytes(value: number): Uint8Array {
 
 type DescChecksum = "none" | "crc16" | "crc32c";
 
-interface ExtGeometry {
+interface ExtGeometry extends BlockLayout {
   kind: FsKind;
   label: string | null;
   uuid: string | null;
   uuidRaw: Uint8Array;
-  blockBytes: number;
-  blocksCount: number;
-  firstDataBlock: number;
-  blocksPerGroup: number;
-  groupCount: number;
   descBytes: number;
   descPerBlock: number;
   descBlockCount: number;
@@ -252,7 +247,9 @@ function checkFeatures(sb: Uint8Array): void {
   if (incompat & incompatRecover) {
     throw new FsUnsupportedError("ext: the journal needs recovery (needs_recovery set); the bitmaps may be stale, run e2fsck");
   }
-  if (incompat & incompatJournalDev) throw new FsUnsupportedError("ext: this is an external journal device, not a filesystem");
+  if (incompat & incompatJournalDev) {
+    throw new FsUnsupportedError("ext: this is an external journal device, not a filesystem");
+  }
   if (incompat & incompatCompression) throw new FsUnsupportedError("ext: the compression feature is not supported");
   const unknownIncompat = incompat & ~incompatUnderstood;
   if (unknownIncompat !== 0) throw new FsUnsupportedError(`ext: unknown incompat feature bits ${hex(unknownIncompat)}`);
@@ -286,27 +283,35 @@ function verifySuperblockChecksum(sb: Uint8Array): void {
   if (stored !== computed) throw new FsUnsupportedError("ext: superblock checksum mismatch");
 }
 
-/** Decodes and validates the superblock; throws FsUnsupportedError for anything inconsistent. */
-function readGeometry(reader: BlockReader): ExtGeometry {
-  if (reader.sizeBytes < superblockOffsetBytes + superblockBytes) throw new FsUnsupportedError("ext: too small for a superblock");
+/** Reads the superblock and refuses it unless it is ext, understood, intact and cleanly unmounted. */
+function readSuperblock(reader: BlockReader): Uint8Array {
+  if (reader.sizeBytes < superblockOffsetBytes + superblockBytes) {
+    throw new FsUnsupportedError("ext: too small for a superblock");
+  }
   const sb = reader.read(superblockOffsetBytes, superblockBytes);
   if (u16(sb, sbMagic) !== extMagic) throw new FsUnsupportedError("ext: no superblock magic");
   const revLevel = u32(sb, sbRevLevel);
   if (revLevel !== revGoodOld && revLevel !== revDynamic) throw new FsUnsupportedError(`ext: unknown revision ${revLevel}`);
-
   checkFeatures(sb);
-  const incompat = u32(sb, sbFeatureIncompat);
-  const roCompat = u32(sb, sbFeatureRoCompat);
-  const compat = u32(sb, sbFeatureCompat);
-  const metadataCsum = (roCompat & roCompatMetadataCsum) !== 0;
-  if (metadataCsum) verifySuperblockChecksum(sb);
-
+  if (u32(sb, sbFeatureRoCompat) & roCompatMetadataCsum) verifySuperblockChecksum(sb);
   const state = u16(sb, sbState);
   if ((state & stateValidFs) === 0) {
     throw new FsUnsupportedError("ext: not cleanly unmounted (mounted or crashed); the bitmaps may be stale, run e2fsck");
   }
   if (state & stateErrorFs) throw new FsUnsupportedError("ext: the filesystem has recorded errors; run e2fsck first");
+  return sb;
+}
 
+interface BlockLayout {
+  blockBytes: number;
+  blocksCount: number;
+  firstDataBlock: number;
+  blocksPerGroup: number;
+  groupCount: number;
+}
+
+/** Block size, block count and group size, checked against each other and the partition. */
+function blockLayout(sb: Uint8Array, partitionBytes: number): BlockLayout {
   const logBlockSize = u32(sb, sbLogBlockSize);
   if (logBlockSize < minLogBlockSize || logBlockSize > maxLogBlockSize) {
     throw new FsUnsupportedError(`ext: bad block size exponent ${logBlockSize}`);
@@ -315,85 +320,103 @@ function readGeometry(reader: BlockReader): ExtGeometry {
   // Without bigalloc a cluster is a block; anything else means the bitmaps count something else.
   if (u32(sb, sbLogClusterSize) !== logBlockSize) throw new FsUnsupportedError("ext: cluster size differs from block size");
 
-  const is64bit = (incompat & incompat64bit) !== 0;
+  const is64bit = (u32(sb, sbFeatureIncompat) & incompat64bit) !== 0;
   const blocksCount = u64Parts(u32(sb, sbBlocksCountLo), is64bit ? u32(sb, sbBlocksCountHi) : 0, "block count");
   const fsBytes = blocksCount * blockBytes;
   if (!Number.isSafeInteger(fsBytes)) throw new FsUnsupportedError("ext: filesystem too large");
-  if (fsBytes > reader.sizeBytes) {
-    throw new FsUnsupportedError(`ext: filesystem claims ${fsBytes} bytes but the partition has ${reader.sizeBytes}`);
+  if (fsBytes > partitionBytes) {
+    throw new FsUnsupportedError(`ext: filesystem claims ${fsBytes} bytes but the partition has ${partitionBytes}`);
   }
 
   // The superblock always lives at byte 1024, so the first group starts at the block holding it.
   const firstDataBlock = u32(sb, sbFirstDataBlock);
-  const expectedFirstDataBlock = blockBytes === 1024 ? 1 : 0;
-  if (firstDataBlock !== expectedFirstDataBlock) throw new FsUnsupportedError(`ext: unexpected first data block ${firstDataBlock}`);
+  if (firstDataBlock !== (blockBytes === 1024 ? 1 : 0)) {
+    throw new FsUnsupportedError(`ext: unexpected first data block ${firstDataBlock}`);
+  }
+  if (blocksCount <= firstDataBlock) throw new FsUnsupportedError("ext: block count too small");
 
   const blocksPerGroup = u32(sb, sbBlocksPerGroup);
-  const bitsPerBlock = blockBytes * 8;
-  if (blocksPerGroup === 0 || blocksPerGroup > bitsPerBlock || blocksPerGroup % 8 !== 0) {
+  if (blocksPerGroup === 0 || blocksPerGroup > blockBytes * 8 || blocksPerGroup % 8 !== 0) {
     throw new FsUnsupportedError(`ext: bad blocks per group ${blocksPerGroup}`);
   }
-  if (u32(sb, sbClustersPerGroup) !== blocksPerGroup) throw new FsUnsupportedError("ext: clusters per group differs from blocks per group");
-  if (blocksCount <= firstDataBlock) throw new FsUnsupportedError("ext: block count too small");
+  if (u32(sb, sbClustersPerGroup) !== blocksPerGroup) {
+    throw new FsUnsupportedError("ext: clusters per group differs from blocks per group");
+  }
   const groupCount = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
+  return { blockBytes, blocksCount, firstDataBlock, blocksPerGroup, groupCount };
+}
 
+/** Blocks of one group's inode table, after checking the inode geometry. */
+function inodeTableBlocksOf(sb: Uint8Array, layout: BlockLayout): number {
   const inodesPerGroup = u32(sb, sbInodesPerGroup);
-  if (inodesPerGroup === 0 || inodesPerGroup > bitsPerBlock) throw new FsUnsupportedError(`ext: bad inodes per group ${inodesPerGroup}`);
-  if (u32(sb, sbInodesCount) !== inodesPerGroup * groupCount) {
+  if (inodesPerGroup === 0 || inodesPerGroup > layout.blockBytes * 8) {
+    throw new FsUnsupportedError(`ext: bad inodes per group ${inodesPerGroup}`);
+  }
+  if (u32(sb, sbInodesCount) !== inodesPerGroup * layout.groupCount) {
     throw new FsUnsupportedError("ext: inode count does not match groups x inodes per group");
   }
-  const inodeBytes = revLevel === revGoodOld ? goodOldInodeBytes : u16(sb, sbInodeSize);
-  if (!isPowerOfTwo(inodeBytes) || inodeBytes < goodOldInodeBytes || inodeBytes > blockBytes) {
+  const inodeBytes = u32(sb, sbRevLevel) === revGoodOld ? goodOldInodeBytes : u16(sb, sbInodeSize);
+  if (!isPowerOfTwo(inodeBytes) || inodeBytes < goodOldInodeBytes || inodeBytes > layout.blockBytes) {
     throw new FsUnsupportedError(`ext: bad inode size ${inodeBytes}`);
   }
-  const inodeTableBlocks = Math.ceil((inodesPerGroup * inodeBytes) / blockBytes);
+  return Math.ceil((inodesPerGroup * inodeBytes) / layout.blockBytes);
+}
 
-  let descBytes = descBytesSmall;
-  if (is64bit) {
-    descBytes = u16(sb, sbDescSize);
-    if (!isPowerOfTwo(descBytes) || descBytes < 64 || descBytes > descBytesMax || descBytes > blockBytes) {
-      throw new FsUnsupportedError(`ext: bad group descriptor size ${descBytes}`);
-    }
+/** Group descriptor size: 32 bytes, or s_desc_size (at least 64) with the 64bit feature. */
+function descriptorBytesOf(sb: Uint8Array, blockBytes: number): number {
+  if ((u32(sb, sbFeatureIncompat) & incompat64bit) === 0) return descBytesSmall;
+  const descBytes = u16(sb, sbDescSize);
+  if (!isPowerOfTwo(descBytes) || descBytes < 64 || descBytes > descBytesMax || descBytes > blockBytes) {
+    throw new FsUnsupportedError(`ext: bad group descriptor size ${descBytes}`);
   }
+  return descBytes;
+}
+
+/** Decodes and validates the superblock; throws FsUnsupportedError for anything inconsistent. */
+function readGeometry(reader: BlockReader): ExtGeometry {
+  const sb = readSuperblock(reader);
+  const compat = u32(sb, sbFeatureCompat);
+  const incompat = u32(sb, sbFeatureIncompat);
+  const roCompat = u32(sb, sbFeatureRoCompat);
+  const layout = blockLayout(sb, reader.sizeBytes);
+  const { blockBytes, groupCount } = layout;
+
+  const descBytes = descriptorBytesOf(sb, blockBytes);
   const descPerBlock = blockBytes / descBytes;
   const descBlockCount = Math.ceil(groupCount / descPerBlock);
-
   const metaBg = (incompat & incompatMetaBg) !== 0;
+  // Outside meta_bg the whole table is in the "old" layout, as if meta_bg started after it.
   const firstMetaBg = metaBg ? u32(sb, sbFirstMetaBg) : descBlockCount;
-  if (firstMetaBg > descBlockCount) throw new FsUnsupportedError(`ext: first meta_bg ${firstMetaBg} beyond ${descBlockCount} descriptor blocks`);
-
+  if (firstMetaBg > descBlockCount) {
+    throw new FsUnsupportedError(`ext: first meta_bg ${firstMetaBg} beyond ${descBlockCount} descriptor blocks`);
+  }
   const reservedGdtBlocks = u16(sb, sbReservedGdtBlocks);
-  if (reservedGdtBlocks > blockBytes / 4) throw new FsUnsupportedError(`ext: too many reserved GDT blocks ${reservedGdtBlocks}`);
+  if (reservedGdtBlocks > blockBytes / 4) {
+    throw new FsUnsupportedError(`ext: too many reserved GDT blocks ${reservedGdtBlocks}`);
+  }
 
-  const backupGroups: [number, number] | null =
-    compat & compatSparseSuper2 ? [u32(sb, sbBackupBgs), u32(sb, sbBackupBgs + 4)] : null;
-
+  const metadataCsum = (roCompat & roCompatMetadataCsum) !== 0;
   let descChecksum: DescChecksum = "none";
   if (metadataCsum) descChecksum = "crc32c";
   else if (roCompat & roCompatGdtCsum) descChecksum = "crc16";
-
   const uuidRaw = sb.slice(sbUuid, sbUuid + uuidBytes);
   let csumSeed = 0;
   if (metadataCsum) csumSeed = incompat & incompatCsumSeed ? u32(sb, sbChecksumSeed) : crc32c(0xffffffff, uuidRaw);
 
   return {
+    ...layout,
     kind: kindOf(sb),
     label: decodeLabel(sb.subarray(sbVolumeName, sbVolumeName + volumeNameBytes)),
     uuid: formatUuid(uuidRaw),
     uuidRaw,
-    blockBytes,
-    blocksCount,
-    firstDataBlock,
-    blocksPerGroup,
-    groupCount,
     descBytes,
     descPerBlock,
     descBlockCount,
     reservedGdtBlocks,
-    inodeTableBlocks,
+    inodeTableBlocks: inodeTableBlocksOf(sb, layout),
     firstMetaBg,
     sparseSuper: (roCompat & roCompatSparseSuper) !== 0,
-    backupGroups,
+    backupGroups: compat & compatSparseSuper2 ? [u32(sb, sbBackupBgs), u32(sb, sbBackupBgs + 4)] : null,
     metaBg,
     flexBg: (incompat & incompatFlexBg) !== 0,
     descChecksum,
@@ -520,7 +543,9 @@ function isBlockUninit(geo: ExtGeometry, d: GroupDesc): boolean {
 /** Reads consecutive blocks [first, first + count) in one request. */
 function readBlocks(reader: BlockReader, geo: ExtGeometry, first: number, count: number): Uint8Array {
   assert(count > 0, "at least one block is read");
-  if (first + count > geo.blocksCount) throw new FsUnsupportedError(`ext: metadata block ${first + count - 1} lies beyond the filesystem`);
+  if (first + count > geo.blocksCount) {
+    throw new FsUnsupportedError(`ext: metadata block ${first + count - 1} lies beyond the filesystem`);
+  }
   return reader.read(first * geo.blockBytes, count * geo.blockBytes);
 }
 

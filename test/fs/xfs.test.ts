@@ -156,6 +156,9 @@ async function checkMountableImage(opts: XfsImageOptions, name: string, minFiles
 
 test("v5 300 MiB with holes: garbage outside the allocation leaves xfs_repair and every file intact", async () => {
   await checkMountableImage(V5_SMALL, "v5-small.img");
+  // The holes make at least one AG's free-space btrees two levels deep: node blocks were walked.
+  const agf = await $`xfs_db -r -c ${"agf 0"} -c ${"print bnolevel"} -c ${"agf 1"} -c ${"print bnolevel"} -c ${"agf 2"} -c ${"print bnolevel"} -c ${"agf 3"} -c ${"print bnolevel"} ${await xfsImage(V5_SMALL)}`.quiet().text();
+  expect(Math.max(...[...agf.matchAll(/bnolevel = (\d+)/g)].map((m) => Number(m[1])))).toBeGreaterThanOrEqual(2);
 }, TEST_TIMEOUT_MS);
 
 test("v5 1 GiB in 8 AGs with rmapbt: every AG's free space is skipped and the copy stays intact", async () => {

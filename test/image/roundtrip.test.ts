@@ -78,7 +78,7 @@ describe("GPT disk: FAT32 ESP, ext4, swap, XFS, raw", () => {
   });
 });
 
-describe("MBR disk: ext3, FAT16, logical ext2 and ext4 (zlib codec)", () => {
+describe("MBR disk: ext3, FAT16, logical ext2, NTFS and ext4 (zlib codec)", () => {
   let disk: CompositeDisk;
   let dir: string;
   let image: string;
@@ -94,7 +94,7 @@ describe("MBR disk: ext3, FAT16, logical ext2 and ext4 (zlib codec)", () => {
     await discusOk(["restore", "--quiet", image, restored]);
     await expectSameDisk(disk, restored, image);
     const info = JSON.parse(await discusOk(["info", "--json", image]));
-    expect(info.areas.map((a: { fs: string | null; captured: string }) => a.fs ?? a.captured)).toEqual(["table", "ext3", "fat16", "ext2", "ext4"]);
+    expect(info.areas.map((a: { fs: string | null; captured: string }) => a.fs ?? a.captured)).toEqual(["table", "ext3", "fat16", "ext2", "ntfs", "ext4"]);
   });
 
   test("zlib chunks are standard zlib streams that pako decodes", () => {
