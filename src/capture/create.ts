@@ -15,6 +15,7 @@ import { defaultPackParams, packStream, type Compressor } from "./pack.ts";
 import { planCapture, type CapturePlan } from "./layout.ts";
 import { CaptureStream } from "./stream.ts";
 import { VERSION } from "../version.ts";
+import { WORKER_URL } from "../image/worker-url.ts";
 
 export interface CreateOptions {
   source: string;
@@ -36,8 +37,6 @@ export interface CreateResult {
   seconds: number;
   imageBytes: number;
 }
-
-export const WORKER_URL = new URL("../image/worker.ts", import.meta.url);
 
 export async function createImage(opts: CreateOptions): Promise<CreateResult> {
   const startedMs = performance.now();

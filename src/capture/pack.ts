@@ -18,7 +18,7 @@ import type { CaptureStream } from "./stream.ts";
 export interface PackParams {
   chunkBytes: number;
   codec: Codec;
-  /** Grid piece size in sectors: zlib 128 KiB (priming keeps the ratio), zstd 256 KiB (no priming). */
+  /** Grid piece size in sectors: zlib 128 KiB (priming keeps the ratio), zstd 1 MiB (frames are independent; bigger keeps the ratio). */
   gridSectors: number;
   /** How far back a piece may be primed, in sectors (zlib: 32 KiB; zstd: 0). */
   dictSectors: number;
@@ -44,12 +44,13 @@ const MAX_TAIL_TRIES = 4;
 const MIN_TAIL_BYTES = 256;
 
 export function defaultPackParams(codec: Codec, chunkBytes: number, sectorBytes: number): PackParams {
-  const gridBytes = Math.min(codec === Codec.zlib ? 128 << 10 : 256 << 10, chunkBytes / 8);
+  const gridBytes = Math.min(codec === Codec.zlib ? 128 << 10 : 1 << 20, chunkBytes / 4);
   return {
     chunkBytes,
     codec,
     gridSectors: Math.max(1, Math.floor(gridBytes / sectorBytes)),
     dictSectors: codec === Codec.zlib ? Math.floor((32 << 10) / sectorBytes) : 0,
+    // Pieces compressed ahead: enough to keep two workers busy across a chunk's tail stall.
     lookaheadPieces: 32,
   };
 }
@@ -149,6 +150,10 @@ export async function packStream(
   }
   return chunkIndex;
 
+  /**
+   * The longest prefix of [pos, end) found in MAX_TAIL_TRIES compressions whose output fits
+   * `availBytes`: shrink while too big, grow towards the space left once one fits.
+   */
   async function fillTail(
     pos: number,
     end: number,
@@ -157,13 +162,24 @@ export async function packStream(
     availBytes: number,
   ): Promise<{ out: Uint8Array; end: number } | null> {
     if (availBytes < MIN_TAIL_BYTES) return null;
-    let sectors = Math.floor(((end - pos) * availBytes) / fullOutBytes * 0.95);
-    for (let attempt = 0; attempt < MAX_TAIL_TRIES && sectors >= 1; attempt++) {
+    let best: { out: Uint8Array; end: number } | null = null;
+    let tooBig = end - pos; // smallest prefix known not to fit
+    let sectors = Math.floor(((end - pos) * availBytes) / fullOutBytes * 0.97);
+    for (let attempt = 0; attempt < MAX_TAIL_TRIES && sectors >= 1 && sectors < tooBig; attempt++) {
       const out = await compressRange(pos, pos + sectors, dictStart);
       // A prefix touches no more regions than the whole piece, so the header estimate stays safe.
-      if (out.length <= availBytes) return { out, end: pos + sectors };
-      sectors = Math.floor(sectors * (availBytes / out.length) * 0.9);
+      if (out.length <= availBytes) {
+        best = { out, end: pos + sectors };
+        if (availBytes - out.length < MIN_TAIL_BYTES) break;
+        sectors = Math.min(tooBig - 1, Math.floor(sectors * (availBytes / out.length) * 0.995));
+        if (sectors <= best.end - pos) break;
+      } else {
+        tooBig = sectors;
+        const floor = best ? best.end - pos : 0;
+        sectors = Math.floor(sectors * (availBytes / out.length) * 0.97);
+        if (sectors <= floor) break;
+      }
     }
-    return null;
+    return best;
   }
 }

@@ -3,6 +3,7 @@ import { assert } from "../util/assert.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
 import { bitmapRuns, clipRanges, normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsKind, FsParser } from "./types.ts";
+import { decodeLabel, formatUuid } from "./names.ts";
 
 // ---- Superblock layout (offsets inside the 1024-byte superblock at byte 1024) ----
 
@@ -164,17 +165,6 @@ function u64Parts(lo: number, hi: number, what: string): number {
   return value;
 }
 
-function formatUuid(bytes: Uint8Array): string | null {
-  if (bytes.every((b) => b === 0)) return null;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-function decodeLabel(bytes: Uint8Array): string | null {
-  const end = bytes.indexOf(0);
-  const text = new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-  return text.length > 0 ? text : null;
-}
 
 // ---- Checksums (ext4's crc32c has no final inversion; the seed is passed in) ----
 

@@ -2,6 +2,7 @@
 import { assert } from "../util/assert.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
 import type { BlockReader, FsAllocation, FsParser } from "./types.ts";
+import { decodeLabel, formatUuid } from "./names.ts";
 
 // The header page: boot bits, then the version-1 info block at byte 1024, magic in the last 10 bytes.
 const infoOffsetBytes = 1024;
@@ -38,17 +39,6 @@ function findHeader(reader: BlockReader): { pageBytes: number; magic: string } |
   return null;
 }
 
-function formatUuid(bytes: Uint8Array): string | null {
-  if (bytes.every((b) => b === 0)) return null;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-function decodeLabel(bytes: Uint8Array): string | null {
-  const end = bytes.indexOf(0);
-  const text = new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-  return text.length > 0 ? text : null;
-}
 
 export const swapParser: FsParser = {
   name: "swap",

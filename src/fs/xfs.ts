@@ -15,6 +15,7 @@ import { FsUnsupportedError } from "../util/errors.ts";
 import { assert } from "../util/assert.ts";
 import { invertRanges, normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsParser } from "./types.ts";
+import { decodeLabel, formatUuid } from "./names.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Superblock (xfs_dsb), at byte 0 of the device (and of every AG).
@@ -220,17 +221,6 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function formatUuid(bytes: Uint8Array): string | null {
-  if (bytes.every((b) => b === 0)) return null;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-function decodeLabel(bytes: Uint8Array): string | null {
-  const end = bytes.indexOf(0);
-  const text = new TextDecoder("utf-8").decode(end < 0 ? bytes : bytes.subarray(0, end));
-  return text.length > 0 ? text : null;
-}
 
 // ---------------------------------------------------------------------------------------------
 // CRC32C (Castagnoli), as XFS v5 metadata uses: seed ~0, final inversion, stored little-endian.

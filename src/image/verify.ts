@@ -1,11 +1,11 @@
 // `discus verify`: every chunk against the manifest (container digest, header, decompression,
 // data digest), and the signature when a key is given. Reports every bad chunk, not just the first.
 import type { KeyObject } from "node:crypto";
-import { WORKER_URL } from "../capture/create.ts";
-import type { ApplyResult } from "../restore/apply.ts";
+import { WORKER_URL } from "./worker-url.ts";
+import { applyJobFor, type ApplyResult } from "../restore/apply.ts";
+import { InFlight } from "../util/in-flight.ts";
 import { checkSignature } from "../restore/restore.ts";
 import { WorkerPool } from "../util/pool.ts";
-import { chunkDigest, rawDigest } from "./manifest.ts";
 import { closeImage, openImage, readChunk } from "./reader.ts";
 import type { CodecJob } from "./worker.ts";
 
@@ -29,39 +29,19 @@ export async function verifyImage(path: string, publicKey: KeyObject | null, key
     const signature = checkSignature(image, publicKey, keyPath);
     const m = image.manifest;
     const bad: VerifyReport["badChunks"] = [];
-    const inFlight = new Set<Promise<void>>();
+    const inFlight = new InFlight(pool.workerCount * 2);
+    const where = { fd: -1, isBlockDevice: false, freeMode: "skip" as const, dryRun: true };
     for (let i = 0; i < m.dataChunkCount && bad.length < MAX_REPORTED_BAD_CHUNKS; i++) {
       const container = readChunk(image, i);
-      const job = pool
-        .submit(
-          {
-            kind: "apply",
-            container,
-            chunkIndex: i,
-            chunkBytes: m.chunkBytes,
-            imageId: m.imageId,
-            chunkSha256: chunkDigest(m, i).slice(),
-            rawSha256: rawDigest(m, i).slice(),
-            fd: -1,
-            targetIsBlockDevice: false,
-            freeMode: "skip",
-            targetOffsetBytes: 0,
-            imageName: path,
-            dryRun: true,
-          },
-          [container.buffer as ArrayBuffer],
-        )
-        .then(
-          () => {},
-          (e: Error) => {
-            bad.push({ index: i, why: e.message });
-          },
-        );
-      const tracked = job.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
-      if (inFlight.size >= pool.workerCount * 2) await Promise.race(inFlight);
+      const job = pool.submit(applyJobFor(m, i, container, path, where), [container.buffer as ArrayBuffer]).then(
+        () => {},
+        (e: Error) => {
+          bad.push({ index: i, why: e.message });
+        },
+      );
+      await inFlight.add(job);
     }
-    await Promise.all(inFlight);
+    await inFlight.drain();
     bad.sort((a, b) => a.index - b.index);
     return {
       image: path,

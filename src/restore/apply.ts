@@ -5,6 +5,7 @@ import { chunkFreeRanges, chunkPayload, ChunkFormatError, decodeChunkHeader } fr
 import { decompressPayload, PayloadError } from "../image/codec.ts";
 import { discardRange, punchHole, zeroOutRange } from "../device/blockdev.ts";
 import { equalBytes, sha256 } from "../util/bytes.ts";
+import { chunkDigest, rawDigest, type Manifest } from "../image/manifest.ts";
 import { DiscusError } from "../util/errors.ts";
 
 export type FreeMode = "skip" | "zero" | "discard";
@@ -26,6 +27,31 @@ export interface ApplyJob {
   imageName: string;
   /** Verify and decompress only; write nothing (`discus verify`). */
   dryRun: boolean;
+}
+
+/** The job that applies (or, with dryRun, only checks) chunk `index` of an image. */
+export function applyJobFor(
+  m: Manifest,
+  index: number,
+  container: Uint8Array,
+  imageName: string,
+  target: { fd: number; isBlockDevice: boolean; freeMode: FreeMode; dryRun: boolean },
+): ApplyJob {
+  return {
+    kind: "apply",
+    container,
+    chunkIndex: index,
+    chunkBytes: m.chunkBytes,
+    imageId: m.imageId,
+    chunkSha256: chunkDigest(m, index).slice(),
+    rawSha256: rawDigest(m, index).slice(),
+    fd: target.fd,
+    targetIsBlockDevice: target.isBlockDevice,
+    freeMode: target.freeMode,
+    targetOffsetBytes: 0,
+    imageName,
+    dryRun: target.dryRun,
+  };
 }
 
 export interface ApplyResult {

@@ -2,7 +2,7 @@
 import { closeSync, fdatasyncSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { rereadPartitions } from "../device/blockdev.ts";
-import { chunkDigest, rawDigest } from "../image/manifest.ts";
+import { chunkDigest } from "../image/manifest.ts";
 import { closeImage, openImage, readChunk, type OpenImage } from "../image/reader.ts";
 import { verifySignature, keyFingerprint } from "../image/signing.ts";
 import type { CodecJob } from "../image/worker.ts";
@@ -10,10 +10,11 @@ import { equalBytes, sha256 } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { progressBar } from "../util/progress.ts";
-import type { ApplyResult, FreeMode } from "./apply.ts";
+import { applyJobFor, type ApplyResult, type FreeMode } from "./apply.ts";
+import { InFlight } from "../util/in-flight.ts";
 import { growGpt } from "./gpt-grow.ts";
 import { openTarget } from "./target.ts";
-import { WORKER_URL } from "../capture/create.ts";
+import { WORKER_URL } from "../image/worker-url.ts";
 
 export type ChunkOrder = "sequential" | "random";
 
@@ -111,41 +112,20 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
     try {
       const progress = progressBar("restore", m.dataChunkCount, "chunks", opts.showProgress);
       let done = 0;
-      const inFlight = new Set<Promise<void>>();
-      const maxInFlight = pool.workerCount * MAX_CHUNKS_PER_WORKER;
+      const inFlight = new InFlight(pool.workerCount * MAX_CHUNKS_PER_WORKER);
+      const where = { fd: target.fd, isBlockDevice: target.isBlockDevice, freeMode, dryRun: false };
       for (const index of chunkOrder(m.dataChunkCount, opts.order, opts.seed)) {
         const container = readChunk(image, index);
-        const job = pool
-          .submit(
-            {
-              kind: "apply",
-              container,
-              chunkIndex: index,
-              chunkBytes: m.chunkBytes,
-              imageId: m.imageId,
-              chunkSha256: chunkDigest(m, index).slice(),
-              rawSha256: rawDigest(m, index).slice(),
-              fd: target.fd,
-              targetIsBlockDevice: target.isBlockDevice,
-              freeMode,
-              targetOffsetBytes: 0,
-              imageName: opts.image,
-              dryRun: false,
-            },
-            [container.buffer as ArrayBuffer],
-          )
-          .then((r) => {
-            stats.writtenBytes += r.writtenBytes;
-            stats.freeBytes += r.freeBytes;
-            stats.zeroedBytes += r.zeroedBytes;
-            stats.discardedBytes += r.discardedBytes;
-            progress.update(++done);
-          });
-        const tracked = job.finally(() => inFlight.delete(tracked));
-        inFlight.add(tracked);
-        if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+        const job = pool.submit(applyJobFor(m, index, container, opts.image, where), [container.buffer as ArrayBuffer]).then((r) => {
+          stats.writtenBytes += r.writtenBytes;
+          stats.freeBytes += r.freeBytes;
+          stats.zeroedBytes += r.zeroedBytes;
+          stats.discardedBytes += r.discardedBytes;
+          progress.update(++done);
+        });
+        await inFlight.add(job);
       }
-      await Promise.all(inFlight);
+      await inFlight.drain();
       progress.finish();
       if (m.info.partitionTable.kind === "gpt" && target.sizeBytes > m.sourceBytes) {
         growGpt(target.fd, m.sectorBytes, m.sourceBytes, target.sizeBytes);

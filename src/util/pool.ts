@@ -25,7 +25,7 @@ export class WorkerPool<Job extends { id?: number }, Reply> {
   private nextId = 1;
   private failure: Error | null = null;
 
-  constructor(url: URL | string, private readonly options: PoolOptions) {
+  constructor(url: string, private readonly options: PoolOptions) {
     assert(options.workerCount >= 1 && options.workerCount <= 64, "worker count within 1..64");
     assert(options.maxJobsPerWorker >= 1 && options.maxJobsPerWorker <= 64, "jobs per worker within 1..64");
     for (let i = 0; i < options.workerCount; i++) {
