@@ -4,7 +4,7 @@
 import { $ } from "bun";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { repoRoot } from "../test/fixtures/common.ts";
+import { pickFiles, repoRoot } from "../test/fixtures/common.ts";
 
 const benchDir = join(repoRoot, ".cache", "bench");
 const workDir = "/tmp/discus-bench";
@@ -21,15 +21,7 @@ async function paperFixture(): Promise<string> {
   rmSync(content, { recursive: true, force: true });
   mkdirSync(content);
   // Real files: the machine's own /usr/share and /usr/lib, sorted, up to the budget.
-  const list = (await $`find /usr/share /usr/lib -type f -size -16M`.quiet().nothrow().text()).split("\n").filter(Boolean).sort();
-  let budget = CONTENT_MIB * 2 ** 20;
-  const chosen: string[] = [];
-  for (const f of list) {
-    const size = Bun.file(f).size;
-    if (size > budget) continue;
-    budget -= size;
-    chosen.push(f.slice(1));
-  }
+  const chosen = await pickFiles(["/usr/share", "/usr/lib"], CONTENT_MIB * 2 ** 20, "16M");
   await Bun.write(`${content}.list`, chosen.join("\n") + "\n");
   await $`tar -C / -cf - --files-from ${content}.list 2>/dev/null | tar -C ${content} -xf -`.quiet().nothrow();
   await $`truncate -s 3G ${path}.tmp && mkfs.ext4 -q -F -d ${content} ${path}.tmp && mv ${path}.tmp ${path}`;

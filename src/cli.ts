@@ -6,15 +6,15 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { createImage } from "./capture/create.ts";
 import { DEFAULT_MIN_FREE_BYTES } from "./capture/layout.ts";
-import { DEFAULT_LEVEL } from "./image/codec.ts";
-import { Codec, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, parseCodec } from "./image/constants.ts";
+import { DEFAULT_LEVEL, levelBounds } from "./image/codec.ts";
+import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, parseCodec } from "./image/constants.ts";
 import { closeImage, openImage } from "./image/reader.ts";
 import { generateKeyPair, loadPrivateKey, loadPublicKey, keyFingerprint, rawPublicKey } from "./image/signing.ts";
 import { verifyImage } from "./image/verify.ts";
 import { restoreImage, type ChunkOrder } from "./restore/restore.ts";
 import type { FreeMode } from "./restore/apply.ts";
 import { DiscusError, exitCodeByKind } from "./util/errors.ts";
-import { formatBytes, parseBytes } from "./cli/units.ts";
+import { formatBytes, parseBytes } from "./util/units.ts";
 import { formatSummary, imageSummary } from "./cli/info.ts";
 import { VERSION } from "./version.ts";
 
@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<void> {
           .positional("image", { type: "string", demandOption: true, describe: "Image file to write" })
           .option("codec", { choices: ["zstd", "zlib"], default: "zstd", describe: "Chunk compression" })
           .option("level", { type: "number", describe: "Compression level (zstd 1-19, default 3; zlib 1-9, default 6)" })
-          .option("chunk-size", { type: "string", default: "1M", describe: "Chunk container size" })
+          .option("chunk-size", { type: "string", default: `${DEFAULT_CHUNK_BYTES >> 20}M`, describe: "Chunk container size" })
           .option("raw", { type: "boolean", default: false, describe: "Capture every sector; do not interpret tables or filesystems" })
           .option("min-free", { type: "string", default: `${DEFAULT_MIN_FREE_BYTES / 1024}K`, describe: "Free runs shorter than this are kept as data" })
           .option("workers", { type: "number", default: defaultWorkers, describe: "Compression threads (0: main thread)" })
@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<void> {
       async (a) => {
         const codec = parseCodec(a.codec);
         const level = a.level ?? DEFAULT_LEVEL[codec];
-        const [lo, hi] = codec === Codec.zlib ? [1, 9] : [1, 19];
+        const [lo, hi] = levelBounds(codec);
         if (!Number.isInteger(level) || level < lo || level > hi) usage("--level", `${level} is outside ${lo}..${hi} for ${a.codec}`, `Pick a level in ${lo}..${hi}`);
         const chunkBytes = parseBytes(a["chunk-size"]);
         if (chunkBytes < MIN_CHUNK_BYTES || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 4096 !== 0) {

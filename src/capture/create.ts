@@ -3,7 +3,7 @@ import { closeSync } from "node:fs";
 import { hostname } from "node:os";
 import type { KeyObject } from "node:crypto";
 import { openSource } from "../device/source.ts";
-import { compressPiece, DEFAULT_LEVEL } from "../image/codec.ts";
+import { compressPiece } from "../image/codec.ts";
 import { Codec, codecName, SECTOR_BYTES } from "../image/constants.ts";
 import type { ImageInfo, Manifest } from "../image/manifest.ts";
 import { ImageWriter } from "../image/writer.ts";
@@ -99,5 +99,3 @@ function creationTime(): string {
   if (epoch !== undefined && /^\d+$/.test(epoch)) return new Date(Number(epoch) * 1000).toISOString();
   return new Date().toISOString();
 }
-
-export { DEFAULT_LEVEL };

@@ -10,7 +10,7 @@
 import { assert } from "../util/assert.ts";
 import type { Range } from "../util/ranges.ts";
 import { chunkHeaderBytes } from "../image/chunk.ts";
-import { adler32, assemblePayload, framingBytes } from "../image/codec.ts";
+import { adler32, assemblePayload, framingBytes, ZLIB_WINDOW_BYTES } from "../image/codec.ts";
 import { Codec, MAX_CHUNK_RAW_BYTES, MAX_REGIONS_PER_CHUNK } from "../image/constants.ts";
 import { sha256 } from "../util/bytes.ts";
 import type { CaptureStream } from "./stream.ts";
@@ -49,7 +49,7 @@ export function defaultPackParams(codec: Codec, chunkBytes: number, sectorBytes:
     chunkBytes,
     codec,
     gridSectors: Math.max(1, Math.floor(gridBytes / sectorBytes)),
-    dictSectors: codec === Codec.zlib ? Math.floor((32 << 10) / sectorBytes) : 0,
+    dictSectors: codec === Codec.zlib ? Math.floor(ZLIB_WINDOW_BYTES / sectorBytes) : 0,
     // Pieces compressed ahead: enough to keep two workers busy across a chunk's tail stall.
     lookaheadPieces: 32,
   };
@@ -97,13 +97,13 @@ export async function packStream(
     let payloadBytes = framingBytes(codec);
     let pos = chunkStart;
     const rawLimit = Math.min(total, chunkStart + maxRawSectors);
+    const firstRegion = stream.regionAt(chunkStart);
     for (;;) {
       if (pos >= rawLimit) break;
       const grid = Math.floor(pos / gridSectors);
       speculate(grid);
       let end = Math.min(rawLimit, (grid + 1) * gridSectors);
       // Keep the region count within the header's bound: stop at the end of the last allowed region.
-      const firstRegion = stream.regionAt(chunkStart);
       if (stream.regionAt(end - 1) - firstRegion + 1 > MAX_REGIONS_PER_CHUNK) {
         end = stream.regionStartStream(firstRegion + MAX_REGIONS_PER_CHUNK);
         if (end <= pos) break;

@@ -1,6 +1,6 @@
 // The capture stream: the concatenation of every data region's sectors, in disk order.
 // Maps stream positions to disk sectors and reads stream bytes through a small page cache.
-import { readSync } from "node:fs";
+import { readFully } from "../util/io.ts";
 import { assert } from "../util/assert.ts";
 import type { Range } from "../util/ranges.ts";
 
@@ -74,12 +74,6 @@ export class CaptureStream {
     return this.regionAt(endS - 1) - this.regionAt(startS) + 1;
   }
 
-  /** Stream sector where the region holding `s` ends. */
-  regionEndStream(s: number): number {
-    const i = this.regionAt(s);
-    return this.streamStart[i]! + this.regions[i]!.length;
-  }
-
   /** Stream sector where region index `i` starts. */
   regionStartStream(i: number): number {
     return this.streamStart[i]!;
@@ -128,14 +122,5 @@ export class CaptureStream {
     }
     this.pages.set(p, bytes);
     return bytes;
-  }
-}
-
-export function readFully(fd: number, into: Uint8Array, positionBytes: number): void {
-  let done = 0;
-  while (done < into.length) {
-    const n = readSync(fd, into, done, into.length - done, positionBytes + done);
-    if (n <= 0) throw new Error(`unexpected end of source at byte ${positionBytes + done}`);
-    done += n;
   }
 }

@@ -4,7 +4,7 @@ import type { Manifest } from "../image/manifest.ts";
 import { keyFingerprint } from "../image/signing.ts";
 import type { OpenImage } from "../image/reader.ts";
 import { hex } from "../util/bytes.ts";
-import { formatBytes } from "./units.ts";
+import { formatBytes } from "../util/units.ts";
 
 export function imageSummary(image: OpenImage, fileBytes: number) {
   const m: Manifest = image.manifest;

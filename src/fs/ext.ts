@@ -4,6 +4,7 @@ import { FsUnsupportedError } from "../util/errors.ts";
 import { bitmapRuns, clipRanges, normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsKind, FsParser } from "./types.ts";
 import { decodeLabel, formatUuid } from "./names.ts";
+import { crc32cUpdate } from "../util/crc32c.ts";
 
 // ---- Superblock layout (offsets inside the 1024-byte superblock at byte 1024) ----
 
@@ -166,9 +167,8 @@ function u64Parts(lo: number, hi: number, what: string): number {
 }
 
 
-// ---- Checksums (ext4's crc32c has no final inversion; the seed is passed in) ----
+// ---- Checksums (ext4's crc32c has no final inversion; the seed is passed in: src/util/crc32c.ts) ----
 
-const crc32cTable = makeReflectedTable(0x82f63b78);
 const crc16Table = makeReflectedTable(0xa001);
 
 function makeReflectedTable(polynomial: number): Uint32Array {
@@ -181,11 +181,6 @@ function makeReflectedTable(polynomial: number): Uint32Array {
   return table;
 }
 
-function crc32c(seed: number, bytes: Uint8Array): number {
-  let crc = seed >>> 0;
-  for (let i = 0; i < bytes.length; i++) crc = crc32cTable[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
-  return crc >>> 0;
-}
 
 function crc16(seed: number, bytes: Uint8Array): number {
   let crc = seed & 0xffff;
@@ -269,7 +264,7 @@ function verifySuperblockChecksum(sb: Uint8Array): void {
     throw new FsUnsupportedError(`ext: unknown metadata checksum type ${sb[sbChecksumType]}`);
   }
   const stored = u32(sb, sbChecksum);
-  const computed = crc32c(0xffffffff, sb.subarray(0, sbChecksum));
+  const computed = crc32cUpdate(0xffffffff, sb.subarray(0, sbChecksum));
   if (stored !== computed) throw new FsUnsupportedError("ext: superblock checksum mismatch");
 }
 
@@ -391,7 +386,7 @@ function readGeometry(reader: BlockReader): ExtGeometry {
   else if (roCompat & roCompatGdtCsum) descChecksum = "crc16";
   const uuidRaw = sb.slice(sbUuid, sbUuid + uuidBytes);
   let csumSeed = 0;
-  if (metadataCsum) csumSeed = incompat & incompatCsumSeed ? u32(sb, sbChecksumSeed) : crc32c(0xffffffff, uuidRaw);
+  if (metadataCsum) csumSeed = incompat & incompatCsumSeed ? u32(sb, sbChecksumSeed) : crc32cUpdate(0xffffffff, uuidRaw);
 
   return {
     ...layout,
@@ -479,10 +474,10 @@ function descriptorChecksum(geo: ExtGeometry, group: number, desc: Uint8Array): 
   const before = desc.subarray(0, gdChecksum);
   const after = desc.subarray(gdChecksum + 2, geo.descBytes);
   if (geo.descChecksum === "crc32c") {
-    let crc = crc32c(geo.csumSeed, le32Bytes(group));
-    crc = crc32c(crc, before);
-    crc = crc32c(crc, new Uint8Array(2)); // the checksum field counts as zero
-    crc = crc32c(crc, after);
+    let crc = crc32cUpdate(geo.csumSeed, le32Bytes(group));
+    crc = crc32cUpdate(crc, before);
+    crc = crc32cUpdate(crc, new Uint8Array(2)); // the checksum field counts as zero
+    crc = crc32cUpdate(crc, after);
     return crc & 0xffff;
   }
   let crc = crc16(0xffff, geo.uuidRaw);
@@ -571,7 +566,7 @@ function forEachDescriptorBatch(reader: BlockReader, geo: ExtGeometry, visit: (b
 
 function verifyBitmapChecksum(geo: ExtGeometry, d: GroupDesc, bitmap: Uint8Array): void {
   if (geo.descChecksum !== "crc32c") return;
-  let computed = crc32c(geo.csumSeed, bitmap.subarray(0, geo.blocksPerGroup / 8));
+  let computed = crc32cUpdate(geo.csumSeed, bitmap.subarray(0, geo.blocksPerGroup / 8));
   if (geo.descBytes < descBytesBitmapCsumHiEnd) computed &= 0xffff;
   if (computed >>> 0 !== d.bitmapCsum) throw new FsUnsupportedError(`ext: group ${d.group} block bitmap checksum mismatch`);
 }

@@ -11,11 +11,13 @@
 // we find the log head and require the last record to be an unmount record. For an external
 // log (sb_logstart == 0) the log lives on another device that we neither image nor can see;
 // we accept such a filesystem but cannot prove it was unmounted cleanly.
-import { FsUnsupportedError } from "../util/errors.ts";
 import { assert } from "../util/assert.ts";
 import { invertRanges, normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsParser } from "./types.ts";
 import { decodeLabel, formatUuid } from "./names.ts";
+import { crc32cUpdate } from "../util/crc32c.ts";
+import { equalBytes, view } from "../util/bytes.ts";
+import { BASIC_BLOCK_BYTES, checkLogClean, unsupported, type LogArea } from "./xfs-log.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Superblock (xfs_dsb), at byte 0 of the device (and of every AG).
@@ -86,7 +88,6 @@ const MIN_SECTOR_BYTES = 512;
 const MAX_SECTOR_BYTES = 32768;
 /** mkfs refuses smaller AGs; far smaller values only come from garbage. */
 const MIN_AG_BLOCKS = 64;
-const BASIC_BLOCK_BYTES = 512; // XFS "BB", the unit of disk addresses and of the log
 
 // ---------------------------------------------------------------------------------------------
 // AGF, at sector 1 of each AG.
@@ -135,25 +136,6 @@ const NULL_AG_BLOCK = 0xffffffff;
 const MAX_BTREE_LEVELS = 9;
 
 // ---------------------------------------------------------------------------------------------
-// Log records (xlog_rec_header) and operation headers.
-
-const LOG_HEADER_MAGIC = 0xfeedbabe;
-const LOG_H_CYCLE_OFF = 4;
-const LOG_H_VERSION_OFF = 8;
-const LOG_H_LEN_OFF = 12;
-const LOG_H_NUM_LOGOPS_OFF = 40;
-const LOG_H_SIZE_OFF = 320;
-const LOG_VERSION_2 = 2;
-const LOG_HEADER_CYCLE_BYTES = 32 * 1024; // cycle data one header block covers
-const LOG_MAX_RECORD_BYTES = 256 * 1024;
-/** In-flight writes at a crash span at most 8 iclogs of 256 KiB: torn writes hide within this. */
-const LOG_HEAD_WINDOW_BBS = (8 * LOG_MAX_RECORD_BYTES) / BASIC_BLOCK_BYTES;
-const LOG_OP_CLIENTID_OFF = 8;
-const LOG_OP_FLAGS_OFF = 9;
-const LOG_CLIENT_XFS_LOG = 0xaa;
-const LOG_UNMOUNT_TRANS = 0x20;
-
-// ---------------------------------------------------------------------------------------------
 
 interface Superblock {
   blockBytes: number;
@@ -196,14 +178,6 @@ interface FreeExtent {
   count: number;
 }
 
-function unsupported(why: string): never {
-  throw new FsUnsupportedError(`xfs: ${why}`);
-}
-
-function view(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
 /** A 64-bit big-endian count that must fit a JavaScript number exactly. */
 function readU64(dv: DataView, offset: number, what: string): number {
   const value = dv.getBigUint64(offset, false);
@@ -215,31 +189,9 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 
 // ---------------------------------------------------------------------------------------------
 // CRC32C (Castagnoli), as XFS v5 metadata uses: seed ~0, final inversion, stored little-endian.
-
-const CRC32C_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    table[i] = c >>> 0;
-  }
-  return table;
-})();
-
-function crc32cUpdate(crc: number, bytes: Uint8Array): number {
-  let c = crc;
-  for (let i = 0; i < bytes.length; i++) c = CRC32C_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return c >>> 0;
-}
 
 /** Checks the CRC stored at `crcOffset`, computed with that field taken as zero. */
 function verifyCrc(buf: Uint8Array, crcOffset: number, what: string): void {
@@ -362,7 +314,7 @@ function readAgf(reader: BlockReader, sb: Superblock, agNo: number): Agf {
   if (dv.getUint32(AGF_MAGIC_OFF, false) !== AGF_MAGIC) unsupported(`${where} has a bad magic number`);
   if (sb.isV5) {
     verifyCrc(bytes, AGF_CRC_OFF, where);
-    if (!bytesEqual(bytes.subarray(AGF_UUID_OFF, AGF_UUID_OFF + 16), metadataUuid(sb))) {
+    if (!equalBytes(bytes.subarray(AGF_UUID_OFF, AGF_UUID_OFF + 16), metadataUuid(sb))) {
       unsupported(`${where} belongs to another filesystem (UUID mismatch)`);
     }
   }
@@ -431,7 +383,7 @@ function readBtreeBlock(reader: BlockReader, sb: Superblock, walk: TreeWalk, agB
     if (readU64(dv, BT_BLKNO_OFF, "bb_blkno") !== offsetBytes / BASIC_BLOCK_BYTES) {
       unsupported(`${where} records a different disk address`);
     }
-    if (!bytesEqual(bytes.subarray(BT_UUID_OFF, BT_UUID_OFF + 16), metadataUuid(sb))) {
+    if (!equalBytes(bytes.subarray(BT_UUID_OFF, BT_UUID_OFF + 16), metadataUuid(sb))) {
       unsupported(`${where} belongs to another filesystem (UUID mismatch)`);
     }
     if (dv.getUint32(BT_OWNER_OFF, false) !== walk.agNo) unsupported(`${where} is owned by another AG`);
@@ -552,11 +504,6 @@ function agFreeExtents(reader: BlockReader, sb: Superblock, agNo: number): FreeE
 // ---------------------------------------------------------------------------------------------
 // Internal log: clean only if the record just before the head is a lone unmount record.
 
-interface LogArea {
-  startBytes: number;
-  bbCount: number;
-}
-
 function internalLogArea(sb: Superblock): LogArea {
   // sb_logstart is an FSB number: AG number in the high bits, AG block below sb_agblklog.
   const agFactor = 2 ** sb.agBlockLog;
@@ -569,95 +516,6 @@ function internalLogArea(sb: Superblock): LogArea {
     startBytes: agStartBytes(sb, agNo) + agBlock * sb.blockBytes,
     bbCount: (sb.logBlocks * sb.blockBytes) / BASIC_BLOCK_BYTES,
   };
-}
-
-function readLogBb(reader: BlockReader, log: LogArea, bb: number): DataView {
-  assert(bb >= 0 && bb < log.bbCount, "log block index in range");
-  return view(reader.read(log.startBytes + bb * BASIC_BLOCK_BYTES, BASIC_BLOCK_BYTES));
-}
-
-/** Every log BB starts with its write cycle, except record headers, which keep it at h_cycle. */
-function cycleOf(dv: DataView): number {
-  const first = dv.getUint32(0, false);
-  return first === LOG_HEADER_MAGIC ? dv.getUint32(LOG_H_CYCLE_OFF, false) : first;
-}
-
-/** Requires every BB in [fromBb, toBb) to carry `cycle`. */
-function expectCycles(reader: BlockReader, log: LogArea, fromBb: number, toBb: number, cycle: number): void {
-  if (toBb <= fromBb) return;
-  const bytes = reader.read(log.startBytes + fromBb * BASIC_BLOCK_BYTES, (toBb - fromBb) * BASIC_BLOCK_BYTES);
-  for (let bb = 0; bb < toBb - fromBb; bb++) {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset + bb * BASIC_BLOCK_BYTES, BASIC_BLOCK_BYTES);
-    if (cycleOf(dv) !== cycle) unsupported("the log has torn writes near its head: replay it by mounting first");
-  }
-}
-
-/**
- * The log head: the first BB of the older cycle. A log reads [cycle c ...][cycle c-1 ...]
- * from its physical start; all-c means the head wrapped to BB 0.
- */
-function findLogHead(reader: BlockReader, log: LogArea): number {
-  const firstCycle = cycleOf(readLogBb(reader, log, 0));
-  const lastCycle = cycleOf(readLogBb(reader, log, log.bbCount - 1));
-  const window = Math.min(LOG_HEAD_WINDOW_BBS, log.bbCount);
-  if (firstCycle === lastCycle) {
-    expectCycles(reader, log, 0, window, firstCycle);
-    expectCycles(reader, log, log.bbCount - window, log.bbCount, firstCycle);
-    return 0;
-  }
-  if (lastCycle !== firstCycle - 1) unsupported("the log's cycle numbers are not understood");
-  let lo = 0; // cycle firstCycle
-  let hi = log.bbCount - 1; // not firstCycle
-  while (hi - lo > 1) {
-    const mid = lo + Math.floor((hi - lo) / 2);
-    if (cycleOf(readLogBb(reader, log, mid)) === firstCycle) lo = mid;
-    else hi = mid;
-  }
-  expectCycles(reader, log, Math.max(0, hi - window), hi, firstCycle);
-  expectCycles(reader, log, hi, Math.min(log.bbCount, hi + window), lastCycle);
-  return hi;
-}
-
-/** Number of header BBs of a record: v2 records larger than 32 KiB carry extension headers. */
-function headerBbCount(dv: DataView): number {
-  const version = dv.getUint32(LOG_H_VERSION_OFF, false);
-  const sizeBytes = dv.getUint32(LOG_H_SIZE_OFF, false);
-  if ((version & LOG_VERSION_2) !== 0 && sizeBytes > LOG_HEADER_CYCLE_BYTES) {
-    if (sizeBytes > LOG_MAX_RECORD_BYTES) unsupported("a log record header claims an impossible size");
-    return Math.ceil(sizeBytes / LOG_HEADER_CYCLE_BYTES);
-  }
-  return 1;
-}
-
-/** Throws unless the internal log ends in an unmount record (nothing to replay). */
-function checkLogClean(reader: BlockReader, log: LogArea): void {
-  const firstCycle = cycleOf(readLogBb(reader, log, 0));
-  const lastCycle = cycleOf(readLogBb(reader, log, log.bbCount - 1));
-  if (firstCycle === 0 && lastCycle === 0) {
-    // A zeroed log holds no records and so nothing to replay.
-    expectCycles(reader, log, 0, Math.min(LOG_HEAD_WINDOW_BBS, log.bbCount), 0);
-    return;
-  }
-  const head = findLogHead(reader, log);
-  const wrap = (bb: number) => ((bb % log.bbCount) + log.bbCount) % log.bbCount;
-  const maxScanBbs = Math.min(log.bbCount, LOG_HEAD_WINDOW_BBS);
-  for (let back = 1; back <= maxScanBbs; back++) {
-    const headerBb = wrap(head - back);
-    const dv = readLogBb(reader, log, headerBb);
-    if (dv.getUint32(0, false) !== LOG_HEADER_MAGIC) continue;
-    const lenBytes = dv.getUint32(LOG_H_LEN_OFF, false);
-    if (lenBytes > LOG_MAX_RECORD_BYTES) unsupported("the last log record has an impossible length");
-    const dataBb = wrap(headerBb + headerBbCount(dv));
-    const endBb = wrap(dataBb + Math.ceil(lenBytes / BASIC_BLOCK_BYTES));
-    const opCount = dv.getUint32(LOG_H_NUM_LOGOPS_OFF, false);
-    if (endBb !== head || opCount !== 1) unsupported("the log is dirty (last record is not an unmount record): mount and unmount it first");
-    const op = readLogBb(reader, log, dataBb);
-    const isUnmount =
-      op.getUint8(LOG_OP_CLIENTID_OFF) === LOG_CLIENT_XFS_LOG && (op.getUint8(LOG_OP_FLAGS_OFF) & LOG_UNMOUNT_TRANS) !== 0;
-    if (!isUnmount) unsupported("the log is dirty (last record is not an unmount record): mount and unmount it first");
-    return;
-  }
-  unsupported("no log record header found before the log head");
 }
 
 /** The log is never free space; a tree saying otherwise is corrupt. */

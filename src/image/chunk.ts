@@ -154,10 +154,6 @@ export function decodeChunkHeader(bytes: Uint8Array, chunkBytes: number): ChunkH
   };
 }
 
-export function sameImage(h: ChunkHeader, imageId: Uint8Array): boolean {
-  return equalBytes(h.imageId, imageId);
-}
-
 /** Free sector ranges of a chunk: its responsibility range minus its regions. */
 export function chunkFreeRanges(h: Pick<ChunkHeader, "firstSector" | "endSector" | "regions">): Range[] {
   const free: Range[] = [];

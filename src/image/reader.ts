@@ -1,11 +1,11 @@
 // Opens an image file: trailer, manifest (checked against the trailer's digest), chunk reads.
 import { closeSync, fstatSync, openSync } from "node:fs";
-import { readFully } from "../capture/stream.ts";
 import { equalBytes, sha256 } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
 import { MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, TRAILER_BYTES } from "./constants.ts";
 import { decodeManifest, ManifestError, type Manifest } from "./manifest.ts";
 import { decodeTrailer, imageFileBytes, TrailerError, type Trailer } from "./trailer.ts";
+import { readFully } from "../util/io.ts";
 
 export interface OpenImage {
   path: string;

@@ -3,8 +3,6 @@
 // so a crash never leaves something that looks like a whole image.
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
-import { readFully } from "../capture/stream.ts";
-import { writeFully } from "../restore/apply.ts";
 import { assert } from "../util/assert.ts";
 import { sha256, setU64, view } from "../util/bytes.ts";
 import { encodeChunkHeader, patchChunkImageId, peekChunkHeaderBytes } from "./chunk.ts";
@@ -13,6 +11,7 @@ import { DIGEST_ENTRY_BYTES, encodeManifest, encodeManifestBody, MAX_DATA_CHUNKS
 import { rawPublicKey, signBytes } from "./signing.ts";
 import { encodeTrailer } from "./trailer.ts";
 import type { PackedChunk } from "../capture/pack.ts";
+import { readFully, writeFully } from "../util/io.ts";
 
 export interface WriterParams {
   path: string;

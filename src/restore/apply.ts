@@ -1,6 +1,6 @@
 // Applies one chunk to the target: verify, decompress, write its regions, treat its free ranges.
 // Runs inside a worker thread; the target's file descriptor is shared by the whole process.
-import { writeSync } from "node:fs";
+import { writeFully } from "../util/io.ts";
 import { chunkFreeRanges, chunkPayload, ChunkFormatError, decodeChunkHeader } from "../image/chunk.ts";
 import { decompressPayload, PayloadError } from "../image/codec.ts";
 import { discardRange, punchHole, zeroOutRange } from "../device/blockdev.ts";
@@ -117,14 +117,5 @@ function zeroRange(fd: number, start: number, length: number, isBlockDevice: boo
   for (let off = 0; off < length; off += ZERO_WRITE_BYTES) {
     const n = Math.min(ZERO_WRITE_BYTES, length - off);
     writeFully(fd, zeros.subarray(0, n), start + off);
-  }
-}
-
-export function writeFully(fd: number, bytes: Uint8Array, positionBytes: number): void {
-  let done = 0;
-  while (done < bytes.length) {
-    const n = writeSync(fd, bytes, done, bytes.length - done, positionBytes + done);
-    if (n <= 0) throw new Error(`write returned ${n} at byte ${positionBytes + done}`);
-    done += n;
   }
 }

@@ -1,8 +1,7 @@
 // After restoring a GPT disk onto a larger target: move the backup GPT to the new end.
-import { readFully } from "../capture/stream.ts";
 import { relocateGpt } from "../part/relocate.ts";
 import { view, getU64 } from "../util/bytes.ts";
-import { writeFully } from "./apply.ts";
+import { readFully, writeFully } from "../util/io.ts";
 
 /** GPT header field offsets used to find the entry array (UEFI spec, table 5-5). */
 const HEADER_ENTRY_LBA = 72;

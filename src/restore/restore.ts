@@ -57,7 +57,11 @@ export function checkSignature(image: OpenImage, publicKey: KeyObject | null, ke
   return "verified";
 }
 
-/** Checks every chunk container against the manifest before anything is written. */
+/**
+ * Checks every chunk container against the manifest before anything is written, so a damaged
+ * image leaves the target untouched. Workers check each container again as they apply it: the
+ * file may have changed in between, and that second hash is cheap beside decompression.
+ */
 export function verifyContainers(image: OpenImage): void {
   const buf = new Uint8Array(image.trailer.chunkBytes);
   for (let i = 0; i < image.manifest.dataChunkCount; i++) {

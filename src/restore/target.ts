@@ -2,6 +2,7 @@
 // large enough, not mounted, not in use, not ambiguous. Nothing is written here.
 import { closeSync, constants, existsSync, fstatSync, ftruncateSync, openSync, statSync } from "node:fs";
 import { DiscusError } from "../util/errors.ts";
+import { formatBytes } from "../util/units.ts";
 import { blockDeviceBytes, deviceUsers, loopDevicesBackedBy, mountsOf } from "../device/blockdev.ts";
 
 export interface Target {
@@ -11,17 +12,6 @@ export interface Target {
   isBlockDevice: boolean;
   /** True when the target is a file discus created: it reads as zeros everywhere it did not write. */
   freshFile: boolean;
-}
-
-function human(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
 }
 
 /** Checks a target without opening it for writing; returns what `openTarget` will do. */
@@ -45,7 +35,7 @@ export function checkTarget(path: string, neededBytes: number): { exists: boolea
     throw new DiscusError("target", path, `is attached to ${loops.join(", ")}`, "Detach it with `losetup -d` first, or restore to the loop device itself");
   }
   if (st.size < neededBytes) {
-    throw new DiscusError("target", path, `is ${human(st.size)}, the image needs ${human(neededBytes)}`, "Use a larger disk, or remove the file so discus creates it at the right size");
+    throw new DiscusError("target", path, `is ${formatBytes(st.size)}, the image needs ${formatBytes(neededBytes)}`, "Use a larger disk, or remove the file so discus creates it at the right size");
   }
   return { exists: true, isBlockDevice: false };
 }
@@ -78,9 +68,7 @@ export function openTarget(path: string, neededBytes: number): Target {
   const sizeBytes = checked.isBlockDevice ? blockDeviceBytes(fd) : fstatSync(fd).size;
   if (sizeBytes < neededBytes) {
     closeSync(fd);
-    throw new DiscusError("target", path, `is ${human(sizeBytes)}, the image needs ${human(neededBytes)}`, "Use a disk at least as large as the source");
+    throw new DiscusError("target", path, `is ${formatBytes(sizeBytes)}, the image needs ${formatBytes(neededBytes)}`, "Use a disk at least as large as the source");
   }
   return { path, fd, sizeBytes, isBlockDevice: checked.isBlockDevice, freshFile: false };
 }
-
-export { human };

@@ -8,13 +8,12 @@ import { fdReader, memoryReader } from "../../src/fs/reader.ts";
 import type { FsAllocation } from "../../src/fs/types.ts";
 import { FsUnsupportedError } from "../../src/util/errors.ts";
 import { invertRanges, normalizeRanges, rangeEnd, totalLength, type Range } from "../../src/util/ranges.ts";
-import { cachedFixture, withLoop } from "../fixtures/common.ts";
+import { cachedFixture, garbageFilledCopy, withLoop } from "../fixtures/common.ts";
 import {
   dumpe2fs,
   expectedExtDigests,
   extImage,
   extImageDigests,
-  garbageFilledCopy,
   type ExtImageOptions,
   type ExtKind,
 } from "../fixtures/ext.ts";

@@ -10,8 +10,8 @@ import { fdReader, memoryReader } from "../../src/fs/reader.ts";
 import type { FsAllocation } from "../../src/fs/types.ts";
 import { FsUnsupportedError } from "../../src/util/errors.ts";
 import { totalLength } from "../../src/util/ranges.ts";
-import { treeDigests } from "../fixtures/common.ts";
-import { extractFat, fatImage, fillUnallocated, mtoolsEnv } from "../fixtures/fat.ts";
+import { garbageFilledCopy, treeDigests } from "../fixtures/common.ts";
+import { extractFat, fatImage, mtoolsEnv } from "../fixtures/fat.ts";
 
 function allocationOf(image: string): FsAllocation {
   const fd = openSync(image, "r");
@@ -90,7 +90,7 @@ for (const c of cases) {
     const work = mkdtempSync("/tmp/discus-fat-");
     try {
       const copy = join(work, "copy.img");
-      await fillUnallocated(fixture.image, alloc.allocated, copy);
+      garbageFilledCopy(fixture.image, copy, alloc.allocated);
       const fsckCopy = await $`fsck.fat -n ${copy}`.nothrow().quiet();
       expect(fsckCopy.exitCode).toBe(0);
       const out = join(work, "out");
@@ -134,7 +134,7 @@ test("fat16 with 4096-byte sectors: allocation matches fsck.fat and survives the
     const fsck = await fsckUsedClusters(image);
     expect(totalLength(alloc.allocated)).toBe(geo.dataStartSector * 4096 + fsck.used * alloc.blockBytes);
     const copy = join(work, "copy.img");
-    await fillUnallocated(image, alloc.allocated, copy);
+    garbageFilledCopy(image, copy, alloc.allocated);
     expect((await $`fsck.fat -n ${copy}`.nothrow().quiet()).exitCode).toBe(0);
     await extractFat(copy, join(work, "out"));
     expect(await treeDigests(join(work, "out"))).toBe(await treeDigests(src));

@@ -10,8 +10,7 @@ import { fdReader, memoryReader } from "../../src/fs/reader.ts";
 import type { FsAllocation } from "../../src/fs/types.ts";
 import { FsUnsupportedError } from "../../src/util/errors.ts";
 import { rangeEnd, totalLength } from "../../src/util/ranges.ts";
-import { treeDigests } from "../fixtures/common.ts";
-import { fillUnallocated } from "../fixtures/fat.ts";
+import { garbageFilledCopy, treeDigests } from "../fixtures/common.ts";
 import { ntfsImage, withNtfsMount } from "../fixtures/ntfs.ts";
 
 function allocationOf(image: string): FsAllocation {
@@ -78,7 +77,7 @@ for (const c of cases) {
     const work = mkdtempSync("/tmp/discus-ntfs-");
     try {
       const copy = join(work, "copy.img");
-      await fillUnallocated(fixture.image, alloc.allocated, copy);
+      garbageFilledCopy(fixture.image, copy, alloc.allocated);
       const fix = await $`ntfsfix -n ${copy}`.nothrow().quiet();
       expect(fix.exitCode).toBe(0);
       // ntfs-3g mounts read-write with norecover only if $LogFile and $Volume say the volume is clean

@@ -7,8 +7,7 @@ import { swapParser } from "../../src/fs/swap.ts";
 import { fdReader, memoryReader } from "../../src/fs/reader.ts";
 import type { FsAllocation } from "../../src/fs/types.ts";
 import { FsUnsupportedError } from "../../src/util/errors.ts";
-import { cachedFixture } from "../fixtures/common.ts";
-import { garbageFilledCopy } from "../fixtures/ext.ts";
+import { cachedFixture, garbageFilledCopy } from "../fixtures/common.ts";
 
 const mib = 1024 * 1024;
 const label = "discus-swap";

@@ -2,19 +2,17 @@
 // intact after every unallocated byte is overwritten with garbage.
 import { afterAll, expect, test } from "bun:test";
 import { $ } from "bun";
-import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fdReader, memoryReader } from "../../src/fs/reader.ts";
 import type { FsAllocation } from "../../src/fs/types.ts";
 import { xfsParser } from "../../src/fs/xfs.ts";
 import { FsUnsupportedError } from "../../src/util/errors.ts";
 import { clipRanges, totalLength, type Range } from "../../src/util/ranges.ts";
-import { treeDigests, withLoop, withMount } from "../fixtures/common.ts";
+import { garbageFilledCopy, treeDigests, withLoop, withMount } from "../fixtures/common.ts";
 import { sortDigestLines, xfsDbDigests, xfsImage, xfsImageDigests, type XfsImageOptions } from "../fixtures/xfs.ts";
 
 const MiB = 1024 * 1024;
-const GARBAGE_BYTE = 0xa5;
-const COPY_CHUNK_BYTES = 4 * MiB;
 const TEST_TIMEOUT_MS = 240_000;
 
 const scratch = mkdtempSync("/tmp/discus-xfs-test-");
@@ -35,39 +33,6 @@ function allocationOf(path: string): FsAllocation {
     return xfsParser.allocation(reader);
   } finally {
     closeSync(fd);
-  }
-}
-
-/** Copies `src` to `dst`, keeping only `allocated` bytes; every other byte, within the filesystem and past it, becomes garbage. */
-function garbageCopy(src: string, allocation: FsAllocation, dst: string): void {
-  const inFd = openSync(src, "r");
-  const outFd = openSync(dst, "w");
-  try {
-    const sizeBytes = fstatSync(inFd).size;
-    const keep: Range[] = clipRanges(allocation.allocated, allocation.fsBytes);
-    const garbage = new Uint8Array(COPY_CHUNK_BYTES).fill(GARBAGE_BYTE);
-    const buffer = new Uint8Array(COPY_CHUNK_BYTES);
-    let cursor = 0;
-    const writeGarbage = (until: number) => {
-      while (cursor < until) {
-        const n = Math.min(COPY_CHUNK_BYTES, until - cursor);
-        writeSync(outFd, garbage, 0, n, cursor);
-        cursor += n;
-      }
-    };
-    for (const r of keep) {
-      writeGarbage(r.start);
-      while (cursor < r.start + r.length) {
-        const n = Math.min(COPY_CHUNK_BYTES, r.start + r.length - cursor);
-        expect(readSync(inFd, buffer, 0, n, cursor)).toBe(n);
-        writeSync(outFd, buffer, 0, n, cursor);
-        cursor += n;
-      }
-    }
-    writeGarbage(sizeBytes);
-  } finally {
-    closeSync(inFd);
-    closeSync(outFd);
   }
 }
 
@@ -127,7 +92,8 @@ async function blkidValue(image: string, tag: string): Promise<string> {
 /** Builds the garbage copy and returns its path after xfs_repair -n accepts it. */
 async function garbageCopyPassesRepair(image: string, allocation: FsAllocation, name: string): Promise<string> {
   const copy = join(scratch, name);
-  garbageCopy(image, allocation, copy);
+  // Bytes past the filesystem's end become garbage too.
+  garbageFilledCopy(image, copy, clipRanges(allocation.allocated, allocation.fsBytes));
   const repair = await $`xfs_repair -n ${copy}`.quiet().nothrow();
   if (repair.exitCode !== 0) console.error(repair.stdout.toString(), repair.stderr.toString());
   expect(repair.exitCode).toBe(0);
