@@ -14,7 +14,30 @@ import { verifyImage } from "./image/verify.ts";
 import { restoreImage, type ChunkOrder } from "./restore/restore.ts";
 import type { FreeMode } from "./restore/apply.ts";
 import { DiscusError, exitCodeByKind } from "./util/errors.ts";
-import { formatBytes, parseBytes } from "./util/units.ts";
+import { formatBytes, parseBytes, parseDurationMs, parseRate } from "./util/units.ts";
+import { serveImage } from "./server/serve.ts";
+import { loadImage } from "./client/load.ts";
+import { isIpv4Address, isMulticastAddress } from "./net/socket.ts";
+import { MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
+import { fromHex } from "./util/bytes.ts";
+
+const DEFAULT_PORT = 4520;
+
+/** Runs a parser from units.ts, turning its complaint into a usage error naming the option. */
+function parsed<T>(option: string, parse: (text: string) => T, text: string): T {
+  try {
+    return parse(text);
+  } catch (e) {
+    usage(option, (e as Error).message, "See `discus --help`");
+  }
+}
+
+function checkGroupOptions(a: { group: string; iface: string; port: number; ttl: number }): void {
+  if (!isMulticastAddress(a.group)) usage("--group", `${a.group} is not an IPv4 multicast address`, "Use one in 239.0.0.0/8 (site-local), one group per image");
+  if (!isIpv4Address(a.iface)) usage("--iface", `${a.iface} is not an IPv4 address`, "Give the address of the interface on the imaging network, e.g. 10.0.0.1");
+  if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) usage("--port", `${a.port} is not a UDP port`, "Pick a port in 1..65535");
+  if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 255) usage("--ttl", `${a.ttl} is outside 1..255`, "Use 1 for one LAN");
+}
 import { formatSummary, imageSummary } from "./cli/info.ts";
 import { VERSION } from "./version.ts";
 
@@ -130,6 +153,99 @@ async function main(argv: string[]): Promise<void> {
           a.json,
           { image: a.image, target: a.target, ...s, megabytesPerSecond: s.writtenBytes / 1e6 / s.seconds },
           `${a.target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks in ${s.seconds.toFixed(2)} s (${(s.writtenBytes / 1e6 / s.seconds).toFixed(0)} MB/s); free space ${formatBytes(s.freeBytes)} ${a.free === "skip" ? "skipped" : `${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded`}${s.gptMoved ? "; backup GPT moved to the end of the larger target" : ""}; signature ${s.signature}`,
+        );
+      },
+    )
+    .command(
+      "serve <image>",
+      "Serve an image to any number of `discus load` clients over multicast",
+      (y) =>
+        y
+          .positional("image", { type: "string", demandOption: true })
+          .option("group", { type: "string", demandOption: true, describe: "Multicast group of this image, e.g. 239.192.0.1" })
+          .option("port", { type: "number", default: DEFAULT_PORT })
+          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface to serve on" })
+          .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling (wire bits per second): the rate starts here and adapts below it" })
+          .option("fixed-rate", { type: "boolean", default: false, describe: "Always send at --rate; do not adapt to the loss clients report" })
+          .option("mtu", { type: "number", default: 1500, describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
+          .option("ttl", { type: "number", default: 1, describe: "Multicast TTL (1: this LAN only)" })
+          .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" }),
+      async (a) => {
+        checkGroupOptions(a);
+        const rateBitsPerSecond = parsed("--rate", parseRate, a.rate);
+        if (rateBitsPerSecond < 1e6 || rateBitsPerSecond > 100e9) usage("--rate", `${a.rate} is outside 1mbit..100gbit`, "Give the link speed, e.g. 100mbit or 1gbit");
+        if (!Number.isInteger(a.mtu) || a.mtu < MIN_MTU_BYTES || a.mtu > MAX_MTU_BYTES) usage("--mtu", `${a.mtu} is outside ${MIN_MTU_BYTES}..${MAX_MTU_BYTES}`, "Use the link's MTU, 1500 unless jumbo frames are on");
+        const idleMs = parsed("--idle-exit", parseDurationMs, a["idle-exit"]);
+        const abort = new AbortController();
+        for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
+        const stats = await serveImage({
+          image: a.image,
+          group: a.group,
+          port: a.port,
+          iface: a.iface,
+          ttl: a.ttl,
+          rateBitsPerSecond,
+          adaptiveRate: !a["fixed-rate"],
+          mtuBytes: a.mtu,
+          idleExitMs: idleMs > 0 ? idleMs : null,
+          log: (line) => process.stderr.write(`discus serve: ${line}\n`),
+          signal: abort.signal,
+        });
+        if (a.json) print(true, stats, "");
+      },
+    )
+    .command(
+      "load <target>",
+      "Join a served image's multicast group and write the image to a disk or file",
+      (y) =>
+        y
+          .positional("target", { type: "string", demandOption: true, describe: "Disk (/dev/sdb, /dev/nvme0n1) or file (created if missing)" })
+          .option("group", { type: "string", demandOption: true })
+          .option("port", { type: "number", default: DEFAULT_PORT })
+          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface on the imaging network" })
+          .option("ttl", { type: "number", default: 1 })
+          .option("free", { choices: ["skip", "zero", "discard"], default: "skip", describe: "What to do with free space" })
+          .option("workers", { type: "number", default: defaultWorkers, describe: "Decompression threads" })
+          .option("key", { type: "string", describe: "Ed25519 public key (PEM): refuse an image it did not sign" })
+          .option("image-id", { type: "string", describe: "Accept only this image (32 hex digits, from `discus info`)" })
+          .option("give-up", { type: "string", default: "60s", describe: "Fail when the server is silent this long" })
+          .option("memory", { type: "string", default: "64M", describe: "Chunk buffer budget (the client stays within about 4x this)" })
+          .option("window", { type: "number", default: 4, describe: "Chunks this client asks for at once" })
+          .option("seed", { type: "number", describe: "Seed of this client's random chunk order (default: random)" }),
+      async (a) => {
+        checkGroupOptions(a);
+        if (!Number.isInteger(a.workers) || a.workers < 1 || a.workers > 64) usage("--workers", `${a.workers} is outside 1..64`, "Pick a thread count in 1..64");
+        if (!Number.isInteger(a.window) || a.window < 1 || a.window > 64) usage("--window", `${a.window} is outside 1..64`, "The default 4 suits a LAN");
+        const giveUpMs = parsed("--give-up", parseDurationMs, a["give-up"]);
+        if (giveUpMs < 1000) usage("--give-up", `${a["give-up"]} is under a second`, "Allow the server at least a few seconds, e.g. 60s");
+        const bufferBytes = parsed("--memory", parseBytes, a.memory);
+        if (bufferBytes < 8 << 20 || bufferBytes > 4 * 2 ** 30) usage("--memory", `${a.memory} is outside 8M..4G`, "The default 64M suits most clients");
+        if (a["image-id"] !== undefined && !/^[0-9a-f]{32}$/i.test(a["image-id"])) usage("--image-id", `${a["image-id"]} is not 32 hex digits`, "Copy the id from `discus info IMAGE`");
+        const publicKey = a.key ? loadPublicKey(readKeyFile(a.key), a.key) : null;
+        const s = await loadImage({
+          group: a.group,
+          port: a.port,
+          iface: a.iface,
+          ttl: a.ttl,
+          target: a.target,
+          freeMode: a.free as FreeMode,
+          workers: a.workers,
+          publicKey,
+          keyPath: a.key ?? null,
+          imageId: a["image-id"] ? fromHex(a["image-id"]) : null,
+          giveUpMs,
+          bufferBytes,
+          requestWindowChunks: a.window,
+          seed: a.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+          showProgress: !a.quiet && !a.json,
+        });
+        const dupPercent = s.blocksReceived > 0 ? (100 * s.duplicateBlocks) / s.blocksReceived : 0;
+        print(
+          a.json,
+          { target: a.target, ...s },
+          `${a.target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks of image ${s.imageId} (server ${s.server}) in ${s.seconds.toFixed(2)} s (${s.megabytesPerSecond.toFixed(1)} MB/s); ` +
+            `free space ${formatBytes(s.freeBytes)} ${a.free === "skip" ? "skipped" : `(${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded)`}; ` +
+            `${s.requestsSent} requests (${s.rerequests} repeats), ${s.blocksReceived} blocks received (${dupPercent.toFixed(1)}% duplicates), ${s.chunksRejected} chunks rejected; signature ${s.signature}`,
         );
       },
     )

@@ -26,7 +26,7 @@ export async function verifyImage(path: string, publicKey: KeyObject | null, key
   const image = openImage(path);
   const pool = new WorkerPool<CodecJob, ApplyResult>(WORKER_URL, { workerCount: Math.max(1, workers), maxJobsPerWorker: 2 });
   try {
-    const signature = checkSignature(image, publicKey, keyPath);
+    const signature = checkSignature(image.manifest, image.manifestBody, image.path, publicKey, keyPath);
     const m = image.manifest;
     const bad: VerifyReport["badChunks"] = [];
     const inFlight = new InFlight(pool.workerCount * 2);

@@ -2,7 +2,8 @@
 import { errorFields, type WorkerReply } from "../util/pool.ts";
 import { compressPiece } from "./codec.ts";
 import type { Codec } from "./constants.ts";
-import { applyChunk, type ApplyJob } from "../restore/apply.ts";
+import { applyChunk, type ApplyJob, type ApplyReturn } from "../restore/apply.ts";
+import { DiscusError } from "../util/errors.ts";
 
 export interface CompressJob {
   kind: "compress";
@@ -25,6 +26,9 @@ self.onmessage = (event: MessageEvent) => {
       const out = compressPiece(job.codec, job.level, job.data, job.dictionary);
       transfer.push(out.buffer as ArrayBuffer);
       message = { id: job.id, reply: out };
+    } else if (job.returnContainer) {
+      transfer.push(job.container.buffer as ArrayBuffer);
+      message = { id: job.id, reply: applyReturning(job) };
     } else {
       message = { id: job.id, reply: applyChunk(job) };
     }
@@ -33,3 +37,13 @@ self.onmessage = (event: MessageEvent) => {
   }
   self.postMessage(message, transfer);
 };
+
+/** Applies a chunk, turning "this chunk is damaged" into a rejection that returns the buffer. */
+function applyReturning(job: ApplyJob): ApplyReturn {
+  try {
+    return { result: applyChunk(job), rejected: null, container: job.container };
+  } catch (e) {
+    if (e instanceof DiscusError && e.kind === "input") return { result: null, rejected: e.why, container: job.container };
+    throw e;
+  }
+}

@@ -27,6 +27,11 @@ export interface ApplyJob {
   imageName: string;
   /** Verify and decompress only; write nothing (`discus verify`). */
   dryRun: boolean;
+  /**
+   * Hand the container back with the reply, and report a damaged chunk as a rejection rather
+   * than an error (`discus load` reuses its buffers and fetches a rejected chunk again).
+   */
+  returnContainer: boolean;
 }
 
 /** The job that applies (or, with dryRun, only checks) chunk `index` of an image. */
@@ -51,7 +56,15 @@ export function applyJobFor(
     targetOffsetBytes: 0,
     imageName,
     dryRun: target.dryRun,
+    returnContainer: false,
   };
+}
+
+/** The reply to a job with returnContainer: the result, or why the chunk was rejected. */
+export interface ApplyReturn {
+  result: ApplyResult | null;
+  rejected: string | null;
+  container: Uint8Array;
 }
 
 export interface ApplyResult {

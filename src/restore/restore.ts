@@ -2,7 +2,7 @@
 import { closeSync, fdatasyncSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { rereadPartitions } from "../device/blockdev.ts";
-import { chunkDigest } from "../image/manifest.ts";
+import { chunkDigest, type Manifest } from "../image/manifest.ts";
 import { closeImage, openImage, readChunk, type OpenImage } from "../image/reader.ts";
 import { verifySignature, keyFingerprint } from "../image/signing.ts";
 import type { CodecJob } from "../image/worker.ts";
@@ -13,7 +13,7 @@ import { progressBar } from "../util/progress.ts";
 import { applyJobFor, type ApplyResult, type FreeMode } from "./apply.ts";
 import { InFlight } from "../util/in-flight.ts";
 import { growGpt } from "./gpt-grow.ts";
-import { openTarget } from "./target.ts";
+import { openTarget, type Target } from "./target.ts";
 import { WORKER_URL } from "../image/worker-url.ts";
 
 export type ChunkOrder = "sequential" | "random";
@@ -45,14 +45,21 @@ export interface RestoreStats {
 /** Chunks handed to one worker at most: bounds memory at workers x 2 x (chunk + its raw data). */
 const MAX_CHUNKS_PER_WORKER = 2;
 
-export function checkSignature(image: OpenImage, publicKey: KeyObject | null, keyPath: string | null): RestoreStats["signature"] {
-  const sig = image.manifest.signature;
+/** Checks the manifest's signature against a trusted key; `imageName` is for messages. */
+export function checkSignature(
+  manifest: Manifest,
+  manifestBody: Uint8Array,
+  imageName: string,
+  publicKey: KeyObject | null,
+  keyPath: string | null,
+): RestoreStats["signature"] {
+  const sig = manifest.signature;
   if (publicKey === null) return sig ? "not checked" : "unsigned";
   if (sig === null) {
-    throw new DiscusError("signature", image.path, "is not signed, but a key was given", "Use the signed image, or drop --key to accept an unsigned one");
+    throw new DiscusError("signature", imageName, "is not signed, but a key was given", "Use the signed image, or drop --key to accept an unsigned one");
   }
-  if (!verifySignature(publicKey, image.manifestBody, sig)) {
-    throw new DiscusError("signature", image.path, `signature does not verify with ${keyPath} (image signed by key ${keyFingerprint(sig.publicKey)})`, "Use the public key of whoever signed the image; do not install an image you cannot verify");
+  if (!verifySignature(publicKey, manifestBody, sig)) {
+    throw new DiscusError("signature", imageName, `signature does not verify with ${keyPath} (image signed by key ${keyFingerprint(sig.publicKey)})`, "Use the public key of whoever signed the image; do not install an image you cannot verify");
   }
   return "verified";
 }
@@ -91,12 +98,24 @@ export function chunkOrder(count: number, order: ChunkOrder, seed: number): numb
   return indices;
 }
 
+/**
+ * Completes a written target: moves the backup GPT to the end of a larger disk, flushes, and has
+ * the kernel re-read the partition table. Returns whether the GPT moved.
+ */
+export function finishTarget(target: Target, m: Manifest): boolean {
+  const grow = m.info.partitionTable.kind === "gpt" && target.sizeBytes > m.sourceBytes;
+  if (grow) growGpt(target.fd, m.sectorBytes, m.sourceBytes, target.sizeBytes);
+  fdatasyncSync(target.fd);
+  if (target.isBlockDevice) rereadPartitions(target.fd);
+  return grow;
+}
+
 export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> {
   const startedMs = performance.now();
   const image = openImage(opts.image);
   try {
     const m = image.manifest;
-    const signature = checkSignature(image, opts.publicKey, opts.keyPath);
+    const signature = checkSignature(m, image.manifestBody, image.path, opts.publicKey, opts.keyPath);
     verifyContainers(image);
     const target = openTarget(opts.target, m.sourceBytes);
     const pool = new WorkerPool<CodecJob, ApplyResult>(WORKER_URL, { workerCount: Math.max(1, opts.workers), maxJobsPerWorker: MAX_CHUNKS_PER_WORKER });
@@ -131,12 +150,7 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
       }
       await inFlight.drain();
       progress.finish();
-      if (m.info.partitionTable.kind === "gpt" && target.sizeBytes > m.sourceBytes) {
-        growGpt(target.fd, m.sectorBytes, m.sourceBytes, target.sizeBytes);
-        stats.gptMoved = true;
-      }
-      fdatasyncSync(target.fd);
-      if (target.isBlockDevice) rereadPartitions(target.fd);
+      stats.gptMoved = finishTarget(target, m);
     } finally {
       pool.terminate();
       closeSync(target.fd);

@@ -5,7 +5,8 @@ export type ErrorKind =
   | "input" // an image or source is corrupt, truncated or not what it claims
   | "target" // the target cannot be written safely (too small, mounted, ambiguous)
   | "signature" // signature missing or wrong
-  | "io"; // the operating system refused a read or write
+  | "io" // the operating system refused a read or write
+  | "network"; // the multicast group cannot be used, or the server went silent
 
 export class DiscusError extends Error {
   override name = "DiscusError";
@@ -26,6 +27,7 @@ export const exitCodeByKind: Record<ErrorKind, number> = {
   target: 4,
   signature: 5,
   io: 6,
+  network: 7,
 };
 
 /**

@@ -19,3 +19,19 @@ export function formatBytes(bytes: number): string {
   }
   return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
 }
+
+/** Parses a bit rate such as "100mbit", "1gbit", "500k" (decimal multiples, bits per second). */
+export function parseRate(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(bit|bps|b)?(\/s)?\s*$/i.exec(text);
+  if (!m) throw new Error(`"${text}" is not a rate (examples: 100mbit, 1gbit, 500kbit)`);
+  const scale: Record<string, number> = { "": 1, k: 1e3, m: 1e6, g: 1e9 };
+  return Number(m[1]) * scale[m[2]!.toLowerCase()]!;
+}
+
+/** Parses a duration such as "30s", "500ms", "2m", "1h" or a bare number of seconds, into ms. */
+export function parseDurationMs(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
+  if (!m) throw new Error(`"${text}" is not a duration (examples: 500ms, 30s, 5m)`);
+  const scale: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  return Number(m[1]) * scale[(m[2] ?? "s").toLowerCase()]!;
+}

@@ -1,0 +1,606 @@
+// `discus load`: joins an image's multicast group and writes the image to a target.
+// The main thread runs the network loop; a worker pool verifies, decompresses and writes chunks.
+// All the state worth keeping lives here, in the client, so a restarted server loses nothing.
+import type { RemoteInfo } from "node:dgram";
+import { closeSync } from "node:fs";
+import type { KeyObject } from "node:crypto";
+import { decodeManifest, ManifestError, type Manifest } from "../image/manifest.ts";
+import type { CodecJob } from "../image/worker.ts";
+import { WORKER_URL } from "../image/worker-url.ts";
+import { openGroupSocket, type GroupSocket } from "../net/socket.ts";
+import {
+  blocksPerChunk,
+  decodePacket,
+  encodeQuery,
+  encodeReport,
+  encodeRequest,
+  PacketType,
+  ReportState,
+  type AnnouncePacket,
+  type BlockPacket,
+  type DropReason,
+  type RequestPacket,
+} from "../net/wire.ts";
+import { applyJobFor, type ApplyReturn, type FreeMode } from "../restore/apply.ts";
+import { checkSignature, chunkOrder, finishTarget, type RestoreStats } from "../restore/restore.ts";
+import { checkTarget, openTarget, type Target } from "../restore/target.ts";
+import { assert } from "../util/assert.ts";
+import { equalBytes, hex, sha256 } from "../util/bytes.ts";
+import { DiscusError } from "../util/errors.ts";
+import { WorkerPool } from "../util/pool.ts";
+import { progressBar, type Progress } from "../util/progress.ts";
+import { formatBytes } from "../util/units.ts";
+import { blockLength, BufferPool, covers, missingBitmap, newSlot, storeBlock, type Geometry, type Slot } from "./assembly.ts";
+
+export interface LoadOptions {
+  group: string;
+  port: number;
+  iface: string;
+  ttl: number;
+  target: string;
+  freeMode: FreeMode;
+  workers: number;
+  publicKey: KeyObject | null;
+  keyPath: string | null;
+  /** Accept only this image (hex id); null: whatever the group serves. */
+  imageId: Uint8Array | null;
+  /** Give up when the server has been silent this long. */
+  giveUpMs: number;
+  /** Memory for chunks being received and applied (the client's main budget). */
+  bufferBytes: number;
+  /** Chunks this client has asked for and not yet received, at most. */
+  requestWindowChunks: number;
+  seed: number;
+  showProgress: boolean;
+}
+
+export interface LoadStats {
+  seconds: number;
+  imageId: string;
+  server: string;
+  chunks: number;
+  writtenBytes: number;
+  freeBytes: number;
+  zeroedBytes: number;
+  discardedBytes: number;
+  targetBytes: number;
+  gptMoved: boolean;
+  signature: RestoreStats["signature"];
+  megabytesPerSecond: number;
+  requestsSent: number;
+  rerequests: number;
+  requestsOverheard: number;
+  blocksReceived: number;
+  duplicateBlocks: number;
+  /** Blocks dropped because every chunk buffer was busy (asked for again later). */
+  blocksWithoutBuffer: number;
+  chunksRejected: number;
+  manifestRejected: number;
+  serverRestarts: number;
+  packetsDropped: Record<DropReason | "foreignSource" | "otherImage" | "badBlock", number>;
+  peakRssBytes: number;
+}
+
+/** How often the client looks at its requests, timers and reports. */
+const TICK_MS = 10;
+const QUERY_FIRST_WAIT_MS = 200;
+const QUERY_MAX_WAIT_MS = 2000;
+/** First wait for blocks after asking for a chunk; doubles while nothing comes, up to the max. */
+const REQUEST_WAIT_MS = 200;
+const REQUEST_MAX_WAIT_MS = 2000;
+/** Blocks of one chunk go out back to back: a gap this long means the rest were lost. */
+const BLOCK_GAP_MS = 40;
+const REPORT_INTERVAL_MS = 1000;
+/** A second server announcing the same image is adopted only after the first fell silent this long. */
+const SERVER_SWITCH_MS = 5000;
+/** Request packets sent per tick at most (a burst after a long silence stays small). */
+const MAX_REQUESTS_PER_TICK = 64;
+/** Chunks handed to one worker at most. */
+const MAX_CHUNKS_PER_WORKER = 2;
+/** Manifests beyond this are refused: they would not fit the client's memory bound. */
+const MAX_MANIFEST_BYTES = 64 << 20;
+const SOCKET_RECEIVE_BYTES = 16 << 20;
+const SOCKET_SEND_BYTES = 1 << 20;
+
+const enum ChunkState {
+  missing = 0,
+  filling = 1,
+  complete = 2,
+  done = 3,
+}
+
+interface Server {
+  address: string;
+  epoch: number;
+  announce: AnnouncePacket;
+}
+
+export async function loadImage(o: LoadOptions): Promise<LoadStats> {
+  const loader = new Loader(o);
+  return loader.run();
+}
+
+class Loader {
+  private readonly me = (crypto.getRandomValues(new Uint32Array(1))[0]! | 1) >>> 0;
+  private readonly startedMs = performance.now();
+  private sock: GroupSocket | null = null;
+  private server: Server | null = null;
+  private lastServerMs = performance.now();
+  private geometry: Geometry | null = null;
+  private dataChunks = 0;
+  private totalChunks = 0;
+  private state = new Uint8Array(0);
+  private readonly slots = new Map<number, Slot>();
+  private buffers: BufferPool | null = null;
+  private readonly readyData: { chunk: number; buffer: Uint8Array }[] = [];
+  private manifestBytes: Uint8Array | null = null;
+  private manifestPartsDone = 0;
+  private manifest: Manifest | null = null;
+  private target: Target | null = null;
+  private pool: WorkerPool<CodecJob, ApplyReturn> | null = null;
+  private applying = 0;
+  private chunksDone = 0;
+  private order = new Uint32Array(0);
+  private orderCursor = 0;
+  private nextQueryMs = 0;
+  private queryWaitMs = QUERY_FIRST_WAIT_MS;
+  private nextReportMs = 0;
+  private intervalReceived = 0;
+  private intervalMinSeq = -1;
+  private intervalMaxSeq = -1;
+  private progress: Progress | null = null;
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private settle: { resolve: (s: LoadStats) => void; reject: (e: Error) => void } | null = null;
+  private readonly stats: LoadStats;
+
+  constructor(private readonly o: LoadOptions) {
+    assert(o.requestWindowChunks >= 1, "request window holds at least one chunk");
+    this.stats = {
+      seconds: 0,
+      imageId: "",
+      server: "",
+      chunks: 0,
+      writtenBytes: 0,
+      freeBytes: 0,
+      zeroedBytes: 0,
+      discardedBytes: 0,
+      targetBytes: 0,
+      gptMoved: false,
+      signature: "unsigned",
+      megabytesPerSecond: 0,
+      requestsSent: 0,
+      rerequests: 0,
+      requestsOverheard: 0,
+      blocksReceived: 0,
+      duplicateBlocks: 0,
+      blocksWithoutBuffer: 0,
+      chunksRejected: 0,
+      manifestRejected: 0,
+      serverRestarts: 0,
+      packetsDropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, foreignSource: 0, otherImage: 0, badBlock: 0 },
+      peakRssBytes: 0,
+    };
+  }
+
+  async run(): Promise<LoadStats> {
+    const done = new Promise<LoadStats>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.sock = await openGroupSocket(
+      { group: this.o.group, port: this.o.port, iface: this.o.iface, ttl: this.o.ttl, receiveBufferBytes: SOCKET_RECEIVE_BYTES, sendBufferBytes: SOCKET_SEND_BYTES },
+      (bytes, from) => this.guard(() => this.onMessage(bytes, from)),
+    );
+    this.ticker = setInterval(() => this.guard(() => this.tick()), TICK_MS);
+    try {
+      return await done;
+    } finally {
+      this.cleanUp();
+    }
+  }
+
+  /** Runs a step; any error ends the load with that error (after telling the server). */
+  private guard(step: () => void): void {
+    if (this.settle === null) return;
+    try {
+      step();
+    } catch (e) {
+      this.fail(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
+  private fail(e: Error): void {
+    if (this.settle === null) return;
+    const settle = this.settle;
+    this.settle = null;
+    this.report(ReportState.failed, e.message);
+    settle.reject(e);
+  }
+
+  private cleanUp(): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    this.sock?.close();
+    this.pool?.terminate();
+    if (this.target !== null) closeSync(this.target.fd);
+    this.target = null;
+  }
+
+  // ---- network input -------------------------------------------------------------------------
+
+  private onMessage(bytes: Uint8Array, from: RemoteInfo): void {
+    const decoded = decodePacket(bytes);
+    if (!decoded.ok) {
+      this.stats.packetsDropped[decoded.reason]++;
+      return;
+    }
+    const p = decoded.packet;
+    switch (p.type) {
+      case PacketType.announce:
+        return this.onAnnounce(p, from);
+      case PacketType.block:
+        return this.onBlock(p, from);
+      case PacketType.request:
+        if (p.sender !== this.me) this.onOverheard(p);
+        return;
+      default:
+        return; // queries and reports are for the server
+    }
+  }
+
+  private onAnnounce(p: AnnouncePacket, from: RemoteInfo): void {
+    const nowMs = performance.now();
+    if (this.o.imageId !== null && !equalBytes(p.imageId, this.o.imageId)) {
+      this.stats.packetsDropped.otherImage++;
+      return;
+    }
+    const s = this.server;
+    if (s === null) return this.adopt(p, from, nowMs);
+    if (!equalBytes(p.imageId, s.announce.imageId)) {
+      this.stats.packetsDropped.otherImage++;
+      return;
+    }
+    if (from.address !== s.address) {
+      // Another host claims the image. Follow it only once ours is gone (a server moved).
+      if (nowMs - this.lastServerMs < SERVER_SWITCH_MS) {
+        this.stats.packetsDropped.foreignSource++;
+        return;
+      }
+      if (!sameLayout(p, s.announce)) throw new DiscusError("network", `${from.address}`, "announces the same image with a different layout", "Serve the image from one server only");
+      s.address = from.address;
+    }
+    this.noteEpoch(p.sender);
+    s.announce = copyAnnounce(p);
+    this.lastServerMs = nowMs;
+  }
+
+  private adopt(p: AnnouncePacket, from: RemoteInfo, nowMs: number): void {
+    const a = copyAnnounce(p);
+    const where = `image ${hex(a.imageId)} on ${this.o.group}`;
+    if (a.manifestBytes > MAX_MANIFEST_BYTES) {
+      throw new DiscusError("input", where, `its manifest is ${formatBytes(a.manifestBytes)}, more than the client's ${formatBytes(MAX_MANIFEST_BYTES)} bound`, "Capture the image with larger chunks");
+    }
+    // Refuse a target that is too small or in use now, before anything is fetched.
+    checkTarget(this.o.target, a.sourceBytes);
+    this.server = { address: from.address, epoch: p.sender, announce: a };
+    this.lastServerMs = nowMs;
+    this.stats.imageId = hex(a.imageId);
+    this.stats.server = from.address;
+    const g: Geometry = { chunkBytes: a.chunkBytes, blockBytes: a.blockBytes, blockCount: blocksPerChunk(a.chunkBytes, a.blockBytes) };
+    this.geometry = g;
+    this.dataChunks = a.dataChunkCount;
+    this.totalChunks = a.dataChunkCount + a.manifestPartCount;
+    this.state = new Uint8Array(this.totalChunks);
+    this.manifestBytes = new Uint8Array(a.manifestBytes);
+    const bufferCount = Math.max(4, Math.floor(this.o.bufferBytes / a.chunkBytes));
+    this.buffers = new BufferPool(a.chunkBytes, bufferCount);
+    this.order = Uint32Array.from(chunkOrder(a.dataChunkCount, "random", this.o.seed ^ this.me));
+    this.stats.chunks = a.dataChunkCount;
+    this.progress = progressBar("load", a.dataChunkCount, "chunks", this.o.showProgress);
+  }
+
+  /** A new epoch is a restarted server: sequence numbers start again. */
+  private noteEpoch(epoch: number): void {
+    const s = this.server;
+    if (s === null || s.epoch === epoch) return;
+    s.epoch = epoch;
+    this.stats.serverRestarts++;
+    this.intervalReceived = 0;
+    this.intervalMinSeq = this.intervalMaxSeq = -1;
+  }
+
+  private onBlock(p: BlockPacket, from: RemoteInfo): void {
+    const s = this.server;
+    const g = this.geometry;
+    if (s === null || g === null) return; // not yet listening for any image
+    if (from.address !== s.address || from.port !== this.o.port) {
+      this.stats.packetsDropped.foreignSource++;
+      return;
+    }
+    if (!equalBytes(p.imageId, s.announce.imageId)) {
+      this.stats.packetsDropped.otherImage++;
+      return;
+    }
+    if (p.chunk >= this.totalChunks || p.block >= g.blockCount || p.data.length !== blockLength(g, p.block)) {
+      this.stats.packetsDropped.badBlock++;
+      return;
+    }
+    const nowMs = performance.now();
+    this.noteEpoch(p.sender);
+    this.lastServerMs = nowMs;
+    this.countSeq(p.seq);
+    this.stats.blocksReceived++;
+    const state = this.state[p.chunk]!;
+    if (state >= ChunkState.complete) {
+      this.stats.duplicateBlocks++;
+      return;
+    }
+    let slot = this.slots.get(p.chunk);
+    if (slot === undefined) {
+      // Overheard data for a chunk we need: keep it if a buffer is spare beyond the request window.
+      const buffers = this.buffers!;
+      if (buffers.freeCount <= this.reservedBuffers()) {
+        this.stats.blocksWithoutBuffer++;
+        return;
+      }
+      slot = newSlot(p.chunk, buffers.take()!, g, nowMs, BLOCK_GAP_MS);
+      this.slots.set(p.chunk, slot);
+      this.state[p.chunk] = ChunkState.filling;
+    }
+    if (!storeBlock(slot, g, p.block, p.data)) {
+      this.stats.duplicateBlocks++;
+      return;
+    }
+    slot.lastActivityMs = nowMs;
+    slot.waitMs = BLOCK_GAP_MS;
+    if (slot.gotBlocks === g.blockCount) this.completed(slot);
+  }
+
+  private countSeq(seq: number): void {
+    this.intervalReceived++;
+    if (this.intervalMinSeq < 0 || seq < this.intervalMinSeq) this.intervalMinSeq = seq;
+    if (seq > this.intervalMaxSeq) this.intervalMaxSeq = seq;
+  }
+
+  /** Another client asked for blocks: if its request covers what we lack, do not ask ourselves. */
+  private onOverheard(p: RequestPacket): void {
+    const s = this.server;
+    const g = this.geometry;
+    if (s === null || g === null || !equalBytes(p.imageId, s.announce.imageId) || p.blockCount !== g.blockCount) return;
+    const slot = this.slots.get(p.chunk);
+    if (slot === undefined || !covers(p.bitmap, slot, g)) return;
+    this.stats.requestsOverheard++;
+    slot.lastActivityMs = performance.now();
+  }
+
+  /** Buffers kept back from overheard traffic so this client can always ask for its own chunks. */
+  private reservedBuffers(): number {
+    return Math.min(this.o.requestWindowChunks, this.buffers!.bufferCount >> 2);
+  }
+
+  // ---- complete chunks -----------------------------------------------------------------------
+
+  private completed(slot: Slot): void {
+    this.slots.delete(slot.chunk);
+    this.state[slot.chunk] = ChunkState.complete;
+    if (slot.chunk >= this.dataChunks) return this.manifestPart(slot);
+    this.readyData.push({ chunk: slot.chunk, buffer: slot.buffer });
+    this.pump();
+  }
+
+  private manifestPart(slot: Slot): void {
+    const g = this.geometry!;
+    const into = this.manifestBytes!;
+    const offset = (slot.chunk - this.dataChunks) * g.chunkBytes;
+    into.set(slot.buffer.subarray(0, Math.max(0, Math.min(g.chunkBytes, into.length - offset))), offset);
+    this.buffers!.give(slot.buffer);
+    this.state[slot.chunk] = ChunkState.done;
+    this.manifestPartsDone++;
+    if (this.manifestPartsDone === this.totalChunks - this.dataChunks) this.manifestComplete();
+  }
+
+  private manifestComplete(): void {
+    const s = this.server!;
+    const bytes = this.manifestBytes!;
+    const where = `image ${hex(s.announce.imageId)} from ${s.address}`;
+    if (!equalBytes(sha256(bytes), s.announce.manifestSha256)) {
+      // Damaged or forged blocks: fetch every part again.
+      this.stats.manifestRejected++;
+      this.manifestPartsDone = 0;
+      for (let c = this.dataChunks; c < this.totalChunks; c++) this.state[c] = ChunkState.missing;
+      return;
+    }
+    let m: Manifest;
+    let body: Uint8Array;
+    try {
+      ({ manifest: m, body } = decodeManifest(bytes));
+    } catch (e) {
+      throw new DiscusError("input", where, `its manifest cannot be read (${e instanceof ManifestError ? e.message : String(e)})`, "Check the image on the server with `discus verify`");
+    }
+    if (!equalBytes(m.imageId, s.announce.imageId) || m.dataChunkCount !== this.dataChunks || m.chunkBytes !== s.announce.chunkBytes || m.sourceBytes !== s.announce.sourceBytes) {
+      throw new DiscusError("input", where, "its manifest disagrees with the server's announcement", "Check the image on the server with `discus verify`");
+    }
+    this.stats.signature = checkSignature(m, body, where, this.o.publicKey, this.o.keyPath);
+    this.manifest = m;
+    this.manifestBytes = null;
+    const target = openTarget(this.o.target, m.sourceBytes);
+    this.target = target;
+    this.stats.targetBytes = target.sizeBytes;
+    this.pool = new WorkerPool<CodecJob, ApplyReturn>(WORKER_URL, { workerCount: Math.max(1, this.o.workers), maxJobsPerWorker: MAX_CHUNKS_PER_WORKER });
+    this.pump();
+  }
+
+  /** Hands complete chunks to the workers, as many as they may hold. */
+  private pump(): void {
+    const m = this.manifest;
+    const target = this.target;
+    const pool = this.pool;
+    if (m === null || target === null || pool === null) return;
+    // A fresh sparse file already reads as zeros: zeroing it again would only fill it.
+    const freeMode: FreeMode = target.freshFile ? "skip" : this.o.freeMode;
+    const where = { fd: target.fd, isBlockDevice: target.isBlockDevice, freeMode, dryRun: false };
+    while (this.readyData.length > 0 && this.applying < pool.workerCount * MAX_CHUNKS_PER_WORKER) {
+      const { chunk, buffer } = this.readyData.shift()!;
+      // The worker checks the chunk's digest before anything reaches the disk.
+      this.applying++;
+      const job = { ...applyJobFor(m, chunk, buffer, `image ${this.stats.imageId}`, where), returnContainer: true };
+      pool.submit(job, [buffer.buffer as ArrayBuffer]).then(
+        (r) => this.guard(() => this.applied(chunk, r)),
+        (e: Error) => this.fail(e),
+      );
+    }
+  }
+
+  private applied(chunk: number, r: ApplyReturn): void {
+    this.applying--;
+    this.buffers!.give(r.container);
+    if (r.rejected !== null || r.result === null) {
+      // Damaged in transit or forged: it never reached the disk. Ask for it again.
+      this.stats.chunksRejected++;
+      this.state[chunk] = ChunkState.missing;
+      this.pump();
+      return;
+    }
+    this.state[chunk] = ChunkState.done;
+    this.chunksDone++;
+    this.stats.writtenBytes += r.result.writtenBytes;
+    this.stats.freeBytes += r.result.freeBytes;
+    this.stats.zeroedBytes += r.result.zeroedBytes;
+    this.stats.discardedBytes += r.result.discardedBytes;
+    this.progress?.update(this.chunksDone);
+    if (this.chunksDone === this.dataChunks) return this.finish();
+    this.pump();
+  }
+
+  private finish(): void {
+    assert(this.target !== null && this.manifest !== null, "finishing an opened target");
+    this.progress?.finish();
+    this.stats.gptMoved = finishTarget(this.target, this.manifest);
+    this.stats.seconds = (performance.now() - this.startedMs) / 1000;
+    this.stats.megabytesPerSecond = this.stats.writtenBytes / 1e6 / Math.max(this.stats.seconds, 0.001);
+    this.stats.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+    // Best effort, twice: the summary helps the operator but nothing depends on it.
+    this.report(ReportState.done, "");
+    setTimeout(() => this.report(ReportState.done, ""), 50);
+    const settle = this.settle!;
+    this.settle = null;
+    setTimeout(() => settle.resolve(this.stats), 60);
+  }
+
+  // ---- timers: queries, requests, reports, give-up ---------------------------------------------
+
+  private tick(): void {
+    const nowMs = performance.now();
+    if (nowMs - this.lastServerMs > this.o.giveUpMs) {
+      const s = this.server;
+      throw s === null
+        ? new DiscusError("network", `${this.o.group}:${this.o.port}`, `no discus server answered within ${(this.o.giveUpMs / 1000).toFixed(0)} s`, "Start `discus serve` for this group and port, and check --iface names the interface on that network")
+        : new DiscusError("network", `server ${s.address}`, `silent for ${(this.o.giveUpMs / 1000).toFixed(0)} s with ${this.chunksDone}/${this.dataChunks} chunks written`, "Restart `discus serve` with the same image (clients waiting within --give-up carry on); then run `discus load` again here");
+    }
+    if (this.server === null) {
+      if (nowMs >= this.nextQueryMs) {
+        this.send(encodeQuery({ imageId: this.o.imageId ?? new Uint8Array(16), sender: this.me }));
+        this.nextQueryMs = nowMs + this.queryWaitMs;
+        this.queryWaitMs = Math.min(QUERY_MAX_WAIT_MS, this.queryWaitMs * 2);
+      }
+      return;
+    }
+    this.request(nowMs);
+    if (nowMs >= this.nextReportMs) {
+      this.report(ReportState.progress, "");
+      this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
+    }
+  }
+
+  private request(nowMs: number): void {
+    const g = this.geometry!;
+    const buffers = this.buffers!;
+    let budget = MAX_REQUESTS_PER_TICK;
+    let ours = 0;
+    // Chunks under way: ask for what is missing once they have gone quiet.
+    for (const slot of this.slots.values()) {
+      if (slot.requestedByUs) ours++;
+      if (budget === 0 || nowMs - slot.lastActivityMs < slot.waitMs) continue;
+      this.askFor(slot, g, nowMs);
+      budget--;
+    }
+    // Start new chunks: the manifest first, then data in this client's own random order.
+    while (budget > 0 && ours < this.o.requestWindowChunks && buffers.freeCount > 0) {
+      const chunk = this.nextWanted();
+      if (chunk < 0) break;
+      const slot = newSlot(chunk, buffers.take()!, g, nowMs, REQUEST_WAIT_MS);
+      slot.requestedByUs = true;
+      this.slots.set(chunk, slot);
+      this.state[chunk] = ChunkState.filling;
+      this.askFor(slot, g, nowMs);
+      budget--;
+      ours++;
+    }
+  }
+
+  private askFor(slot: Slot, g: Geometry, nowMs: number): void {
+    if (slot.requests > 0 || slot.gotBlocks > 0) this.stats.rerequests++;
+    // Asking again with nothing received since: back off (the server may be busy or restarting).
+    if (slot.requests > 0) slot.waitMs = Math.min(REQUEST_MAX_WAIT_MS, slot.waitMs * 2);
+    // After asking, give the server time to reach the request in its queue.
+    slot.waitMs = Math.max(REQUEST_WAIT_MS, slot.waitMs);
+    slot.requests++;
+    this.stats.requestsSent++;
+    this.send(encodeRequest({ imageId: this.server!.announce.imageId, sender: this.me }, slot.chunk, g.blockCount, missingBitmap(slot, g)));
+    slot.lastActivityMs = nowMs;
+  }
+
+  /** The next chunk to ask for, or -1 when every wanted chunk is under way or done. */
+  private nextWanted(): number {
+    for (let c = this.dataChunks; c < this.totalChunks; c++) if (this.state[c] === ChunkState.missing) return c;
+    if (this.manifest === null && this.manifestPartsDone < this.totalChunks - this.dataChunks) {
+      // Data may be fetched while the manifest is under way, but not ahead of it by much.
+      if (this.readyData.length >= this.reservedBuffers()) return -1;
+    }
+    const n = this.order.length;
+    for (let k = 0; k < n; k++) {
+      const c = this.order[this.orderCursor]!;
+      this.orderCursor = this.orderCursor + 1 === n ? 0 : this.orderCursor + 1;
+      if (this.state[c] === ChunkState.missing) return c;
+    }
+    return -1;
+  }
+
+  private report(state: ReportState, message: string): void {
+    const s = this.server;
+    if (s === null || this.sock === null) return;
+    const span = this.intervalMinSeq < 0 ? 0 : this.intervalMaxSeq - this.intervalMinSeq + 1;
+    this.send(
+      encodeReport(
+        { imageId: s.announce.imageId, sender: this.me },
+        {
+          state,
+          elapsedMs: Math.round(performance.now() - this.startedMs),
+          chunksDone: this.chunksDone,
+          chunksTotal: this.dataChunks,
+          bytesWritten: this.stats.writtenBytes,
+          blocksReceived: this.stats.blocksReceived,
+          duplicateBlocks: this.stats.duplicateBlocks,
+          requestsSent: this.stats.requestsSent,
+          rerequests: this.stats.rerequests,
+          chunksRejected: this.stats.chunksRejected,
+          intervalReceived: this.intervalReceived,
+          intervalSeqSpan: span,
+          message,
+        },
+      ),
+    );
+    this.intervalReceived = 0;
+    this.intervalMinSeq = this.intervalMaxSeq = -1;
+  }
+
+  private send(bytes: Uint8Array): void {
+    this.sock?.send(bytes);
+  }
+}
+
+function copyAnnounce(p: AnnouncePacket): AnnouncePacket {
+  // Decoded fields are views into the datagram's buffer: keep copies.
+  return { ...p, imageId: p.imageId.slice(), manifestSha256: p.manifestSha256.slice() };
+}
+
+function sameLayout(a: AnnouncePacket, b: AnnouncePacket): boolean {
+  return a.chunkBytes === b.chunkBytes && a.blockBytes === b.blockBytes && a.dataChunkCount === b.dataChunkCount && a.manifestPartCount === b.manifestPartCount && equalBytes(a.manifestSha256, b.manifestSha256);
+}

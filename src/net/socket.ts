@@ -1,0 +1,73 @@
+// One UDP socket joined to a multicast group on one interface: how both server and client talk.
+import dgram from "node:dgram";
+import { DiscusError } from "../util/errors.ts";
+
+export interface GroupOptions {
+  group: string;
+  port: number;
+  /** IPv4 address of the local interface to send and receive on. */
+  iface: string;
+  ttl: number;
+  /** Kernel socket buffers; large receive buffers ride out bursts while a worker holds the CPU. */
+  receiveBufferBytes: number;
+  sendBufferBytes: number;
+}
+
+export interface GroupSocket {
+  socket: dgram.Socket;
+  send(bytes: Uint8Array): void;
+  close(): void;
+}
+
+export function isMulticastAddress(address: string): boolean {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  if (!m) return false;
+  const first = Number(m[1]);
+  return first >= 224 && first <= 239 && m.slice(2).every((p) => Number(p) <= 255);
+}
+
+export function isIpv4Address(address: string): boolean {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  return m !== null && m.slice(1).every((p) => Number(p) <= 255);
+}
+
+/**
+ * Binds to the group address itself (so this socket sees only its group's datagrams, not those
+ * of another image served on the same port) and joins the group on `iface`.
+ */
+export async function openGroupSocket(o: GroupOptions, onMessage: (bytes: Uint8Array, from: dgram.RemoteInfo) => void): Promise<GroupSocket> {
+  const socket = dgram.createSocket({ type: "udp4", reuseAddr: true });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(o.port, o.group, () => {
+      socket.off("error", reject);
+      resolve();
+    });
+  }).catch((e: NodeJS.ErrnoException) => {
+    socket.close();
+    throw new DiscusError("network", `${o.group}:${o.port}`, `cannot bind (${e.code ?? e.message})`, "Check the port is free and the group address is valid");
+  });
+  try {
+    socket.addMembership(o.group, o.iface);
+    socket.setMulticastInterface(o.iface);
+    socket.setMulticastTTL(o.ttl);
+    socket.setMulticastLoopback(true);
+    socket.setRecvBufferSize(o.receiveBufferBytes);
+    socket.setSendBufferSize(o.sendBufferBytes);
+  } catch (e) {
+    socket.close();
+    throw new DiscusError("network", `${o.group} on ${o.iface}`, `cannot join the group (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "Name with --iface the IPv4 address of an interface that has a multicast route");
+  }
+  socket.on("message", (msg, from) => onMessage(msg, from));
+  return {
+    socket,
+    send: (bytes) => socket.send(bytes, o.port, o.group),
+    close: () => {
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}
