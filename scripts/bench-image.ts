@@ -2,9 +2,10 @@
 // 3 GB / 642 MB image). Capture and restore with discus and with the partclone pipelines that
 // Clonezilla uses, in one run, page cache dropped before each step; prints times, sizes, ratios.
 import { $ } from "bun";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { pickFiles, repoRoot } from "../test/fixtures/common.ts";
+import { repoRoot } from "../test/fixtures/common.ts";
+import { paperFixture } from "./lib/paper.ts";
 
 const benchDir = join(repoRoot, ".cache", "bench");
 const workDir = "/tmp/discus-bench";
@@ -12,22 +13,6 @@ mkdirSync(benchDir, { recursive: true });
 rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
 const cli = ["bun", join(repoRoot, "src", "cli.ts")];
-const CONTENT_MIB = 700;
-
-async function paperFixture(): Promise<string> {
-  const path = join(benchDir, "paper-3G.img");
-  if (existsSync(path)) return path;
-  const content = join(benchDir, "paper-content");
-  rmSync(content, { recursive: true, force: true });
-  mkdirSync(content);
-  // Real files: the machine's own /usr/share and /usr/lib, sorted, up to the budget.
-  const chosen = await pickFiles(["/usr/share", "/usr/lib"], CONTENT_MIB * 2 ** 20, "16M");
-  await Bun.write(`${content}.list`, chosen.join("\n") + "\n");
-  await $`tar -C / -cf - --files-from ${content}.list 2>/dev/null | tar -C ${content} -xf -`.quiet().nothrow();
-  await $`truncate -s 3G ${path}.tmp && mkfs.ext4 -q -F -d ${content} ${path}.tmp && mv ${path}.tmp ${path}`;
-  rmSync(content, { recursive: true, force: true });
-  return path;
-}
 
 interface Run {
   seconds: number;

@@ -54,18 +54,9 @@ export interface LoadOptions {
   showProgress: boolean;
 }
 
-export interface LoadStats {
-  seconds: number;
+export interface LoadStats extends RestoreStats {
   imageId: string;
   server: string;
-  chunks: number;
-  writtenBytes: number;
-  freeBytes: number;
-  zeroedBytes: number;
-  discardedBytes: number;
-  targetBytes: number;
-  gptMoved: boolean;
-  signature: RestoreStats["signature"];
   megabytesPerSecond: number;
   requestsSent: number;
   rerequests: number;
@@ -488,6 +479,8 @@ class Loader {
 
   private tick(): void {
     const nowMs = performance.now();
+    // With no chunk asked for or filling (all buffers wait on the disk), silence is expected.
+    if (this.server !== null && this.slots.size === 0) this.lastServerMs = nowMs;
     if (nowMs - this.lastServerMs > this.o.giveUpMs) {
       const s = this.server;
       throw s === null
@@ -525,7 +518,7 @@ class Loader {
     while (budget > 0 && ours < this.o.requestWindowChunks && buffers.freeCount > 0) {
       const chunk = this.nextWanted();
       if (chunk < 0) break;
-      const slot = newSlot(chunk, buffers.take()!, g, nowMs, REQUEST_WAIT_MS);
+      const slot = newSlot(chunk, buffers.take()!, g, nowMs, this.firstWaitMs());
       slot.requestedByUs = true;
       this.slots.set(chunk, slot);
       this.state[chunk] = ChunkState.filling;
@@ -533,6 +526,16 @@ class Loader {
       budget--;
       ours++;
     }
+  }
+
+  /**
+   * How long a new request may sit in the server's queue behind this client's own window before
+   * asking again is worth a packet: the window's chunks at the announced rate, 200 ms at least.
+   */
+  private firstWaitMs(): number {
+    const a = this.server!.announce;
+    const chunkMs = (a.chunkBytes * 8 * 1000) / Math.max(1, a.rateBitsPerSecond);
+    return Math.min(REQUEST_MAX_WAIT_MS, Math.max(REQUEST_WAIT_MS, (this.o.requestWindowChunks + 1) * chunkMs));
   }
 
   private askFor(slot: Slot, g: Geometry, nowMs: number): void {

@@ -30,6 +30,7 @@ export interface RestoreOptions {
   showProgress: boolean;
 }
 
+/** What writing an image to a target did: shared by `restore` and `load`. */
 export interface RestoreStats {
   seconds: number;
   chunks: number;

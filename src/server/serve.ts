@@ -86,6 +86,7 @@ const MIN_RATE_FRACTION = 0.1;
 interface Session {
   startedMs: number;
   lastRequestMs: number;
+  lastSendMs: number;
   clients: Set<number>;
   done: Set<number>;
   failed: Set<number>;
@@ -157,7 +158,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
 
   const openSession = (nowMs: number): Session => {
     if (session === null) {
-      session = { startedMs: nowMs, lastRequestMs: nowMs, clients: new Set(), done: new Set(), failed: new Set(), blocksSent: 0, bytesSent: 0, requests: 0, requestedBlocks: 0, mergedBlocks: 0, requestsDropped: 0 };
+      session = { startedMs: nowMs, lastRequestMs: nowMs, lastSendMs: nowMs, clients: new Set(), done: new Set(), failed: new Set(), blocksSent: 0, bytesSent: 0, requests: 0, requestedBlocks: 0, mergedBlocks: 0, requestsDropped: 0 };
       o.log(`session started: image ${hex(image.manifest.imageId)} on ${o.group}:${o.port}, ${mbit(rate)} Mbit/s`);
     }
     return session;
@@ -166,11 +167,12 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
     if (s.clients.size < MAX_TRACKED_CLIENTS) s.clients.add(sender);
   };
 
-  const closeSession = (nowMs: number) => {
+  const closeSession = () => {
     const s = session;
     if (s === null) return;
     session = null;
-    const seconds = Math.max(0.001, (s.lastRequestMs > s.startedMs ? Math.max(s.lastRequestMs, nowMs - SESSION_IDLE_MS) : nowMs) - s.startedMs) / 1000;
+    // The session lasted until its last request or block, whichever came later.
+    const seconds = Math.max(1, Math.max(s.lastRequestMs, s.lastSendMs) - s.startedMs) / 1000;
     const summary: SessionSummary = {
       seconds,
       clients: s.clients.size,
@@ -278,6 +280,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
       sent++;
       const s = session;
       if (s !== null) {
+        s.lastSendMs = nowMs;
         s.blocksSent++;
         s.bytesSent += data.length;
       }
@@ -309,7 +312,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
         }
       }
       samples = new Map();
-      if (session !== null && queue.empty && nowMs - session.lastRequestMs > SESSION_IDLE_MS) closeSession(nowMs);
+      if (session !== null && queue.empty && nowMs - session.lastRequestMs > SESSION_IDLE_MS) closeSession();
       const idle = o.idleExitMs !== null && session === null && nowMs - lastActivityMs > o.idleExitMs;
       if (idle || o.signal?.aborted) finish();
     }, CONTROL_INTERVAL_MS);
@@ -320,7 +323,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
       clearInterval(control);
       if (sendTimer !== null) clearTimeout(sendTimer);
       if (announceTimer !== null) clearTimeout(announceTimer);
-      closeSession(performance.now());
+      closeSession();
       sock?.close();
       resolve();
     };

@@ -1,0 +1,182 @@
+// Multicast benchmark: discus serve/load against udpcast (udp-sender | udp-receiver | zstd -d |
+// partclone.restore, the Clonezilla pipeline), side by side in one run, on the "paper" fixture
+// (3 GiB ext4, ~700 MiB of files) over a bridge of 100 Mbit/s links in network namespaces.
+// Prints one table per scenario and writes them to .cache/bench/multicast.md.
+// Usage: bun scripts/bench-multicast.ts [--quick]   (--quick: N = 1 and 8 only, no udpcast loss runs)
+import { $ } from "bun";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { destroyStaleLabs, withLab, type Lab } from "./lib/netlab.ts";
+import { runClient, sleep, startServer, repoRoot, type ClientResult } from "./lib/mcast.ts";
+import { runUdpcast } from "./lib/udpcast.ts";
+import { paperFixture } from "./lib/paper.ts";
+
+const quick = process.argv.includes("--quick");
+const LINK_MBIT = 100;
+const work = "/tmp/discus-bench-mc";
+const benchDir = join(repoRoot, ".cache", "bench");
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+await destroyStaleLabs();
+
+const cli = ["bun", join(repoRoot, "src", "cli.ts")];
+const paper = await paperFixture();
+const image = join(benchDir, "paper-zstd.dsc");
+if (!(await Bun.file(image).exists())) await $`${cli} create --quiet ${paper} ${image}`;
+const pcImage = join(benchDir, "paper-partclone.zst");
+if (!(await Bun.file(pcImage).exists())) await $`partclone.ext4 -q -c -s ${paper} -o - 2>/dev/null | zstd -q -3 -T2 > ${pcImage}`;
+const imageBytes = statSync(image).size;
+const pcBytes = statSync(pcImage).size;
+const linkSeconds = (bytes: number) => (bytes * 8) / (LINK_MBIT * 1e6);
+await $`${cli} restore --quiet ${image} ${work}/ref.img`.quiet();
+const referenceSha = (await $`sha256sum ${work}/ref.img`.text()).split(" ")[0]!;
+const diskBytes = statSync(`${work}/ref.img`).size;
+rmSync(`${work}/ref.img`);
+
+const out: string[] = [];
+const say = (line = "") => {
+  console.log(line);
+  out.push(line);
+};
+say(`# Multicast benchmark (${new Date().toISOString().slice(0, 10)})`);
+say();
+say(`paper fixture: 3 GiB ext4; discus image ${(imageBytes / 1e6).toFixed(1)} MB (zstd), partclone|zstd -3 ${(pcBytes / 1e6).toFixed(1)} MB; links ${LINK_MBIT} Mbit/s (tbf), MTU 1500.`);
+say(`link limit = image bytes x 8 / ${LINK_MBIT} Mbit/s: discus ${linkSeconds(imageBytes).toFixed(1)} s, udpcast ${linkSeconds(pcBytes).toFixed(1)} s.`);
+say();
+
+interface DiscusRun {
+  seconds: number;
+  clients: ClientResult[];
+  serverLog: string;
+  allCorrect: boolean;
+}
+
+/** Serves the image to the lab's clients (each started after its delay) and checks every disk. */
+async function discusRun(lab: Lab, delaysMs: number[] = [], rate = `${LINK_MBIT}mbit`): Promise<DiscusRun> {
+  const group = lab.group(0);
+  const server = startServer(lab, image, group, ["--rate", rate]);
+  await sleep(300);
+  const t0 = performance.now();
+  // Targets exist beforehand, as disks do (partclone needs that); both tools get the same.
+  await $`truncate -s ${diskBytes} ${lab.clients.map((_, i) => join(work, `d${i}.img`))}`;
+  const clients = await Promise.all(
+    lab.clients.map(async (c, i) => {
+      await sleep(delaysMs[i] ?? 0);
+      return runClient(lab, c, group, join(work, `d${i}.img`), ["--give-up", "60s"], 900_000);
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  await sleep(3500); // let the session summary come out
+  const serverLog = server.log();
+  await server.stop();
+  const shas = await Promise.all(clients.map(async (r) => (r.exitCode === 0 ? (await $`sha256sum ${r.target}`.text()).split(" ")[0] : "failed")));
+  await $`rm -f ${clients.map((r) => r.target)}`;
+  return { seconds, clients, serverLog, allCorrect: shas.every((s) => s === referenceSha) };
+}
+
+async function udpcastRun(lab: Lab, delaysMs: number[] = [], maxWaitSeconds?: number) {
+  const targets = lab.clients.map((_, i) => join(work, `u${i}.img`));
+  await $`truncate -s ${diskBytes} ${targets}`;
+  const r = await runUdpcast(lab, {
+    file: pcImage,
+    clients: lab.clients,
+    targets,
+    receiverPipeline: (t) => `zstd -dc | partclone.ext4 -q -r -s - -O ${t} >/dev/null 2>&1`,
+    maxBitrateMbit: LINK_MBIT,
+    startDelaysMs: delaysMs,
+    maxWaitSeconds,
+    timeoutMs: 400_000,
+  });
+  await $`rm -f ${targets}`;
+  return r;
+}
+
+const stat = (r: DiscusRun, f: (c: NonNullable<ClientResult["stats"]>) => number) => {
+  const v = r.clients.filter((c) => c.stats !== null).map((c) => f(c.stats!));
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+};
+const dupPercent = (r: DiscusRun) => stat(r, (s) => (100 * s.duplicateBlocks) / Math.max(1, s.blocksReceived));
+const requestsPerClient = (r: DiscusRun) => stat(r, (s) => s.requestsSent);
+const sentMB = (r: DiscusRun) => [...r.serverLog.matchAll(/ ([\d.]+) MB in \d+ blocks/g)].reduce((a, m) => a + Number(m[1]), 0);
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "—");
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "—");
+
+// ---- N clients, no loss ---------------------------------------------------------------------
+say("## Scaling: N clients, no loss");
+say();
+say("| N | discus s | limit/time | T(N)/T(1) | dup blocks % | requests/client | sent/image | udpcast s | discus/udpcast | all disks correct |");
+say("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+let t1 = NaN;
+const lossless = new Map<number, DiscusRun>();
+for (const n of quick ? [1, 8] : [1, 4, 8, 16]) {
+  const d = await withLab({ clients: n, linkMbit: LINK_MBIT }, (lab) => discusRun(lab));
+  const u = await withLab({ clients: n, linkMbit: LINK_MBIT }, (lab) => udpcastRun(lab));
+  lossless.set(n, d);
+  if (n === 1) t1 = d.seconds;
+  say(`| ${n} | ${f1(d.seconds)} | ${f2(linkSeconds(imageBytes) / d.seconds)} | ${f2(d.seconds / t1)} | ${f2(dupPercent(d))} | ${f1(requestsPerClient(d))} | ${f2((sentMB(d) * 1e6) / imageBytes)} | ${f1(u.seconds)} | ${f2(d.seconds / u.seconds)} | ${d.allCorrect && u.failures.length === 0 ? "yes" : `discus ${d.allCorrect}, udpcast failures ${u.failures.length}`} |`);
+}
+say();
+
+// ---- loss ------------------------------------------------------------------------------------
+const base8 = lossless.get(8)!;
+say("## Random loss towards every client (N = 8, nftables numgen random)");
+say();
+say("| loss | discus s | vs lossless | dup blocks % | requests/client | sent/image | udpcast s | udpcast failures | discus/udpcast |");
+say("|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+for (const loss of [1, 5]) {
+  const d = await withLab({ clients: 8, linkMbit: LINK_MBIT, lossPercent: Array(8).fill(loss) }, (lab) => discusRun(lab));
+  const u = quick ? null : await withLab({ clients: 8, linkMbit: LINK_MBIT, lossPercent: Array(8).fill(loss) }, (lab) => udpcastRun(lab));
+  say(`| ${loss}% | ${f1(d.seconds)} | ${f2(d.seconds / base8.seconds)} | ${f2(dupPercent(d))} | ${f1(requestsPerClient(d))} | ${f2((sentMB(d) * 1e6) / imageBytes)} | ${u ? f1(u.seconds) : "—"} | ${u ? u.failures.length : "—"} | ${u ? f2(d.seconds / u.seconds) : "—"} |${d.allCorrect ? "" : " DISCUS DISK MISMATCH"}`);
+}
+say();
+
+// ---- one slow client ---------------------------------------------------------------------------
+say("## One client limited to 30 Mbit/s (N = 8)");
+say();
+{
+  const clientMbit = [30, ...Array(7).fill(null)];
+  const d = await withLab({ clients: 8, linkMbit: LINK_MBIT, clientMbit }, (lab) => discusRun(lab));
+  const u = await withLab({ clients: 8, linkMbit: LINK_MBIT, clientMbit }, (lab) => udpcastRun(lab));
+  const fast = d.clients.slice(1).map((c) => (c.endedMs - c.startedMs) / 1000);
+  const fastBase = base8.clients.map((c) => (c.endedMs - c.startedMs) / 1000);
+  say("| | slow client s | fast clients s (max) | fast vs their lossless | all done s |");
+  say("|---|---:|---:|---:|---:|");
+  say(`| discus | ${f1((d.clients[0]!.endedMs - d.clients[0]!.startedMs) / 1000)} | ${f1(Math.max(...fast))} | ${f2(Math.max(...fast) / Math.max(...fastBase))} | ${f1(d.seconds)} |${d.allCorrect ? "" : " MISMATCH"}`);
+  say(`| udpcast | ${f1(u.clientSeconds[0]!)} | ${f1(Math.max(...u.clientSeconds.slice(1)))} | — | ${f1(u.seconds)} |`);
+  const rates = [...d.serverLog.matchAll(/rate [\d.]+ -> ([\d.]+) Mbit\/s/g)].map((m) => Number(m[1]));
+  say();
+  say(`discus server rate changes during this run (Mbit/s): ${rates.length ? rates.map((r) => r.toFixed(0)).join(", ") : "none"}`);
+}
+say();
+
+// ---- skewed starts (Frisbee table 2) -------------------------------------------------------------
+say("## Skewed starts (N = 8): simultaneous, clustered, uniform over a window");
+say();
+say("| starts | discus all done s | dup blocks % | requests/client | sent/image | udpcast (clients-to-wait) s | udpcast (max-wait 5 s) finished |");
+say("|---|---:|---:|---:|---:|---:|---:|");
+const window = linkSeconds(imageBytes) * 1000;
+const skews: [string, number[]][] = [
+  ["simultaneous", Array(8).fill(0)],
+  ["clustered: 4 at 0, 4 at window/2", [0, 0, 0, 0, window / 2, window / 2, window / 2, window / 2]],
+  ["uniform over the window", Array.from({ length: 8 }, (_, i) => (i * window) / 8)],
+];
+for (const [name, delays] of skews) {
+  const d = name === "simultaneous" ? base8 : await withLab({ clients: 8, linkMbit: LINK_MBIT }, (lab) => discusRun(lab, delays));
+  const u = await withLab({ clients: 8, linkMbit: LINK_MBIT }, (lab) => udpcastRun(lab, delays));
+  const uw = quick ? null : await withLab({ clients: 8, linkMbit: LINK_MBIT }, (lab) => udpcastRun(lab, delays, 5));
+  say(`| ${name} | ${f1(d.seconds)} | ${f2(dupPercent(d))} | ${f1(requestsPerClient(d))} | ${f2((sentMB(d) * 1e6) / imageBytes)} | ${f1(u.seconds)} | ${uw ? `${8 - uw.failures.length}/8` : "—"} |${d.allCorrect ? "" : " MISMATCH"}`);
+}
+say();
+
+// ---- self-tuning: a ceiling above the links --------------------------------------------------------
+say("## Self-tuning: --rate 200mbit on 100 Mbit/s links (N = 8)");
+say();
+{
+  const d = await withLab({ clients: 8, linkMbit: LINK_MBIT }, (lab) => discusRun(lab, [], "200mbit"));
+  const rates = [...d.serverLog.matchAll(/rate [\d.]+ -> ([\d.]+) Mbit\/s \(median client loss ([\d.]+)%/g)].map((m) => `${Number(m[1]).toFixed(0)} (${m[2]}%)`);
+  say(`all done in ${f1(d.seconds)} s (fixed 100 Mbit/s: ${f1(base8.seconds)} s); disks ${d.allCorrect ? "correct" : "WRONG"}.`);
+  say(`rate steps every 500 ms, Mbit/s (median loss): ${rates.join(", ") || "none"}`);
+}
+
+writeFileSync(join(benchDir, "multicast.md"), out.join("\n") + "\n");
+rmSync(work, { recursive: true, force: true });
