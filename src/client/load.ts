@@ -30,6 +30,7 @@ import { DiscusError } from "../util/errors.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { progressBar, type Progress } from "../util/progress.ts";
 import { formatBytes } from "../util/units.ts";
+import { peakRssBytes } from "../util/memory.ts";
 import { blockLength, BufferPool, covers, missingBitmap, newSlot, storeBlock, type Geometry, type Slot } from "./assembly.ts";
 
 export interface LoadOptions {
@@ -466,7 +467,7 @@ class Loader {
     this.stats.gptMoved = finishTarget(this.target, this.manifest);
     this.stats.seconds = (performance.now() - this.startedMs) / 1000;
     this.stats.megabytesPerSecond = this.stats.writtenBytes / 1e6 / Math.max(this.stats.seconds, 0.001);
-    this.stats.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+    this.stats.peakRssBytes = peakRssBytes();
     // Best effort, twice: the summary helps the operator but nothing depends on it.
     this.report(ReportState.done, "");
     setTimeout(() => this.report(ReportState.done, ""), 50);

@@ -17,6 +17,21 @@ export type CodecJob = (CompressJob | ApplyJob) & { id?: number };
 
 declare const self: Worker;
 
+/**
+ * Decompressed chunks are large, short-lived buffers (up to 32 MiB each) that the collector may
+ * leave for a long while on a busy machine; collecting after every so many bytes keeps a
+ * process's memory bounded by its buffers rather than by when the collector feels like running.
+ */
+const COLLECT_EVERY_BYTES = 64 << 20;
+let bytesSinceCollect = 0;
+
+function collectNowAndThen(bytes: number): void {
+  bytesSinceCollect += bytes;
+  if (bytesSinceCollect < COLLECT_EVERY_BYTES) return;
+  bytesSinceCollect = 0;
+  Bun.gc(true);
+}
+
 self.onmessage = (event: MessageEvent) => {
   const job = event.data as CodecJob & { id: number };
   let message: WorkerReply<unknown>;
@@ -28,9 +43,13 @@ self.onmessage = (event: MessageEvent) => {
       message = { id: job.id, reply: out };
     } else if (job.returnContainer) {
       transfer.push(job.container.buffer as ArrayBuffer);
-      message = { id: job.id, reply: applyReturning(job) };
+      const reply = applyReturning(job);
+      collectNowAndThen(reply.result?.writtenBytes ?? job.chunkBytes);
+      message = { id: job.id, reply };
     } else {
-      message = { id: job.id, reply: applyChunk(job) };
+      const reply = applyChunk(job);
+      collectNowAndThen(reply.writtenBytes);
+      message = { id: job.id, reply };
     }
   } catch (e) {
     message = { id: job.id, error: errorFields(e) };
