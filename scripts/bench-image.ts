@@ -4,15 +4,13 @@
 import { $ } from "bun";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { repoRoot } from "../test/fixtures/common.ts";
-import { paperFixture } from "./lib/paper.ts";
+import { cli as cliPath } from "../test/helpers.ts";
+import { benchDir, paperFixture } from "./lib/paper.ts";
 
-const benchDir = join(repoRoot, ".cache", "bench");
 const workDir = "/tmp/discus-bench";
-mkdirSync(benchDir, { recursive: true });
 rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
-const cli = ["bun", join(repoRoot, "src", "cli.ts")];
+const cli = ["bun", cliPath];
 
 interface Run {
   seconds: number;

@@ -8,9 +8,10 @@ import { $ } from "bun";
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { destroyStaleLabs, withLab, type Lab } from "./lib/netlab.ts";
-import { runClient, sleep, startServer, repoRoot, type ClientResult } from "./lib/mcast.ts";
+import { runClient, startServer, type ClientResult } from "./lib/mcast.ts";
+import { cli as cliPath } from "../test/helpers.ts";
 import { runUdpcast } from "./lib/udpcast.ts";
-import { paperFixture } from "./lib/paper.ts";
+import { benchDir, paperFixture } from "./lib/paper.ts";
 
 const quick = process.argv.includes("--quick");
 const onlyAt = process.argv.indexOf("--only");
@@ -18,12 +19,11 @@ const only = onlyAt > 0 ? process.argv[onlyAt + 1] : undefined;
 const want = (section: string) => only === undefined || only === section;
 const LINK_MBIT = 100;
 const work = "/tmp/discus-bench-mc";
-const benchDir = join(repoRoot, ".cache", "bench");
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 await destroyStaleLabs();
 
-const cli = ["bun", join(repoRoot, "src", "cli.ts")];
+const cli = ["bun", cliPath];
 const paper = await paperFixture();
 const image = join(benchDir, "paper-zstd.dsc");
 if (!(await Bun.file(image).exists())) await $`${cli} create --quiet ${paper} ${image}`;
@@ -59,18 +59,18 @@ interface DiscusRun {
 async function discusRun(lab: Lab, delaysMs: number[] = [], rate = `${LINK_MBIT}mbit`): Promise<DiscusRun> {
   const group = lab.group(0);
   const server = startServer(lab, image, group, ["--rate", rate]);
-  await sleep(300);
+  await Bun.sleep(300);
   const t0 = performance.now();
   // Targets exist beforehand, as disks do (partclone needs that); both tools get the same.
   await $`truncate -s ${diskBytes} ${lab.clients.map((_, i) => join(work, `d${i}.img`))}`;
   const clients = await Promise.all(
     lab.clients.map(async (c, i) => {
-      await sleep(delaysMs[i] ?? 0);
+      await Bun.sleep(delaysMs[i] ?? 0);
       return runClient(lab, c, group, join(work, `d${i}.img`), ["--give-up", "60s"], 900_000);
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  await sleep(3500); // let the session summary come out
+  await Bun.sleep(3500); // let the session summary come out
   const serverLog = server.log();
   await server.stop();
   const shas = await Promise.all(clients.map(async (r) => (r.exitCode === 0 ? (await $`sha256sum ${r.target}`.text()).split(" ")[0] : "failed")));

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { gptComposite } from "../test/fixtures/composite.ts";
 import { checkPartition, discusOk } from "../test/helpers.ts";
 import { destroyStaleLabs, withLab } from "./lib/netlab.ts";
-import { runClient, sleep, startServer } from "./lib/mcast.ts";
+import { runClient, startServer } from "./lib/mcast.ts";
 
 const step = (text: string) => console.log(`\n== ${text}`);
 const show = async (args: string[]) => {
@@ -54,7 +54,7 @@ await withLab({ clients: 3, linkMbit: 100 }, async (lab) => {
       return runClient(lab, c, group, target, ["--give-up", "30s"]);
     }),
   );
-  await sleep(3500); // the server logs its session summary after 3 s of quiet
+  await Bun.sleep(3500); // the server logs its session summary after 3 s of quiet
   await server.stop();
   console.log(server.log().trim().split("\n").map((l) => `  ${l}`).join("\n"));
   for (const r of results) {

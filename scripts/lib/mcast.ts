@@ -1,11 +1,9 @@
 // Runs `discus serve` and `discus load` on the hosts of a netlab Lab: shared by the multicast
 // tests, the demo and the benchmark.
-import { join } from "node:path";
 import type { Host, Lab } from "./netlab.ts";
-import type { LoadStats } from "../../src/client/load.ts";
+import type { LoadStats } from "../../src/client/stats.ts";
+import { cli } from "../../test/helpers.ts";
 
-export const repoRoot = join(import.meta.dir, "..", "..");
-const cli = join(repoRoot, "src", "cli.ts");
 export const MCAST_PORT = 4520;
 
 export interface RunningServer {
@@ -55,5 +53,3 @@ export async function runClient(lab: Lab, host: Host, group: string, target: str
   if (exitCode === 0) stats = JSON.parse(stdout) as LoadStats;
   return { host, target, exitCode, stats, stderr, startedMs, endedMs };
 }
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,8 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { pickFiles, repoRoot } from "../../test/fixtures/common.ts";
 
-const benchDir = join(repoRoot, ".cache", "bench");
+/** Where benchmarks keep what is slow to make (gitignored). */
+export const benchDir = join(repoRoot, ".cache", "bench");
 const CONTENT_MIB = 700;
 
 export async function paperFixture(): Promise<string> {

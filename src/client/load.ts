@@ -4,7 +4,7 @@
 import type { RemoteInfo } from "node:dgram";
 import { closeSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
-import { decodeManifest, ManifestError, type Manifest } from "../image/manifest.ts";
+import type { Manifest } from "../image/manifest.ts";
 import type { CodecJob } from "../image/worker.ts";
 import { WORKER_URL } from "../image/worker-url.ts";
 import { openGroupSocket, type GroupSocket } from "../net/socket.ts";
@@ -18,19 +18,21 @@ import {
   ReportState,
   type AnnouncePacket,
   type BlockPacket,
-  type DropReason,
   type RequestPacket,
 } from "../net/wire.ts";
 import { applyJobFor, type ApplyReturn, type FreeMode } from "../restore/apply.ts";
-import { checkSignature, chunkOrder, finishTarget, type RestoreStats } from "../restore/restore.ts";
+import { checkSignature, chunkOrder, finishTarget } from "../restore/restore.ts";
 import { checkTarget, openTarget, type Target } from "../restore/target.ts";
 import { assert } from "../util/assert.ts";
-import { equalBytes, hex, sha256 } from "../util/bytes.ts";
+import { equalBytes, hex } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { progressBar, type Progress } from "../util/progress.ts";
 import { formatBytes } from "../util/units.ts";
 import { peakRssBytes } from "../util/memory.ts";
+import { LossMeter } from "./loss-meter.ts";
+import { ManifestParts } from "./manifest-parts.ts";
+import { emptyLoadStats, type LoadStats } from "./stats.ts";
 import { blockLength, BufferPool, covers, missingBitmap, newSlot, storeBlock, type Geometry, type Slot } from "./assembly.ts";
 
 export interface LoadOptions {
@@ -53,24 +55,6 @@ export interface LoadOptions {
   requestWindowChunks: number;
   seed: number;
   showProgress: boolean;
-}
-
-export interface LoadStats extends RestoreStats {
-  imageId: string;
-  server: string;
-  megabytesPerSecond: number;
-  requestsSent: number;
-  rerequests: number;
-  requestsOverheard: number;
-  blocksReceived: number;
-  duplicateBlocks: number;
-  /** Blocks dropped because every chunk buffer was busy (asked for again later). */
-  blocksWithoutBuffer: number;
-  chunksRejected: number;
-  manifestRejected: number;
-  serverRestarts: number;
-  packetsDropped: Record<DropReason | "foreignSource" | "otherImage" | "badBlock", number>;
-  peakRssBytes: number;
 }
 
 /** How often the client looks at its requests, timers and reports. */
@@ -125,8 +109,7 @@ class Loader {
   private readonly slots = new Map<number, Slot>();
   private buffers: BufferPool | null = null;
   private readonly readyData: { chunk: number; buffer: Uint8Array }[] = [];
-  private manifestBytes: Uint8Array | null = null;
-  private manifestPartsDone = 0;
+  private manifestParts: ManifestParts | null = null;
   private manifest: Manifest | null = null;
   private target: Target | null = null;
   private pool: WorkerPool<CodecJob, ApplyReturn> | null = null;
@@ -137,41 +120,14 @@ class Loader {
   private nextQueryMs = 0;
   private queryWaitMs = QUERY_FIRST_WAIT_MS;
   private nextReportMs = 0;
-  private intervalReceived = 0;
-  private intervalMinSeq = -1;
-  private intervalMaxSeq = -1;
+  private readonly loss = new LossMeter();
   private progress: Progress | null = null;
   private ticker: ReturnType<typeof setInterval> | null = null;
   private settle: { resolve: (s: LoadStats) => void; reject: (e: Error) => void } | null = null;
-  private readonly stats: LoadStats;
+  private readonly stats = emptyLoadStats();
 
   constructor(private readonly o: LoadOptions) {
     assert(o.requestWindowChunks >= 1, "request window holds at least one chunk");
-    this.stats = {
-      seconds: 0,
-      imageId: "",
-      server: "",
-      chunks: 0,
-      writtenBytes: 0,
-      freeBytes: 0,
-      zeroedBytes: 0,
-      discardedBytes: 0,
-      targetBytes: 0,
-      gptMoved: false,
-      signature: "unsigned",
-      megabytesPerSecond: 0,
-      requestsSent: 0,
-      rerequests: 0,
-      requestsOverheard: 0,
-      blocksReceived: 0,
-      duplicateBlocks: 0,
-      blocksWithoutBuffer: 0,
-      chunksRejected: 0,
-      manifestRejected: 0,
-      serverRestarts: 0,
-      packetsDropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, foreignSource: 0, otherImage: 0, badBlock: 0 },
-      peakRssBytes: 0,
-    };
   }
 
   async run(): Promise<LoadStats> {
@@ -280,7 +236,7 @@ class Loader {
     this.dataChunks = a.dataChunkCount;
     this.totalChunks = a.dataChunkCount + a.manifestPartCount;
     this.state = new Uint8Array(this.totalChunks);
-    this.manifestBytes = new Uint8Array(a.manifestBytes);
+    this.manifestParts = new ManifestParts(a);
     const bufferCount = Math.max(4, Math.floor(this.o.bufferBytes / a.chunkBytes));
     this.buffers = new BufferPool(a.chunkBytes, bufferCount);
     this.order = Uint32Array.from(chunkOrder(a.dataChunkCount, "random", this.o.seed ^ this.me));
@@ -294,8 +250,7 @@ class Loader {
     if (s === null || s.epoch === epoch) return;
     s.epoch = epoch;
     this.stats.serverRestarts++;
-    this.intervalReceived = 0;
-    this.intervalMinSeq = this.intervalMaxSeq = -1;
+    this.loss.reset();
   }
 
   private onBlock(p: BlockPacket, from: RemoteInfo): void {
@@ -317,7 +272,7 @@ class Loader {
     const nowMs = performance.now();
     this.noteEpoch(p.sender);
     this.lastServerMs = nowMs;
-    this.countSeq(p.seq);
+    this.loss.count(p.seq);
     this.stats.blocksReceived++;
     const state = this.state[p.chunk]!;
     if (state >= ChunkState.complete) {
@@ -343,12 +298,6 @@ class Loader {
     slot.lastActivityMs = nowMs;
     slot.waitMs = BLOCK_GAP_MS;
     if (slot.gotBlocks === g.blockCount) this.completed(slot);
-  }
-
-  private countSeq(seq: number): void {
-    this.intervalReceived++;
-    if (this.intervalMinSeq < 0 || seq < this.intervalMinSeq) this.intervalMinSeq = seq;
-    if (seq > this.intervalMaxSeq) this.intervalMaxSeq = seq;
   }
 
   /** Another client asked for blocks: if its request covers what we lack, do not ask ourselves. */
@@ -378,40 +327,27 @@ class Loader {
   }
 
   private manifestPart(slot: Slot): void {
-    const g = this.geometry!;
-    const into = this.manifestBytes!;
-    const offset = (slot.chunk - this.dataChunks) * g.chunkBytes;
-    into.set(slot.buffer.subarray(0, Math.max(0, Math.min(g.chunkBytes, into.length - offset))), offset);
+    const parts = this.manifestParts!;
+    parts.store(slot.chunk - this.dataChunks, slot.buffer);
     this.buffers!.give(slot.buffer);
     this.state[slot.chunk] = ChunkState.done;
-    this.manifestPartsDone++;
-    if (this.manifestPartsDone === this.totalChunks - this.dataChunks) this.manifestComplete();
+    if (parts.complete) this.manifestComplete(parts);
   }
 
-  private manifestComplete(): void {
+  private manifestComplete(parts: ManifestParts): void {
     const s = this.server!;
-    const bytes = this.manifestBytes!;
     const where = `image ${hex(s.announce.imageId)} from ${s.address}`;
-    if (!equalBytes(sha256(bytes), s.announce.manifestSha256)) {
+    const decoded = parts.verify(where);
+    if (decoded === null) {
       // Damaged or forged blocks: fetch every part again.
       this.stats.manifestRejected++;
-      this.manifestPartsDone = 0;
       for (let c = this.dataChunks; c < this.totalChunks; c++) this.state[c] = ChunkState.missing;
       return;
     }
-    let m: Manifest;
-    let body: Uint8Array;
-    try {
-      ({ manifest: m, body } = decodeManifest(bytes));
-    } catch (e) {
-      throw new DiscusError("input", where, `its manifest cannot be read (${e instanceof ManifestError ? e.message : String(e)})`, "Check the image on the server with `discus verify`");
-    }
-    if (!equalBytes(m.imageId, s.announce.imageId) || m.dataChunkCount !== this.dataChunks || m.chunkBytes !== s.announce.chunkBytes || m.sourceBytes !== s.announce.sourceBytes) {
-      throw new DiscusError("input", where, "its manifest disagrees with the server's announcement", "Check the image on the server with `discus verify`");
-    }
+    const { manifest: m, body } = decoded;
     this.stats.signature = checkSignature(m, body, where, this.o.publicKey, this.o.keyPath);
     this.manifest = m;
-    this.manifestBytes = null;
+    this.manifestParts = null;
     const target = openTarget(this.o.target, m.sourceBytes);
     this.target = target;
     this.stats.targetBytes = target.sizeBytes;
@@ -554,7 +490,7 @@ class Loader {
   /** The next chunk to ask for, or -1 when every wanted chunk is under way or done. */
   private nextWanted(): number {
     for (let c = this.dataChunks; c < this.totalChunks; c++) if (this.state[c] === ChunkState.missing) return c;
-    if (this.manifest === null && this.manifestPartsDone < this.totalChunks - this.dataChunks) {
+    if (this.manifest === null) {
       // Data may be fetched while the manifest is under way, but not ahead of it by much.
       if (this.readyData.length >= this.reservedBuffers()) return -1;
     }
@@ -570,7 +506,7 @@ class Loader {
   private report(state: ReportState, message: string): void {
     const s = this.server;
     if (s === null || this.sock === null) return;
-    const span = this.intervalMinSeq < 0 ? 0 : this.intervalMaxSeq - this.intervalMinSeq + 1;
+    const interval = this.loss.take();
     this.send(
       encodeReport(
         { imageId: s.announce.imageId, sender: this.me },
@@ -585,14 +521,12 @@ class Loader {
           requestsSent: this.stats.requestsSent,
           rerequests: this.stats.rerequests,
           chunksRejected: this.stats.chunksRejected,
-          intervalReceived: this.intervalReceived,
-          intervalSeqSpan: span,
+          intervalReceived: interval.received,
+          intervalSeqSpan: interval.span,
           message,
         },
       ),
     );
-    this.intervalReceived = 0;
-    this.intervalMinSeq = this.intervalMaxSeq = -1;
   }
 
   private send(bytes: Uint8Array): void {

@@ -19,16 +19,20 @@ export interface GroupSocket {
   close(): void;
 }
 
-export function isMulticastAddress(address: string): boolean {
+/** The four parts of a dotted IPv4 address, or null. */
+function ipv4Octets(address: string): number[] | null {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
-  if (!m) return false;
-  const first = Number(m[1]);
-  return first >= 224 && first <= 239 && m.slice(2).every((p) => Number(p) <= 255);
+  const octets = m?.slice(1).map(Number) ?? null;
+  return octets !== null && octets.every((o) => o <= 255) ? octets : null;
 }
 
 export function isIpv4Address(address: string): boolean {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
-  return m !== null && m.slice(1).every((p) => Number(p) <= 255);
+  return ipv4Octets(address) !== null;
+}
+
+export function isMulticastAddress(address: string): boolean {
+  const first = ipv4Octets(address)?.[0];
+  return first !== undefined && first >= 224 && first <= 239;
 }
 
 /**

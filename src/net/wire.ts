@@ -213,6 +213,11 @@ export function wireBytes(payloadBytes: number): number {
   return payloadBytes + IP_UDP_HEADER_BYTES + ETHERNET_HEADER_BYTES;
 }
 
+/** The type byte of a datagram, unchecked: lets a receiver skip traffic it never reads. */
+export function peekType(bytes: Uint8Array): number {
+  return bytes.length >= HEADER_BYTES ? bytes[OFF_TYPE]! : 0;
+}
+
 /** Decodes one datagram. Never throws: anything malformed comes back as a drop reason. */
 export function decodePacket(bytes: Uint8Array): Decoded {
   if (bytes.length < HEADER_BYTES) return { ok: false, reason: "short" };
@@ -232,11 +237,7 @@ export function decodePacket(bytes: Uint8Array): Decoded {
       return bodyBytes === 0 ? { ok: true, packet: { type: PacketType.query, ...common } } : { ok: false, reason: "length" };
     case PacketType.announce: {
       if (bodyBytes !== ANNOUNCE_BODY_BYTES) return { ok: false, reason: "length" };
-      const rate = dv.getBigUint64(b + 32, true);
-      const manifestBytes = dv.getBigUint64(b + 16, true);
-      const sourceBytes = dv.getBigUint64(b + 24, true);
-      const limit = BigInt(Number.MAX_SAFE_INTEGER);
-      if (rate > limit || manifestBytes > limit || sourceBytes > limit) return { ok: false, reason: "field" };
+      if (!u64sSafe(dv, [b + 16, b + 24, b + 32])) return { ok: false, reason: "field" };
       const packet: AnnouncePacket = {
         type: PacketType.announce,
         ...common,
@@ -278,8 +279,7 @@ export function decodePacket(bytes: Uint8Array): Decoded {
       if (messageBytes > MAX_REPORT_MESSAGE_BYTES || bodyBytes !== REPORT_FIXED_BYTES + messageBytes) return { ok: false, reason: "length" };
       const state = bytes[b]!;
       if (state < ReportState.progress || state > ReportState.failed) return { ok: false, reason: "field" };
-      const big = [16, 24, 32].map((o) => dv.getBigUint64(b + o, true));
-      if (big.some((v) => v > BigInt(Number.MAX_SAFE_INTEGER))) return { ok: false, reason: "field" };
+      if (!u64sSafe(dv, [b + 16, b + 24, b + 32])) return { ok: false, reason: "field" };
       const packet: ReportPacket = {
         type: PacketType.report,
         ...common,
@@ -303,6 +303,12 @@ export function decodePacket(bytes: Uint8Array): Decoded {
       return { ok: false, reason: "type" };
   }
 }
+
+/** True when every u64 at these offsets fits a JavaScript number (getU64 would assert otherwise). */
+function u64sSafe(dv: DataView, offsets: number[]): boolean {
+  return offsets.every((o) => dv.getBigUint64(o, true) <= MAX_SAFE_U64);
+}
+const MAX_SAFE_U64 = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Bounds a client relies on before it sizes anything from an announcement. */
 function announceFieldsValid(a: AnnounceBody): boolean {

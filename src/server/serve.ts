@@ -12,6 +12,7 @@ import {
   blockBytesForMtu,
   blocksPerChunk,
   decodePacket,
+  peekType,
   encodeAnnounce,
   encodeBlock,
   HEADER_BYTES,
@@ -119,7 +120,11 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   const self = { imageId: image.manifest.imageId, sender: epoch };
   const law: RateLaw = { ...DEFAULT_RATE_LAW, maxBitsPerSecond: o.rateBitsPerSecond, minBitsPerSecond: Math.max(1e6, o.rateBitsPerSecond * MIN_RATE_FRACTION) };
   let rate = o.rateBitsPerSecond;
-  const bucket = new TokenBucket(rate, Math.max(BURST_PACKETS, Math.ceil((rate / 8) * 0.002 / wireBytes(blockBytes))) * wireBytes(HEADER_BYTES + BLOCK_PREFIX_BYTES + blockBytes));
+  const packetWireBytes = (dataBytes: number) => wireBytes(HEADER_BYTES + BLOCK_PREFIX_BYTES + dataBytes);
+  const fullPacketWireBytes = packetWireBytes(blockBytes);
+  // A burst is BURST_PACKETS full packets, or 2 ms at the configured rate if that is more.
+  const burstPackets = Math.max(BURST_PACKETS, Math.ceil(((rate / 8) * 0.002) / fullPacketWireBytes));
+  const bucket = new TokenBucket(rate, burstPackets * fullPacketWireBytes);
   const announceBody = (): AnnounceBody => ({
     chunkBytes: t.chunkBytes,
     blockBytes,
@@ -235,14 +240,17 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   };
 
   const onMessage = (bytes: Uint8Array, from: RemoteInfo) => {
-    // Our own datagrams loop back (so a client on this host hears them): recognise them cheaply.
+    // Our own blocks loop back (so a client on this host hears them): skip a server's traffic,
+    // ours or another's, before paying for its CRC.
+    const type = peekType(bytes);
+    if (type === PacketType.block || type === PacketType.announce) return;
     const decoded = decodePacket(bytes);
     if (!decoded.ok) {
       stats.dropped[decoded.reason]++;
       return;
     }
     const p = decoded.packet;
-    if (p.type === PacketType.block || p.type === PacketType.announce) return; // a server's traffic, ours or another's
+    if (p.type === PacketType.block || p.type === PacketType.announce) return; // skipped above; narrows the type
     const nowMs = performance.now();
     if (p.type === PacketType.query) {
       lastActivityMs = nowMs;
@@ -259,14 +267,13 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
     else onReport(p, from, nowMs);
   };
 
-  const packetWireBytes = (dataBytes: number) => wireBytes(HEADER_BYTES + BLOCK_PREFIX_BYTES + dataBytes);
   const sendSome = () => {
     sendTimer = null;
     const nowMs = performance.now();
     let tokens = bucket.refill(nowMs);
     let sent = 0;
     while (!queue.empty) {
-      if (tokens < packetWireBytes(blockBytes)) break;
+      if (tokens < fullPacketWireBytes) break;
       const next = queue.take();
       assert(next !== null, "a non-empty queue yields a block");
       const chunkBytes = cache.get(next.chunk);
@@ -286,7 +293,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
       }
     }
     if (sent > 0) cache.readAhead(queue.upcoming(READ_AHEAD_CHUNKS));
-    if (!queue.empty) scheduleSend(Math.max(MIN_TICK_MS, bucket.waitMs(packetWireBytes(blockBytes))));
+    if (!queue.empty) scheduleSend(Math.max(MIN_TICK_MS, bucket.waitMs(fullPacketWireBytes)));
   };
   const scheduleSend = (waitMs: number) => {
     if (sendTimer !== null) return;

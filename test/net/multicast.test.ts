@@ -6,7 +6,7 @@ import { existsSync, statSync, writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab } from "../../scripts/lib/netlab.ts";
-import { MCAST_PORT, runClient, sleep, startServer, type ClientResult } from "../../scripts/lib/mcast.ts";
+import { MCAST_PORT, runClient, startServer, type ClientResult } from "../../scripts/lib/mcast.ts";
 import { gptComposite, mbrComposite } from "../fixtures/composite.ts";
 import { checkPartition, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 
@@ -98,7 +98,7 @@ describe("multicast", () => {
           expect(s.peakRssBytes).toBeLessThan(256 * 2 ** 20);
           expect(s.writtenBytes).toBeGreaterThan(0);
         }
-        await sleep(500);
+        await Bun.sleep(500);
         const log = server.log();
         await server.stop();
         // One line per client, and the session's summary once it ends.
@@ -134,7 +134,7 @@ describe("multicast", () => {
         const early = lab.clients.slice(0, 3).map((c, i) => runClient(lab, c, group, paths[i]!));
         // About half of the link time of the image (64 MiB at 100 Mbit/s: ~5.4 s).
         const linkSeconds = (gpt.imageBytes * 8) / (LINK_MBIT * 1e6);
-        await sleep((linkSeconds / 2) * 1000);
+        await Bun.sleep((linkSeconds / 2) * 1000);
         const late = runClient(lab, lab.clients[3]!, group, paths[3]!);
         const results = await Promise.all([...early, late]);
         await server.stop();
@@ -154,10 +154,10 @@ describe("multicast", () => {
         const group = lab.group(0);
         const first = startServer(lab, gpt.image, group);
         const running = lab.clients.map((c, i) => runClient(lab, c, group, targets("restart", 4)[i]!, ["--give-up", "30s"]));
-        await sleep(2500);
+        await Bun.sleep(2500);
         const killedMs = performance.now();
         await first.stop("SIGKILL");
-        await sleep(1500);
+        await Bun.sleep(1500);
         const second = startServer(lab, gpt.image, group);
         const results = await Promise.all(running);
         await second.stop();
