@@ -19,7 +19,8 @@ import { serveImage } from "./server/serve.ts";
 import { loadImage } from "./client/load.ts";
 import { isIpv4Address, isMulticastAddress } from "./net/socket.ts";
 import { MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
-import { fromHex } from "./util/bytes.ts";
+import { fromHex, hex } from "./util/bytes.ts";
+import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 
 const DEFAULT_PORT = 4520;
 
@@ -295,8 +296,34 @@ async function main(argv: string[]): Promise<void> {
         const pair = generateKeyPair();
         writeFileSync(keyPath, pair.privatePem, { mode: 0o600 });
         writeFileSync(pubPath, pair.publicPem, { mode: 0o644 });
-        const fp = keyFingerprint(rawPublicKey(loadPublicKey(pair.publicPem, pubPath)));
-        print(a.json, { privateKey: keyPath, publicKey: pubPath, fingerprint: fp }, `wrote ${keyPath} (keep it secret) and ${pubPath}; fingerprint ${fp}`);
+        const raw = rawPublicKey(loadPublicKey(pair.publicPem, pubPath));
+        const fp = keyFingerprint(raw);
+        print(a.json, { privateKey: keyPath, publicKey: pubPath, fingerprint: fp, kernelArg: `discus.key=${hex(raw)}` }, `wrote ${keyPath} (keep it secret) and ${pubPath}; fingerprint ${fp}\nfor netboot: discus.key=${hex(raw)}`);
+      },
+    )
+    .command(
+      "key <public>",
+      "Print a public key's fingerprint and its kernel command-line form (discus.key=...)",
+      (y) => y.positional("public", { type: "string", demandOption: true }),
+      (a) => {
+        const raw = rawPublicKey(loadPublicKey(readKeyFile(a.public), a.public));
+        print(a.json, { fingerprint: keyFingerprint(raw), kernelArg: `discus.key=${hex(raw)}` }, `fingerprint ${keyFingerprint(raw)}\ndiscus.key=${hex(raw)}`);
+      },
+    )
+    .command(
+      "agent",
+      "Netboot agent (run by the initramfs /init): reload this machine's disk or boot it, per the kernel command line and DHCP",
+      (y) =>
+        y
+          .option("cmdline", { type: "string", default: DEFAULT_PATHS.cmdline, describe: "Kernel command line to read" })
+          .option("net-env", { type: "string", default: DEFAULT_PATHS.netEnv, describe: "DHCP lease file written by /init" })
+          .option("sys-block", { type: "string", default: DEFAULT_PATHS.sysBlock })
+          .option("next-file", { type: "string", default: DEFAULT_PATHS.nextFile, describe: "Where to write the next step for /init" })
+          .option("run-dir", { type: "string", default: DEFAULT_PATHS.runDir }),
+      async (a) => {
+        const { ok } = await runAgent({ cmdline: a.cmdline, netEnv: a["net-env"], sysBlock: a["sys-block"], nextFile: a["next-file"], runDir: a["run-dir"] });
+        // The exit code tells /init (and scripts) whether the disk was written or left alone.
+        process.exitCode = ok ? 0 : 1;
       },
     )
     .fail((msg, err) => {

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 
 export interface LabOptions {
-  clients: number; // 1..32 client hosts
+  clients: number; // 0..32 client hosts
   extras?: number; // extra hosts (e.g. a forger), default 0
   linkMbit?: number | null; // tbf rate of every link, both directions; null/undefined = unlimited
   clientMbit?: (number | null)[]; // per-client override of the link rate toward that client
@@ -23,6 +23,9 @@ export interface Lab {
   exec(host: Host, cmd: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   setLoss(host: Host, percent: number): Promise<void>; // replace that host's loss rule (0 removes it)
   setRate(host: Host, mbit: number | null): Promise<void>; // replace the tbf toward that host
+  /** Adds tap device `tap<n>` to the bridge, for a QEMU guest run in the switch namespace `switchNs`. */
+  addTap(n: number): Promise<string>;
+  switchNs: string;
   destroy(): Promise<void>; // removes every namespace it made (their veths and bridge go with them); idempotent
 }
 
@@ -103,7 +106,7 @@ export async function destroyStaleLabs(): Promise<void> {
 
 export async function createLab(opts: LabOptions): Promise<Lab> {
   const extrasN = opts.extras ?? 0;
-  if (!Number.isInteger(opts.clients) || opts.clients < 1 || opts.clients > 32) throw new Error(`netlab: clients must be 1..32, got ${opts.clients}`);
+  if (!Number.isInteger(opts.clients) || opts.clients < 0 || opts.clients > 32) throw new Error(`netlab: clients must be 0..32, got ${opts.clients}`);
   if (!Number.isInteger(extrasN) || extrasN < 0 || extrasN > 32) throw new Error(`netlab: extras must be 0..32, got ${extrasN}`);
   for (const p of opts.lossPercent ?? []) if (!(p >= 0 && p <= 100)) throw new Error(`netlab: loss must be 0..100, got ${p}`);
 
@@ -153,6 +156,14 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       await run(["ip", "netns", "exec", h.ns, "nft", "-f", "-"], script);
     },
     setRate: (h, mbit) => setTbf(sw, port(h), mbit),
+    switchNs: sw,
+    async addTap(n) {
+      if (!Number.isInteger(n) || n < 0 || n > 63) throw new Error(`netlab: tap index ${n} out of 0..63`);
+      const name = `tap${n}`;
+      await run(["ip", "-n", sw, "tuntap", "add", "dev", name, "mode", "tap"]);
+      await run(["ip", "-n", sw, "link", "set", name, "master", SWITCH_IFACE, "up"]);
+      return name;
+    },
     destroy() {
       destroying ??= (async () => {
         for (const p of procs) p.kill("SIGKILL");

@@ -42,6 +42,15 @@ export function loadPublicKey(pem: string, path: string): KeyObject {
   }
 }
 
+/** SPKI DER header of every Ed25519 public key (RFC 8410): the raw 32 bytes follow it. */
+const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+/** A public key from its raw 32 bytes, as the netboot agent gets it on the kernel command line. */
+export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new DiscusError("signature", "public key", `is ${raw.length} bytes, not 32`, "Give the 64 hex digits `discus keygen` prints");
+  return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: "der", type: "spki" });
+}
+
 /** The raw 32-byte Ed25519 public key (the last 32 bytes of its SPKI DER form). */
 export function rawPublicKey(key: KeyObject): Uint8Array {
   const der = key.type === "private" ? createPublicKey(key).export({ type: "spki", format: "der" }) : key.export({ type: "spki", format: "der" });

@@ -1,0 +1,233 @@
+// `discus agent`: what a PXE-booted node (or the rescue stick) runs after /init has loaded
+// drivers and asked DHCP. It reads its settings, then either writes the chosen disk and says what
+// to do next (reboot into the new OS), or touches no disk and boots the installed one.
+// Every failure ends with one clear console message and, when the server can be reached, a report
+// in the server's log; nothing is written unless every check before the first write passed.
+import { availableParallelism } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadImage } from "../client/load.ts";
+import { restoreImage } from "../restore/restore.ts";
+import { publicKeyFromRaw } from "../image/signing.ts";
+import { DiscusError } from "../util/errors.ts";
+import { formatBytes } from "../util/units.ts";
+import { VERSION } from "../version.ts";
+import { chooseDisk, describeDisk, listDisks, type DiskInfo } from "./disks.ts";
+import { IMAGES_LABEL, isDiscusMedium, readLabel } from "./labels.ts";
+import { stageInstalledLinux } from "./localboot.ts";
+import { reportFailure } from "./report.ts";
+import { describeSettings, dhcpOptionText, resolveSettings, type AgentSettings, type FinalAction } from "./settings.ts";
+
+/** The site-specific DHCP option that carries discus settings (224..254 are the site range). */
+export const DHCP_OPTION = 224;
+
+export interface AgentPaths {
+  cmdline: string;
+  /** key=value lines written by /init's udhcpc script: iface, ip, mask, router, opt224... */
+  netEnv: string;
+  sysBlock: string;
+  /** Where /init reads the next step from: reboot, poweroff, halt, shell or kexec. */
+  nextFile: string;
+  /** Scratch space in memory (mount points, the staged kernel). */
+  runDir: string;
+}
+
+export const DEFAULT_PATHS: AgentPaths = {
+  cmdline: "/proc/cmdline",
+  netEnv: "/run/discus/net.env",
+  sysBlock: "/sys/block",
+  nextFile: "/run/discus/next",
+  runDir: "/run/discus",
+};
+
+export type NextStep = FinalAction | "kexec";
+
+/** Disks appear asynchronously (USB takes seconds): wait until the list holds still this long. */
+const DISKS_STABLE_MS = 2000;
+const DISKS_MAX_WAIT_MS = 20_000;
+const IMAGE_PARTITION_MAX_WAIT_MS = 20_000;
+const POLL_MS = 250;
+const REPORT_WAIT_MS = 3000;
+const CHUNK_BUFFER_BYTES = 64 << 20;
+const REQUEST_WINDOW_CHUNKS = 4;
+
+interface Lease {
+  iface: string;
+  ip: string;
+  dhcpSettings: string | null;
+}
+
+function uptimeSeconds(): number {
+  try {
+    return Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+  } catch {
+    return performance.now() / 1000;
+  }
+}
+
+function say(line: string): void {
+  for (const l of line.split("\n")) process.stdout.write(`discus agent [${uptimeSeconds().toFixed(2).padStart(7)} s]: ${l}\n`);
+}
+
+/** Parses the lease file /init's udhcpc script writes; null when no interface got a lease. Pure. */
+export function parseLease(text: string): Lease | null {
+  const env = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) env.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim().replace(/^'(.*)'$/, "$1"));
+  }
+  const ip = env.get("ip");
+  const iface = env.get("interface");
+  if (!ip || !iface) return null;
+  const option = env.get(`opt${DHCP_OPTION}`);
+  return { iface, ip, dhcpSettings: option ? dhcpOptionText(option) : null };
+}
+
+function readLease(path: string): Lease | null {
+  return existsSync(path) ? parseLease(readFileSync(path, "utf8")) : null;
+}
+
+function spawnRun(argv: string[]): { ok: boolean; output: string } {
+  const p = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
+  return { ok: p.exitCode === 0, output: `${p.stdout.toString()}${p.stderr.toString()}` };
+}
+
+async function sleepMs(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Lists disks once the set has held still for DISKS_STABLE_MS (bounded by DISKS_MAX_WAIT_MS). */
+async function settledDisks(sysBlock: string): Promise<DiskInfo[]> {
+  const startMs = performance.now();
+  let names = "";
+  let stableSinceMs = startMs;
+  for (;;) {
+    const now = existsSync(sysBlock) ? readdirSync(sysBlock).sort().join(" ") : "";
+    const nowMs = performance.now();
+    if (now !== names) {
+      names = now;
+      stableSinceMs = nowMs;
+    }
+    if (nowMs - stableSinceMs >= DISKS_STABLE_MS || nowMs - startMs >= DISKS_MAX_WAIT_MS) break;
+    await sleepMs(POLL_MS);
+  }
+  return listDisks(sysBlock, isDiscusMedium);
+}
+
+/** Finds and mounts (read-only) the stick's image partition; returns the image file's path. */
+async function mountImageFile(s: AgentSettings, paths: AgentPaths): Promise<string> {
+  const startMs = performance.now();
+  for (;;) {
+    const parts = listDisks(paths.sysBlock, () => false).flatMap((d) => d.partitions);
+    const found = parts.find((p) => readLabel(p) === IMAGES_LABEL);
+    if (found !== undefined) {
+      const mountPoint = join(paths.runDir, "images");
+      mkdirSync(mountPoint, { recursive: true });
+      const m = spawnRun(["mount", "-t", "ext4", "-o", "ro,noload", found, mountPoint]);
+      if (!m.ok) throw new DiscusError("io", found, `holds the ${IMAGES_LABEL} partition but cannot be mounted: ${m.output.trim()}`, "Rebuild the stick with scripts/build-rescue");
+      const file = join(mountPoint, s.file!);
+      if (!existsSync(file)) throw new DiscusError("input", `discus.file=${s.file}`, `is not on ${found} (${IMAGES_LABEL})`, `It holds: ${readdirSync(mountPoint).filter((f) => f !== "lost+found").join(", ") || "nothing"}`);
+      say(`image file ${s.file} on ${found}`);
+      return file;
+    }
+    if (performance.now() - startMs > IMAGE_PARTITION_MAX_WAIT_MS) {
+      throw new DiscusError("input", `discus.file=${s.file}`, `no partition labelled ${IMAGES_LABEL} appeared within ${IMAGE_PARTITION_MAX_WAIT_MS / 1000} s`, "Boot from a stick made by `scripts/build-rescue --image`, or load over the network with discus.group");
+    }
+    await sleepMs(POLL_MS);
+  }
+}
+
+/** Writes the disk; returns the step after success. Throws DiscusError on any failure. */
+async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, markLoadStarted: () => void): Promise<NextStep> {
+  if (s.group !== null && lease === null) {
+    const ifaces = existsSync("/sys/class/net") ? readdirSync("/sys/class/net").filter((n) => n !== "lo") : [];
+    throw new DiscusError("network", "DHCP", `no answer on ${ifaces.join(", ") || "any interface (no network driver matched this machine's NIC)"}`, "Check the cable, the DHCP server, and that the NIC's driver is in the initramfs");
+  }
+  const disks = await settledDisks(paths.sysBlock);
+  say(`disks:\n${disks.map((d) => `  ${describeDisk(d)}`).join("\n") || "  (none)"}`);
+  const disk = chooseDisk(s.disk!, disks);
+  say(`target ${describeDisk(disk)} (rule ${s.disk})`);
+  const publicKey = s.key === null ? null : publicKeyFromRaw(s.key);
+  const keyPath = s.key === null ? null : "discus.key";
+  const workers = Math.max(1, Math.min(availableParallelism(), 8));
+  const startMs = performance.now();
+  let written: number;
+  let signature: string;
+  if (s.file !== null) {
+    const image = await mountImageFile(s, paths);
+    markLoadStarted();
+    const r = await restoreImage({ image, target: disk.path, freeMode: s.free, workers, order: "sequential", seed: 1, publicKey, keyPath, showProgress: false });
+    written = r.writtenBytes;
+    signature = r.signature;
+  } else {
+    say(`loading from group ${s.group}:${s.port} on ${lease!.iface} (${lease!.ip})`);
+    markLoadStarted();
+    const r = await loadImage({
+      group: s.group!,
+      port: s.port,
+      iface: lease!.ip,
+      ttl: 1,
+      target: disk.path,
+      freeMode: s.free,
+      workers,
+      publicKey,
+      keyPath,
+      imageId: s.imageId,
+      giveUpMs: s.giveUpMs,
+      bufferBytes: CHUNK_BUFFER_BYTES,
+      requestWindowChunks: REQUEST_WINDOW_CHUNKS,
+      seed: crypto.getRandomValues(new Uint32Array(1))[0]!,
+      showProgress: false,
+    });
+    written = r.writtenBytes;
+    signature = r.signature;
+    say(`image ${r.imageId} from server ${r.server}: ${r.chunks} chunks, ${r.chunksRejected} rejected and fetched again, ${r.requestsSent} requests`);
+  }
+  const seconds = (performance.now() - startMs) / 1000;
+  say(`disk written: ${disk.path}, ${formatBytes(written)} in ${seconds.toFixed(1)} s, every chunk's digest checked, signature ${signature}`);
+  return s.after;
+}
+
+/** Touches no disk: stages the installed Linux for kexec, or fails saying why it cannot. */
+async function bootInstalled(paths: AgentPaths, run: typeof spawnRun): Promise<NextStep> {
+  say("no reload asked: no disk will be written");
+  const disks = await settledDisks(paths.sysBlock);
+  const staged = stageInstalledLinux(disks, run, paths.runDir, say);
+  if (staged === null) {
+    throw new DiscusError("input", "installed OS", "no fixed disk holds a Linux boot entry (extlinux or GRUB on ext4) to boot", "To boot another OS, let the PXE stage fall through to the local disk (docs/NETBOOT.md); no disk was written");
+  }
+  say(`booting the installed OS from ${staged.partition} (${staged.config}): ${staged.append}`);
+  return "kexec";
+}
+
+/** Runs the agent; writes the next step for /init and returns it, with whether all went well. */
+export async function runAgent(paths: AgentPaths = DEFAULT_PATHS): Promise<{ next: NextStep; ok: boolean }> {
+  say(`discus ${VERSION} agent started`);
+  mkdirSync(paths.runDir, { recursive: true });
+  let next: NextStep;
+  let settings: AgentSettings | null = null;
+  const lease = readLease(paths.netEnv);
+  let loadStarted = false;
+  let ok = false;
+  try {
+    say(lease === null ? "network: no DHCP lease" : `network: ${lease.iface} ${lease.ip}${lease.dhcpSettings !== null ? `, DHCP option ${DHCP_OPTION}: ${lease.dhcpSettings}` : ""}`);
+    settings = resolveSettings(readFileSync(paths.cmdline, "utf8"), lease?.dhcpSettings ?? null);
+    for (const line of describeSettings(settings)) say(`  ${line}`);
+    for (const note of settings.notes) say(`note: ${note}`);
+    next = settings.action === "load" ? await reload(settings, lease, paths, () => (loadStarted = true)) : await bootInstalled(paths, spawnRun);
+    ok = true;
+  } catch (e) {
+    const message = e instanceof DiscusError ? e.message : `internal error: ${(e as Error).stack ?? e}`;
+    say(`FAILED: ${message}`);
+    say("nothing more will be written to any disk by this boot");
+    // The loader reports its own failures; earlier ones are reported here, when a server answers.
+    if (!loadStarted && settings?.group && lease !== null) {
+      const server = await reportFailure({ group: settings.group, port: settings.port, iface: lease.ip, imageId: settings.imageId, message, waitMs: REPORT_WAIT_MS });
+      say(server === null ? "no image server answered: the failure is on this console only" : `failure reported to server ${server}`);
+    }
+    next = settings?.onfail ?? "halt";
+  }
+  say(`next: ${next}`);
+  writeFileSync(paths.nextFile, `${next}\n`);
+  return { next, ok };
+}

@@ -1,0 +1,66 @@
+// What the boot tests share: the netboot build (once per test run), the guests' QEMU arguments,
+// and checks of a guest's disk from the host.
+import { $ } from "bun";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { BOOT_PART_START_BYTES } from "../fixtures/bootdisk.ts";
+import { repoRoot } from "../fixtures/common.ts";
+
+export const DIST = join(repoRoot, "dist");
+export const VMLINUZ = join(DIST, "vmlinuz");
+export const INITRAMFS = join(DIST, "initramfs.img");
+/** Guests boot under software emulation: every QEMU run gets a hard bound. */
+export const GUEST_TIMEOUT_MS = 300_000;
+/** Tests build the same initramfs with faster compression: the contents are what is tested. */
+const TEST_ZSTD_LEVEL = "9";
+
+let built: Promise<void> | null = null;
+
+/** Builds dist/discus, dist/vmlinuz and dist/initramfs.img once per test process. */
+export function ensureNetbootBuild(): Promise<void> {
+  built ??= (async () => {
+    await $`bash scripts/build`.cwd(repoRoot).quiet();
+    await $`bun scripts/build-initramfs.ts`.cwd(repoRoot).env({ ...process.env, DISCUS_ZSTD_LEVEL: TEST_ZSTD_LEVEL }).quiet();
+    for (const f of [VMLINUZ, INITRAMFS]) if (!existsSync(f)) throw new Error(`netboot build made no ${f}`);
+  })();
+  return built;
+}
+
+/** QEMU arguments common to every guest: software emulation with the CPU model Bun needs. */
+export function guestArgs(memoryMiB = 1024): string[] {
+  return ["-accel", "tcg", "-cpu", "max", "-m", String(memoryMiB), "-no-reboot"];
+}
+
+/** A virtio disk with a serial number, so the agent's rule can name it. */
+export function virtioDisk(path: string, serial: string, bootIndex?: number): string[] {
+  const id = `d${serial.replace(/[^A-Za-z0-9]/g, "")}`;
+  return ["-drive", `file=${path},format=raw,if=none,id=${id}`, "-device", `virtio-blk-pci,drive=${id},serial=${serial}${bootIndex !== undefined ? `,bootindex=${bootIndex}` : ""}`];
+}
+
+export interface DiskCheck {
+  fsckCode: number;
+  fsckOutput: string;
+  /** sha256 of each requested file, read back with debugfs (no mount). */
+  files: Record<string, string>;
+}
+
+/** e2fsck -fn and file digests of the boot disk fixture's ext4 partition, read-only. */
+export async function checkBootDisk(disk: string, paths: string[]): Promise<DiskCheck> {
+  const dev = (await $`losetup --find --show --read-only --offset ${BOOT_PART_START_BYTES} ${disk}`.text()).trim();
+  try {
+    const fsck = await $`e2fsck -fn ${dev}`.quiet().nothrow();
+    const files: Record<string, string> = {};
+    for (const p of paths) {
+      const bytes = await $`debugfs -R ${`cat ${p}`} ${dev}`.quiet().arrayBuffer();
+      files[p] = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+    }
+    return { fsckCode: fsck.exitCode, fsckOutput: fsck.stdout.toString() + fsck.stderr.toString(), files };
+  } finally {
+    await $`losetup -d ${dev}`.quiet().nothrow();
+  }
+}
+
+/** The agent's console lines (for failure messages). */
+export function agentLines(console: string): string {
+  return console.split("\n").filter((l) => /discus (agent|init)/.test(l)).join("\n");
+}
