@@ -14,7 +14,7 @@ import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.
 import { MCAST_PORT, startServer, type RunningServer } from "../../scripts/lib/mcast.ts";
 import { startPxeServer, type PxeServer } from "../../scripts/lib/pxe.ts";
 import { bootQemu, type BootResult } from "./qemu.ts";
-import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, VMLINUZ, virtioDisk } from "./netboot-env.ts";
+import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, VMLINUZ, virtioDisk } from "./netboot-env.ts";
 
 const DISK_BYTES = 128 << 20;
 const mac = (n: number) => `52:54:00:d1:5c:${n.toString(16).padStart(2, "0")}`;
@@ -26,6 +26,8 @@ let pxe: PxeServer;
 let newOs: BootDisk;
 let oldOs: BootDisk;
 let oldDisk = "";
+let group = "";
+let keyHex = "";
 
 interface Guest {
   name: string;
@@ -74,10 +76,10 @@ beforeAll(async () => {
   await discusOk(["keygen", join(dir, "site")]);
   const image = join(dir, "new-os.dsc");
   await discusOk(["create", "--quiet", "--sign", join(dir, "site.key"), source, image]);
-  const keyHex = /discus\.key=([0-9a-f]{64})/.exec(await discusOk(["key", join(dir, "site.pub")]))![1]!;
+  keyHex = /discus\.key=([0-9a-f]{64})/.exec(await discusOk(["key", join(dir, "site.pub")]))![1]!;
 
   lab = await createLab({ clients: 0, linkMbit: 100 });
-  const group = lab.group(0);
+  group = lab.group(0);
   server = startServer(lab, image, group, ["--rate", "100mbit"]);
   pxe = await startPxeServer(lab, {
     dir: join(dir, "pxe"),
@@ -149,5 +151,84 @@ describe("PXE boot into the agent", () => {
     expect(lines).toMatch(/powering off/);
     expect(await sha256File(d.disk)).toBe(before);
     expect(server.log()).toMatch(/client [\d.]+ \(\w+\) failed after .*discus\.disk=serial:NO-SUCH-DISK: matches no disk/);
+  }, GUEST_TIMEOUT_MS);
+});
+
+/**
+ * Boots the netboot kernel directly (as PXE would, minus the download) with `args` on its
+ * command line, on tap<n>: `attached` false leaves the tap off the bridge, so DHCP gets no answer.
+ */
+async function directBoot(g: Guest, args: string, attached = true): Promise<BootResult> {
+  let tap = `tap${g.n}`;
+  if (attached) tap = await lab.addTap(g.n);
+  else {
+    await $`ip -n ${lab.switchNs} tuntap add dev ${tap} mode tap`.quiet();
+    await $`ip -n ${lab.switchNs} link set ${tap} up`.quiet();
+  }
+  return bootQemu({
+    prefix: ["ip", "netns", "exec", lab.switchNs],
+    args: [
+      ...guestArgs(),
+      "-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      "-device", `virtio-net-pci,netdev=n0,mac=${mac(g.n)}`,
+      ...virtioDisk(g.disk, g.serial),
+      "-kernel", VMLINUZ, "-initrd", INITRAMFS,
+      "-append", `console=ttyS0,115200 discus.onfail=poweroff ${args}`,
+    ],
+    timeoutMs: GUEST_TIMEOUT_MS,
+  });
+}
+
+describe("without a reload order the agent boots the installed OS", () => {
+  test("kexec into the disk's own kernel, nothing written", async () => {
+    const g = await guest("k", 10);
+    const before = await sha256File(g.disk);
+    const r = await directBoot(g, "discus.net=off");
+    const lines = agentLines(r.console);
+    expect(r.timedOut, lines).toBe(false);
+    expect(lines).toContain("no reload asked: no disk will be written");
+    expect(lines).toMatch(/booting the installed OS from \/dev\/vda1 \(boot\/extlinux\/extlinux.conf\)/);
+    expect(r.console).toContain(bootedLine("old-1"));
+    expect(await sha256File(g.disk)).toBe(before);
+  }, GUEST_TIMEOUT_MS);
+});
+
+describe("every failure: a console message, a report when the server answers, no write", () => {
+  const load = (rule: string) => `discus.action=load discus.group=${group} discus.port=${MCAST_PORT} discus.disk=${rule}`;
+
+  async function expectFailure(g: Guest, r: BootResult, message: RegExp, reported: boolean, before: string): Promise<void> {
+    const lines = agentLines(r.console);
+    expect(r.timedOut, lines).toBe(false);
+    expect(lines).toMatch(message);
+    expect(lines).toContain("nothing more will be written to any disk by this boot");
+    expect(lines).toContain("powering off");
+    expect(r.exitCode).toBe(0);
+    if (reported) expect(server.log()).toMatch(new RegExp(`client [\\d.]+ \\(\\w+\\) failed after .*${message.source.replace(/^FAILED: /, "")}`));
+    expect(await sha256File(g.disk), `${g.name}'s disk changed`).toBe(before);
+  }
+
+  test("a wrong signing key and a disk too small for the image", async () => {
+    const wrongKey = await guest("w", 11);
+    const small = { name: "s", n: 12, disk: join(dir, "small.img"), serial: "DISK-S" };
+    await $`truncate -s ${64 << 20} ${small.disk}`;
+    const before = [await sha256File(wrongKey.disk), await sha256File(small.disk)];
+    const [r1, r2] = await Promise.all([
+      directBoot(wrongKey, `${load("serial:DISK-W")} discus.key=${"ab".repeat(32)}`),
+      directBoot(small, `${load("serial:DISK-S")} discus.key=${keyHex}`),
+    ]);
+    await expectFailure(wrongKey, r1, /FAILED: .*signature/, true, before[0]!);
+    await expectFailure(small, r2, /FAILED: \/dev\/vda: is 64.0 MiB, the image needs 128.0 MiB/, true, before[1]!);
+  }, GUEST_TIMEOUT_MS);
+
+  test("no DHCP answer, and no image server on the group", async () => {
+    const noDhcp = await guest("n", 13);
+    const noServer = await guest("q", 14);
+    const before = [await sha256File(noDhcp.disk), await sha256File(noServer.disk)];
+    const [r1, r2] = await Promise.all([
+      directBoot(noDhcp, load("only"), false),
+      directBoot(noServer, `discus.action=load discus.group=${lab.group(9)} discus.disk=only discus.giveup=5s`),
+    ]);
+    await expectFailure(noDhcp, r1, /FAILED: DHCP: no answer on eth0/, false, before[0]!);
+    await expectFailure(noServer, r2, /FAILED: .*(no server|silent|answered)/i, false, before[1]!);
   }, GUEST_TIMEOUT_MS);
 });
