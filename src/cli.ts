@@ -21,8 +21,8 @@ import { isIpv4Address, isMulticastAddress } from "./net/socket.ts";
 import { MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
+import { DEFAULT_PORT } from "./agent/settings.ts";
 
-const DEFAULT_PORT = 4520;
 
 /** Runs a parser from units.ts, turning its complaint into a usage error naming the option. */
 function parsed<T>(option: string, parse: (text: string) => T, text: string): T {

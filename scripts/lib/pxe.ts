@@ -5,9 +5,9 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Lab } from "./netlab.ts";
+import { DHCP_OPTION } from "../../src/agent/agent.ts";
 
 export const PXE_HTTP_PORT = 8080;
-export const DHCP_OPTION = 224;
 const ROOT = join(import.meta.dir, "../..");
 
 export interface PxeOptions {

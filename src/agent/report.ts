@@ -20,12 +20,14 @@ const SOCKET_BUFFER_BYTES = 256 << 10;
 export async function reportFailure(r: FailureReport): Promise<string | null> {
   const sender = (crypto.getRandomValues(new Uint32Array(1))[0]! | 1) >>> 0;
   let resolveDone: (server: string | null) => void = () => {};
+  let reported = false;
   const done = new Promise<string | null>((resolve) => (resolveDone = resolve));
   const sock = await openGroupSocket(
     { group: r.group, port: r.port, iface: r.iface, ttl: 1, receiveBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES },
     (bytes, from) => {
       const d = decodePacket(bytes);
-      if (!d.ok || d.packet.type !== PacketType.announce) return;
+      if (reported || !d.ok || d.packet.type !== PacketType.announce) return;
+      reported = true;
       const imageId = d.packet.imageId.slice();
       const report = encodeReport(
         { imageId, sender },
