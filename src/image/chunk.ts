@@ -1,6 +1,6 @@
 // Chunk header v1: encode and decode (pure). Layout in docs/FORMAT.md.
 import { assert } from "../util/assert.ts";
-import { crc32, equalBytes, getAscii, getU64, putAscii, setU64, view } from "../util/bytes.ts";
+import { crc32, getAscii, putAscii, setU64, tryGetU64, view } from "../util/bytes.ts";
 import type { Range } from "../util/ranges.ts";
 import {
   CHUNK_FIXED_HEADER_BYTES,
@@ -42,6 +42,7 @@ const OFF_REGION_COUNT = 56;
 const OFF_PAYLOAD_BYTES = 60;
 const OFF_RAW_BYTES = 64;
 const OFF_HEADER_CRC = 68;
+const OFF_RESERVED = 72;
 
 export function chunkHeaderBytes(regionCount: number): number {
   return CHUNK_FIXED_HEADER_BYTES + regionCount * REGION_ENTRY_BYTES;
@@ -107,6 +108,7 @@ export function decodeChunkHeader(bytes: Uint8Array, chunkBytes: number): ChunkH
   const codec = dv.getUint8(OFF_CODEC);
   if (codec !== Codec.zlib && codec !== Codec.zstd) throw new ChunkFormatError(`unknown codec ${codec}`);
   if (dv.getUint8(OFF_FLAGS) !== 0) throw new ChunkFormatError("unknown chunk flags");
+  if (bytes.subarray(OFF_RESERVED, CHUNK_FIXED_HEADER_BYTES).some((b) => b !== 0)) throw new ChunkFormatError("reserved header bytes are not zero");
   const headerBytes = dv.getUint32(OFF_HEADER_BYTES, true);
   const regionCount = dv.getUint32(OFF_REGION_COUNT, true);
   if (regionCount < 1 || regionCount > MAX_REGIONS_PER_CHUNK) throw new ChunkFormatError(`region count ${regionCount} out of bounds`);
@@ -123,8 +125,8 @@ export function decodeChunkHeader(bytes: Uint8Array, chunkBytes: number): ChunkH
   if (payloadBytes < 1 || headerBytes + payloadBytes > chunkBytes) throw new ChunkFormatError("payload does not fit the chunk");
   if (rawBytes > MAX_CHUNK_RAW_BYTES) throw new ChunkFormatError("raw size above the format's bound");
   if (sectorBytes < 512 || sectorBytes > 65536 || (sectorBytes & (sectorBytes - 1)) !== 0) throw new ChunkFormatError("bad sector size");
-  const firstSector = getU64(dv, OFF_FIRST_SECTOR);
-  const endSector = getU64(dv, OFF_END_SECTOR);
+  const firstSector = sectorField(dv, OFF_FIRST_SECTOR, sectorBytes, "first sector");
+  const endSector = sectorField(dv, OFF_END_SECTOR, sectorBytes, "end sector");
   if (endSector <= firstSector) throw new ChunkFormatError("empty responsibility range");
 
   const regions: Range[] = [];
@@ -132,8 +134,8 @@ export function decodeChunkHeader(bytes: Uint8Array, chunkBytes: number): ChunkH
   let rawSectors = 0;
   for (let i = 0; i < regionCount; i++) {
     const off = CHUNK_FIXED_HEADER_BYTES + i * REGION_ENTRY_BYTES;
-    const start = getU64(dv, off);
-    const length = getU64(dv, off + 8);
+    const start = sectorField(dv, off, sectorBytes, `region ${i} start`);
+    const length = sectorField(dv, off + 8, sectorBytes, `region ${i} length`);
     // Regions are sorted, disjoint, non-empty and inside the responsibility range.
     if (length < 1 || start < cursor || start + length > endSector) throw new ChunkFormatError(`region ${i} out of order or range`);
     cursor = start + length;
@@ -152,6 +154,13 @@ export function decodeChunkHeader(bytes: Uint8Array, chunkBytes: number): ChunkH
     payloadBytes,
     rawBytes,
   };
+}
+
+/** A sector field, refused when its byte offset would pass 2^53 (8 PiB, beyond any disk). */
+function sectorField(dv: DataView, offset: number, sectorBytes: number, name: string): number {
+  const value = tryGetU64(dv, offset);
+  if (value === null || value > Math.floor(Number.MAX_SAFE_INTEGER / sectorBytes)) throw new ChunkFormatError(`${name} beyond any disk`);
+  return value;
 }
 
 /** Free sector ranges of a chunk: its responsibility range minus its regions. */

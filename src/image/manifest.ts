@@ -1,8 +1,10 @@
 // Image manifest v1: what the image holds, per-chunk digests, optional signature. Layout in docs/FORMAT.md.
 // It is plain data (not tied to the file trailer) so the multicast protocol can ship it in parts.
 import { assert } from "../util/assert.ts";
-import { fromUtf8, getAscii, getU64, putAscii, setU64, utf8, view } from "../util/bytes.ts";
-import { Codec, DIGEST_BYTES, FORMAT_VERSION, IMAGE_ID_BYTES, MANIFEST_MAGIC, SIGNATURE_MAGIC } from "./constants.ts";
+import { fromUtf8, getAscii, putAscii, setU64, tryGetU64, utf8, view } from "../util/bytes.ts";
+import { SchemaError } from "../util/schema.ts";
+import { imageInfo } from "./info.ts";
+import { Codec, DIGEST_BYTES, FORMAT_VERSION, IMAGE_ID_BYTES, MANIFEST_MAGIC, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, SIGNATURE_MAGIC } from "./constants.ts";
 
 export interface AreaSummary {
   /** Partition number as Linux names it, or null for table structures / the whole disk. */
@@ -60,6 +62,11 @@ export const MAX_INFO_BYTES = 1 << 20;
 /** Bound on chunks per image (16 TiB of 1 MiB chunks); bounds the manifest at ~1 GiB. */
 export const MAX_DATA_CHUNKS = 1 << 24;
 export const ALG_ED25519 = 1;
+
+/** The longest manifest an image of this many chunks can have: bounds a reader's allocation. */
+export function maxManifestBytes(dataChunkCount: number): number {
+  return pad8(FIXED_BYTES + MAX_INFO_BYTES) + dataChunkCount * DIGEST_ENTRY_BYTES + SIGNATURE_BLOCK_BYTES;
+}
 
 const OFF_VERSION = 8;
 const OFF_FLAGS = 10;
@@ -144,6 +151,35 @@ export interface DecodedManifest {
   body: Uint8Array;
 }
 
+/** Sector size, chunk size, source and data sizes: each within the format's bounds and consistent. */
+function decodeGeometry(dv: DataView): Pick<Manifest, "sectorBytes" | "chunkBytes" | "sourceBytes" | "dataSectors"> {
+  const sectorBytes = dv.getUint32(OFF_SECTOR_BYTES, true);
+  const chunkBytes = dv.getUint32(OFF_CHUNK_BYTES, true);
+  const sourceBytes = tryGetU64(dv, OFF_SOURCE_BYTES);
+  const dataSectors = tryGetU64(dv, OFF_DATA_SECTORS);
+  if (sectorBytes < 512 || sectorBytes > 65536 || (sectorBytes & (sectorBytes - 1)) !== 0) throw new ManifestError(`sector size ${sectorBytes} is not a power of two in 512..65536`);
+  if (chunkBytes < MIN_CHUNK_BYTES || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 512 !== 0) throw new ManifestError(`chunk size ${chunkBytes} is outside the format's bounds`);
+  if (sourceBytes === null || sourceBytes === 0 || sourceBytes % sectorBytes !== 0) throw new ManifestError("source size is not a whole number of sectors below 2^53 bytes");
+  if (dataSectors === null || dataSectors * sectorBytes > sourceBytes) throw new ManifestError("more data sectors than the source holds");
+  return { sectorBytes, chunkBytes, sourceBytes, dataSectors };
+}
+
+/** The info JSON, parsed and checked field by field (image/info.ts). */
+function decodeInfo(bytes: Uint8Array): ImageInfo {
+  let json: unknown;
+  try {
+    json = JSON.parse(fromUtf8(bytes));
+  } catch {
+    throw new ManifestError("manifest info is not valid JSON");
+  }
+  try {
+    return imageInfo(json, "");
+  } catch (e) {
+    if (e instanceof SchemaError) throw new ManifestError(`manifest info: ${e.message}`);
+    throw e;
+  }
+}
+
 export function decodeManifest(bytes: Uint8Array): DecodedManifest {
   if (bytes.length < FIXED_BYTES || getAscii(bytes, 0, 8) !== MANIFEST_MAGIC) throw new ManifestError("not a discus manifest");
   const dv = view(bytes);
@@ -163,12 +199,7 @@ export function decodeManifest(bytes: Uint8Array): DecodedManifest {
   if (bytes.length !== expected) throw new ManifestError(`manifest is ${bytes.length} bytes, its header says ${expected}`);
   const codec = dv.getUint8(OFF_CODEC);
   if (codec !== Codec.zlib && codec !== Codec.zstd) throw new ManifestError(`unknown codec ${codec}`);
-  let info: ImageInfo;
-  try {
-    info = JSON.parse(fromUtf8(bytes.subarray(FIXED_BYTES, FIXED_BYTES + infoBytes))) as ImageInfo;
-  } catch {
-    throw new ManifestError("manifest info is not valid JSON");
-  }
+  const info = decodeInfo(bytes.subarray(FIXED_BYTES, FIXED_BYTES + infoBytes));
   let signature: ManifestSignature | null = null;
   if (signed) {
     const off = bodyBytes;
@@ -179,12 +210,9 @@ export function decodeManifest(bytes: Uint8Array): DecodedManifest {
   }
   const manifest: Manifest = {
     imageId: bytes.slice(OFF_IMAGE_ID, OFF_IMAGE_ID + IMAGE_ID_BYTES),
-    sectorBytes: dv.getUint32(OFF_SECTOR_BYTES, true),
-    chunkBytes: dv.getUint32(OFF_CHUNK_BYTES, true),
-    sourceBytes: getU64(dv, OFF_SOURCE_BYTES),
+    ...decodeGeometry(dv),
     dataChunkCount,
     codec,
-    dataSectors: getU64(dv, OFF_DATA_SECTORS),
     info,
     digests: bytes.slice(digestsOffset, bodyBytes),
     signature,

@@ -3,7 +3,7 @@ import { closeSync, fstatSync, openSync } from "node:fs";
 import { equalBytes, sha256 } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
 import { MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, TRAILER_BYTES } from "./constants.ts";
-import { decodeManifest, ManifestError, type Manifest } from "./manifest.ts";
+import { decodeManifest, ManifestError, maxManifestBytes, type Manifest } from "./manifest.ts";
 import { decodeTrailer, imageFileBytes, TrailerError, type Trailer } from "./trailer.ts";
 import { readFully } from "../util/io.ts";
 
@@ -54,8 +54,8 @@ function readImage(path: string, fd: number): OpenImage {
   if (fileBytes !== expectedBytes) {
     throw new DiscusError("input", path, `is ${fileBytes} bytes but its trailer describes ${expectedBytes}`, damaged);
   }
-  if (trailer.manifestBytes > trailer.manifestPartCount * trailer.chunkBytes) {
-    throw new DiscusError("input", path, "manifest length exceeds its parts", damaged);
+  if (trailer.manifestBytes > trailer.manifestPartCount * trailer.chunkBytes || trailer.manifestBytes > maxManifestBytes(trailer.dataChunkCount)) {
+    throw new DiscusError("input", path, "manifest length exceeds its parts or the format's bound", damaged);
   }
   const manifestBytes = new Uint8Array(trailer.manifestBytes);
   readFully(fd, manifestBytes, trailer.dataChunkCount * trailer.chunkBytes);

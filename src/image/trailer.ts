@@ -1,5 +1,5 @@
 // Image trailer v1: the last 512 bytes of an image file; it locates and authenticates the manifest.
-import { crc32, getAscii, getU64, putAscii, setU64, view } from "../util/bytes.ts";
+import { crc32, getAscii, putAscii, setU64, tryGetU64, view } from "../util/bytes.ts";
 import { DIGEST_BYTES, FORMAT_VERSION, IMAGE_ID_BYTES, TRAILER_BYTES, TRAILER_MAGIC } from "./constants.ts";
 
 export interface Trailer {
@@ -46,12 +46,14 @@ export function decodeTrailer(bytes: Uint8Array): Trailer {
   if (dv.getUint32(OFF_CRC, true) !== crc32(bytes.subarray(0, OFF_CRC))) throw new TrailerError("trailer CRC mismatch");
   const version = dv.getUint16(OFF_VERSION, true);
   if (version !== FORMAT_VERSION) throw new TrailerError(`format version ${version}, this discus reads ${FORMAT_VERSION}`);
+  const manifestBytes = tryGetU64(dv, OFF_MANIFEST_BYTES);
+  if (manifestBytes === null) throw new TrailerError("manifest length beyond any image");
   return {
     chunkBytes: dv.getUint32(OFF_CHUNK_BYTES, true),
     imageId: bytes.slice(OFF_IMAGE_ID, OFF_IMAGE_ID + IMAGE_ID_BYTES),
     dataChunkCount: dv.getUint32(OFF_DATA_CHUNKS, true),
     manifestPartCount: dv.getUint32(OFF_MANIFEST_PARTS, true),
-    manifestBytes: getU64(dv, OFF_MANIFEST_BYTES),
+    manifestBytes,
     manifestSha256: bytes.slice(OFF_MANIFEST_SHA, OFF_MANIFEST_SHA + DIGEST_BYTES),
   };
 }

@@ -6,14 +6,17 @@ import { applyJobFor, type ApplyResult } from "../restore/apply.ts";
 import { InFlight } from "../util/in-flight.ts";
 import { checkSignature } from "../restore/restore.ts";
 import { WorkerPool } from "../util/pool.ts";
+import { DiscusError } from "../util/errors.ts";
 import { closeImage, openImage, readChunk } from "./reader.ts";
 import type { CodecJob } from "./worker.ts";
+import { scanChunks, type ChunkProblem } from "./scan.ts";
 
 export interface VerifyReport {
   image: string;
   imageId: string;
   chunks: number;
-  badChunks: { index: number; why: string }[];
+  /** index null: a problem of the image as a whole (its chunks do not add up to the manifest). */
+  badChunks: ChunkProblem[];
   signature: "verified" | "unsigned" | "not checked";
   seconds: number;
 }
@@ -28,26 +31,27 @@ export async function verifyImage(path: string, publicKey: KeyObject | null, key
   try {
     const signature = checkSignature(image.manifest, image.manifestBody, image.path, publicKey, keyPath);
     const m = image.manifest;
-    const bad: VerifyReport["badChunks"] = [];
+    // Headers and their tiling first (cheap), then every chunk's digests and data in the workers.
+    const scanned = scanChunks(image, { digests: false, maxProblems: MAX_REPORTED_BAD_CHUNKS });
+    const bad: ChunkProblem[] = [];
     const inFlight = new InFlight(pool.workerCount * 2);
     const where = { fd: -1, isBlockDevice: false, freeMode: "skip" as const, dryRun: true };
-    for (let i = 0; i < m.dataChunkCount && bad.length < MAX_REPORTED_BAD_CHUNKS; i++) {
+    for (let i = 0; i < m.dataChunkCount && bad.length + scanned.length < MAX_REPORTED_BAD_CHUNKS; i++) {
       const container = readChunk(image, i);
       const job = pool.submit(applyJobFor(m, i, container, path, where), [container.buffer as ArrayBuffer]).then(
         () => {},
         (e: Error) => {
-          bad.push({ index: i, why: e.message });
+          bad.push({ index: i, why: e instanceof DiscusError ? e.why : e.message });
         },
       );
       await inFlight.add(job);
     }
     await inFlight.drain();
-    bad.sort((a, b) => a.index - b.index);
     return {
       image: path,
       imageId: Buffer.from(m.imageId).toString("hex"),
       chunks: m.dataChunkCount,
-      badChunks: bad,
+      badChunks: oneProblemPerChunk([...bad, ...scanned]),
       signature,
       seconds: (performance.now() - startedMs) / 1000,
     };
@@ -55,4 +59,11 @@ export async function verifyImage(path: string, publicKey: KeyObject | null, key
     pool.terminate();
     closeImage(image);
   }
+}
+
+/** A chunk found bad by both passes is listed once, the workers' reason first; image-wide ones last. */
+function oneProblemPerChunk(problems: ChunkProblem[]): ChunkProblem[] {
+  const seen = new Set<number | null>();
+  const out = problems.filter((p) => !seen.has(p.index) && seen.add(p.index));
+  return out.sort((a, b) => (a.index ?? Infinity) - (b.index ?? Infinity));
 }

@@ -7,6 +7,7 @@ import { discardRange, punchHole, zeroOutRange } from "../device/blockdev.ts";
 import { equalBytes, sha256 } from "../util/bytes.ts";
 import { chunkDigest, rawDigest, type Manifest } from "../image/manifest.ts";
 import { DiscusError } from "../util/errors.ts";
+import { checkChunkAgainstManifest } from "../image/tiling.ts";
 
 export type FreeMode = "skip" | "zero" | "discard";
 
@@ -15,7 +16,8 @@ export interface ApplyJob {
   container: Uint8Array;
   chunkIndex: number;
   chunkBytes: number;
-  imageId: Uint8Array;
+  /** What every chunk must agree on with its manifest (image/tiling.ts). */
+  image: Pick<Manifest, "imageId" | "sectorBytes" | "sourceBytes" | "codec">;
   chunkSha256: Uint8Array;
   rawSha256: Uint8Array;
   fd: number;
@@ -47,7 +49,7 @@ export function applyJobFor(
     container,
     chunkIndex: index,
     chunkBytes: m.chunkBytes,
-    imageId: m.imageId,
+    image: { imageId: m.imageId, sectorBytes: m.sectorBytes, sourceBytes: m.sourceBytes, codec: m.codec },
     chunkSha256: chunkDigest(m, index).slice(),
     rawSha256: rawDigest(m, index).slice(),
     fd: target.fd,
@@ -88,8 +90,7 @@ export function applyChunk(job: ApplyJob): ApplyResult {
   let header;
   try {
     header = decodeChunkHeader(job.container, job.chunkBytes);
-    if (header.chunkIndex !== job.chunkIndex) throw new ChunkFormatError(`header says chunk ${header.chunkIndex}`);
-    if (!equalBytes(header.imageId, job.imageId)) throw new ChunkFormatError("chunk belongs to another image");
+    checkChunkAgainstManifest(header, job.chunkIndex, job.image);
     raw = decompressPayload(header.codec, chunkPayload(job.container, header), header.rawBytes);
   } catch (e) {
     if (e instanceof ChunkFormatError || e instanceof PayloadError) throw corrupt(e.message);

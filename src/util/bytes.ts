@@ -12,6 +12,12 @@ export function getU64(dv: DataView, offset: number): number {
   return Number(value);
 }
 
+/** A u64 from untrusted bytes: null when above 2^53, so a decoder can refuse it in its own words. */
+export function tryGetU64(dv: DataView, offset: number): number | null {
+  const value = dv.getBigUint64(offset, true);
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : null;
+}
+
 export function setU64(dv: DataView, offset: number, value: number): void {
   assert(Number.isSafeInteger(value) && value >= 0, `u64 value ${value} is a safe non-negative integer`);
   dv.setBigUint64(offset, BigInt(value), true);
