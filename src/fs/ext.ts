@@ -1,7 +1,7 @@
 // ext2/ext3/ext4: allocated blocks from the block-group bitmaps (plus computed metadata for BLOCK_UNINIT groups).
 import { assert } from "../util/assert.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
-import { bitmapRuns, clipRanges, normalizeRanges, type Range } from "../util/ranges.ts";
+import { bitmapRuns, clipRanges, normalizeRanges, rangeEnd, totalLength, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsKind, FsParser } from "./types.ts";
 import { decodeLabel, formatUuid } from "./names.ts";
 import { crc32cUpdate } from "../util/crc32c.ts";
@@ -122,12 +122,14 @@ const checksumTypeCrc32c = 1;
 const gdBlockBitmapLo = 0x00;
 const gdInodeBitmapLo = 0x04;
 const gdInodeTableLo = 0x08;
+const gdFreeBlocksLo = 0x0c;
 const gdFlags = 0x12;
 const gdBlockBitmapCsumLo = 0x18;
 const gdChecksum = 0x1e;
 const gdBlockBitmapHi = 0x20;
 const gdInodeBitmapHi = 0x24;
 const gdInodeTableHi = 0x28;
+const gdFreeBlocksHi = 0x2c;
 const gdBlockBitmapCsumHi = 0x38;
 
 const descBytesSmall = 32;
@@ -466,6 +468,8 @@ interface GroupDesc {
   inodeBitmap: number;
   inodeTable: number;
   flags: number;
+  /** bg_free_blocks_count: what the group's bitmap must leave clear. */
+  freeBlocks: number;
   /** Stored block bitmap checksum (low 16 bits only when the descriptor is short). */
   bitmapCsum: number;
 }
@@ -502,6 +506,7 @@ function decodeDescriptor(geo: ExtGeometry, group: number, desc: Uint8Array): Gr
     inodeBitmap: block(gdInodeBitmapLo, gdInodeBitmapHi, "inode bitmap"),
     inodeTable: block(gdInodeTableLo, gdInodeTableHi, "inode table"),
     flags: u16(desc, gdFlags),
+    freeBlocks: u16(desc, gdFreeBlocksLo) + (wide ? u16(desc, gdFreeBlocksHi) * 0x10000 : 0),
     bitmapCsum,
   };
 }
@@ -590,6 +595,20 @@ function checkBitmapMarksOwnMetadata(geo: ExtGeometry, d: GroupDesc, bitmap: Uin
   if (!marked) throw new FsUnsupportedError(`ext: group ${d.group} block bitmap does not mark the group's own metadata`);
 }
 
+/**
+ * The descriptor's free count must leave exactly the blocks the group's map marks in use. Without
+ * bitmap checksums this is what catches a damaged bitmap; e2fsck calls a mismatch an error ("Free
+ * blocks count wrong for group"), unlike a stale superblock total, which it quietly recomputes.
+ */
+function checkGroupFreeCount(geo: ExtGeometry, d: GroupDesc, usedBlocks: number, source: string): void {
+  const blocks = groupBlockCount(geo, d.group);
+  if (d.freeBlocks + usedBlocks !== blocks) {
+    throw new FsUnsupportedError(
+      `ext: group ${d.group} descriptor counts ${d.freeBlocks} free of ${blocks} blocks but ${source} marks ${usedBlocks} in use; run e2fsck`,
+    );
+  }
+}
+
 /** Reads the bitmaps of initialised groups (sorted by location, adjacent ones together) and adds their runs. */
 function addBitmapRuns(reader: BlockReader, geo: ExtGeometry, groups: GroupDesc[], out: Range[]): void {
   const sorted = [...groups].sort((a, b) => a.blockBitmap - b.blockBitmap);
@@ -610,7 +629,9 @@ function addBitmapRuns(reader: BlockReader, geo: ExtGeometry, groups: GroupDesc[
       const bitmap = bytes.subarray(k * geo.blockBytes, (k + 1) * geo.blockBytes);
       verifyBitmapChecksum(geo, d, bitmap);
       checkBitmapMarksOwnMetadata(geo, d, bitmap);
-      for (const run of bitmapRuns(bitmap, groupBlockCount(geo, d.group), groupFirstBlock(geo, d.group))) out.push(run);
+      const runs = bitmapRuns(bitmap, groupBlockCount(geo, d.group), groupFirstBlock(geo, d.group));
+      checkGroupFreeCount(geo, d, totalLength(runs), "its block bitmap");
+      for (const run of runs) out.push(run);
     }
     i += count;
   }
@@ -628,10 +649,30 @@ function addGroupMetadata(geo: ExtGeometry, d: GroupDesc, out: Range[]): void {
   out.push({ start: groupFirstBlock(geo, d.group), length: groupBaseMetaBlocks(geo, d.group) });
 }
 
+/**
+ * A BLOCK_UNINIT group holds nothing but metadata: its free count must leave exactly the metadata
+ * blocks (its own and other groups' flex_bg tables) that lie inside it. `blocks` is normalized and
+ * holds, inside such groups, only metadata, since bitmap runs never cross their own group.
+ */
+function checkUninitFreeCounts(geo: ExtGeometry, uninit: readonly GroupDesc[], blocks: readonly Range[]): void {
+  let i = 0;
+  for (const d of uninit) {
+    const start = groupFirstBlock(geo, d.group);
+    const end = start + groupBlockCount(geo, d.group);
+    while (i < blocks.length && rangeEnd(blocks[i]!) <= start) i++;
+    let used = 0;
+    for (let k = i; k < blocks.length && blocks[k]!.start < end; k++) {
+      used += Math.min(end, rangeEnd(blocks[k]!)) - Math.max(start, blocks[k]!.start);
+    }
+    checkGroupFreeCount(geo, d, used, "the metadata inside it");
+  }
+}
+
 /** All allocated blocks as normalized block-number ranges. */
 function allocatedBlocks(reader: BlockReader, geo: ExtGeometry): Range[] {
   // Blocks before the first group (the 1 KiB boot block on 1 KiB-block filesystems) belong to no bitmap.
   let blocks: Range[] = [{ start: 0, length: geo.firstDataBlock }];
+  const uninit: GroupDesc[] = [];
   let groupsSeen = 0;
   forEachDescriptorBatch(reader, geo, (batch) => {
     const initialised: GroupDesc[] = [];
@@ -639,13 +680,16 @@ function allocatedBlocks(reader: BlockReader, geo: ExtGeometry): Range[] {
       assert(d.group === groupsSeen, "descriptors are visited in group order");
       groupsSeen++;
       addGroupMetadata(geo, d, blocks);
-      if (!isBlockUninit(geo, d)) initialised.push(d);
+      if (isBlockUninit(geo, d)) uninit.push(d);
+      else initialised.push(d);
     }
     addBitmapRuns(reader, geo, initialised, blocks);
     if (blocks.length > maxPendingRanges) blocks = normalizeRanges(blocks);
   });
   assert(groupsSeen === geo.groupCount, "every group descriptor was visited");
-  return clipRanges(normalizeRanges(blocks), geo.blocksCount);
+  const all = clipRanges(normalizeRanges(blocks), geo.blocksCount);
+  checkUninitFreeCounts(geo, uninit, all);
+  return all;
 }
 
 export const extParser: FsParser = {
