@@ -23,6 +23,9 @@ const BPB_VOLUME_SERIAL = 0x48;
 const SIGNATURE_OFFSET = 510;
 const BOOT_SECTOR_BYTES = 512;
 const OEM_ID = "NTFS    ";
+// The part of a boot sector that describes the volume (OEM id, BPB, extended BPB, serial); the
+// backup copies must agree on it. Boot code may legitimately differ (boot managers rewrite it).
+const VOLUME_FIELDS_END = 0x50;
 const MAX_CLUSTER_BYTES = 2 * 1024 * 1024;
 
 // Multi-sector transfer protection works in 512-byte strides whatever the sector size.
@@ -531,6 +534,35 @@ function bitSet(bitmap: Uint8Array, index: number): boolean {
   return ((bitmap[index >>> 3]! >>> (index & 7)) & 1) === 1;
 }
 
+function sameVolumeFields(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = BS_OEM_ID; i < VOLUME_FIELDS_END; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The backup boot sector follows the counted sectors (mkntfs, Windows and ntfsresize all put it
+ * there). A sector count shrunk by damage makes that spot fall inside the volume's data, and leaves
+ * the real backup at the partition's end describing a larger volume: either way the size is in
+ * doubt, and trusting it would drop every cluster past it.
+ */
+function checkBackupBootSector(reader: BlockReader, geo: NtfsGeometry, boot: Uint8Array): void {
+  const volumeBytes = geo.totalSectors * geo.sectorBytes;
+  if (volumeBytes + geo.sectorBytes <= reader.sizeBytes) {
+    const backup = reader.read(volumeBytes, BOOT_SECTOR_BYTES);
+    if (!sameVolumeFields(boot, backup)) {
+      unsupported(`the sector after the volume's ${geo.totalSectors} sectors is not a matching backup boot sector (damaged sector count? run chkdsk)`);
+    }
+  }
+  const lastSectorBytes = Math.floor(reader.sizeBytes / geo.sectorBytes) * geo.sectorBytes - geo.sectorBytes;
+  if (lastSectorBytes > volumeBytes) {
+    const last = reader.read(lastSectorBytes, BOOT_SECTOR_BYTES);
+    if (looksLikeNtfsBootSector(last) && !sameVolumeFields(boot, last)) {
+      const claimed = viewOf(last).getBigUint64(BPB_TOTAL_SECTORS, true);
+      unsupported(`the backup boot sector at the partition's end describes ${claimed} sectors, the boot sector ${geo.totalSectors}`);
+    }
+  }
+}
+
 /** The runlist of a system file's unnamed $DATA (record 0 = $MFT itself); for tools and tests. */
 export function systemFileRuns(reader: BlockReader, recordNumber: number): Run[] {
   const geo = parseNtfsBootSector(reader.read(0, BOOT_SECTOR_BYTES));
@@ -544,11 +576,13 @@ export function systemFileRuns(reader: BlockReader, recordNumber: number): Run[]
 
 function allocation(reader: BlockReader): FsAllocation {
   if (reader.sizeBytes < BOOT_SECTOR_BYTES) unsupported("area is smaller than a boot sector");
-  const geo = parseNtfsBootSector(reader.read(0, BOOT_SECTOR_BYTES));
+  const boot = reader.read(0, BOOT_SECTOR_BYTES);
+  const geo = parseNtfsBootSector(boot);
   const volumeBytes = geo.totalSectors * geo.sectorBytes;
   if (volumeBytes > reader.sizeBytes) {
     unsupported(`volume of ${volumeBytes} bytes is larger than its ${reader.sizeBytes}-byte partition`);
   }
+  checkBackupBootSector(reader, geo, boot);
   const runs = mftRuns(reader, geo);
   const volume = volumeInfo(reader, geo, runs);
   checkLogFile(reader, geo, runs);
