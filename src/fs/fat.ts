@@ -22,6 +22,15 @@ const BPB32_FAT_SECTORS_32 = 0x24;
 const BPB32_EXT_FLAGS = 0x28;
 const BPB32_FS_VERSION = 0x2a;
 const BPB32_ROOT_CLUSTER = 0x2c;
+const BPB32_BACKUP_BOOT_SECTOR = 0x32;
+// Boot-sector bytes that define the volume's layout, which a FAT32 backup boot sector must repeat:
+// sector and cluster size, reserved sectors, FAT count, root entries, sector counts, media, FAT
+// sizes, version and root cluster. Drive geometry, hidden sectors and ExtFlags may drift.
+const LAYOUT_FIELDS: ReadonlyArray<readonly [number, number]> = [
+  [BPB_BYTES_PER_SECTOR, BPB_FAT_SECTORS_16 + 2],
+  [BPB_TOTAL_SECTORS_32, BPB32_EXT_FLAGS],
+  [BPB32_FS_VERSION, BPB32_ROOT_CLUSTER + 4],
+];
 // The extended boot record (signature, serial, label) sits at different offsets for FAT12/16 and FAT32.
 const EBR16_OFFSET = 0x24;
 const EBR32_OFFSET = 0x40;
@@ -40,6 +49,12 @@ const FAT16_MAX_CLUSTERS = 65524;
 // Cluster numbers are 28 bits and 0x0FFFFFF7 marks bad clusters, so this is the most FAT32 can address.
 const FAT32_MAX_CLUSTERS = 0x0ffffff5;
 const FIRST_DATA_CLUSTER = 2;
+// Entry values from this one up mark bad clusters (the first) and ends of chains; below it, a used
+// entry must name a cluster of the volume. FAT32 entries are 28 bits wide.
+const BAD_CLUSTER: Record<FatKind, number> = { fat12: 0xff7, fat16: 0xfff7, fat32: 0x0ffffff7 };
+const ENTRY_MASK: Record<FatKind, number> = { fat12: 0xfff, fat16: 0xffff, fat32: 0x0fffffff };
+// FAT[0] holds the media byte in its low 8 bits and ones above.
+const MEDIA_BITS = 0xff;
 const DIR_ENTRY_BYTES = 32;
 const DIR_ATTRIBUTES = 11;
 const ATTR_VOLUME_ID = 0x08;
@@ -71,6 +86,8 @@ export interface FatGeometry {
   rootCluster: number;
   /** Offset of the extended boot record (signature, serial, label) in the boot sector. */
   ebrOffset: number;
+  /** The BPB's media descriptor byte, which FAT[0] repeats. */
+  media: number;
 }
 
 function isPowerOfTwo(n: number): boolean {
@@ -189,6 +206,7 @@ export function parseFatBootSector(boot: Uint8Array): FatGeometry {
     clusterCount,
     rootCluster,
     ebrOffset: isFat32Layout ? EBR32_OFFSET : EBR16_OFFSET,
+    media: boot[BPB_MEDIA]!,
   };
 }
 
@@ -207,6 +225,29 @@ function fatEntry(kind: FatKind, view: DataView, baseBytes: number, index: numbe
   }
   // FAT32's top 4 bits are reserved; any non-zero value counts as in use (conservative).
   return kind === "fat16" ? view.getUint16(at, true) : view.getUint32(at, true);
+}
+
+/**
+ * FAT[0] of every copy must repeat the BPB's media byte with ones above it: a FAT that does not
+ * (zeroed, overwritten, or read at the wrong place) says nothing trustworthy about free clusters.
+ */
+function checkMediaEntry(geo: FatGeometry, views: readonly DataView[]): void {
+  const expected = (ENTRY_MASK[geo.kind] & ~MEDIA_BITS) | geo.media;
+  views.forEach((view, copy) => {
+    const entry = fatEntry(geo.kind, view, 0, 0) & ENTRY_MASK[geo.kind];
+    if (entry !== expected) {
+      unsupported(`FAT copy ${copy + 1} starts with 0x${entry.toString(16)}, not the media entry 0x${expected.toString(16)}`);
+    }
+  });
+}
+
+/** A used entry must point at a cluster of the volume, or mark a bad cluster or a chain's end. */
+function checkEntryValue(geo: FatGeometry, index: number, raw: number): void {
+  const value = raw & ENTRY_MASK[geo.kind];
+  if (value === 0 || value >= BAD_CLUSTER[geo.kind]) return;
+  if (value < FIRST_DATA_CLUSTER || value >= geo.clusterCount + FIRST_DATA_CLUSTER) {
+    unsupported(`cluster ${index} chains to cluster ${value}, outside the volume's ${geo.clusterCount} clusters (damaged FAT or sector count?)`);
+  }
 }
 
 /**
@@ -231,9 +272,12 @@ export function allocatedClusterRuns(reader: BlockReader, geo: FatGeometry, entr
       views.push(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     }
     const first = views[0]!;
+    if (chunkStart === 0) checkMediaEntry(geo, views);
     // Entries 0 and 1 are reserved (media byte, dirty flags), not clusters.
     for (let index = Math.max(chunkStart, FIRST_DATA_CLUSTER); index < chunkEnd; index++) {
-      const used = fatEntry(geo.kind, first, baseBytes, index) !== 0;
+      const entry = fatEntry(geo.kind, first, baseBytes, index);
+      checkEntryValue(geo, index, entry);
+      const used = entry !== 0;
       for (let copy = 1; copy < views.length; copy++) {
         if ((fatEntry(geo.kind, views[copy]!, baseBytes, index) !== 0) !== used) {
           unsupported(`FAT copies 1 and ${copy + 1} disagree on whether cluster ${index} is free`);
@@ -248,6 +292,43 @@ export function allocatedClusterRuns(reader: BlockReader, geo: FatGeometry, entr
   }
   if (runStart >= 0) runs.push({ start: runStart, length: endEntry - runStart });
   return runs;
+}
+
+/**
+ * Entries past the last cluster (the FAT's last sector is rarely full) are never used: mkfs.fat and
+ * Windows leave them zero. One in use means the sector count was cut below the data it holds.
+ */
+function checkFatTail(reader: BlockReader, geo: FatGeometry): void {
+  const fatBytes = geo.fatSectors * geo.sectorBytes;
+  const endEntry = geo.clusterCount + FIRST_DATA_CLUSTER;
+  const capacity = Math.floor((fatBytes * 8) / FAT_ENTRY_BITS[geo.kind]);
+  for (let chunkStart = endEntry; chunkStart < capacity; chunkStart += ENTRIES_PER_CHUNK) {
+    const chunkEnd = Math.min(capacity, chunkStart + ENTRIES_PER_CHUNK);
+    // FAT12 entries may start mid-byte: read from the byte holding the first one.
+    const baseBytes = fatByteOffset(geo.kind, chunkStart);
+    const lengthBytes = Math.min(fatBytes, fatByteOffset(geo.kind, chunkEnd) + 2) - baseBytes;
+    const bytes = reader.read(geo.reservedSectors * geo.sectorBytes + baseBytes, lengthBytes);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let index = chunkStart; index < chunkEnd; index++) {
+      if (fatEntry(geo.kind, view, baseBytes, index) !== 0) {
+        unsupported(`FAT entry ${index} past the volume's ${geo.clusterCount} clusters is in use (damaged sector count?)`);
+      }
+    }
+  }
+}
+
+/** A FAT32 backup boot sector must describe the same layout as the primary. */
+function checkBackupBootSector(reader: BlockReader, boot: Uint8Array, geo: FatGeometry): void {
+  if (geo.kind !== "fat32") return;
+  const backupSector = new DataView(boot.buffer, boot.byteOffset, boot.byteLength).getUint16(BPB32_BACKUP_BOOT_SECTOR, true);
+  if (backupSector === 0 || backupSector === 0xffff) return; // no backup recorded
+  if (backupSector >= geo.reservedSectors) unsupported(`backup boot sector ${backupSector} lies outside the reserved sectors`);
+  const backup = reader.read(backupSector * geo.sectorBytes, BOOT_SECTOR_BYTES);
+  for (const [start, end] of LAYOUT_FIELDS) {
+    for (let i = start; i < end; i++) {
+      if (backup[i] !== boot[i]) unsupported(`the backup boot sector (sector ${backupSector}) describes another layout (byte 0x${i.toString(16)} differs)`);
+    }
+  }
 }
 
 /** Label from the boot sector's extended boot record, or null when absent or "NO NAME". */
@@ -322,12 +403,18 @@ function allocation(reader: BlockReader): FsAllocation {
   if (fsBytes > reader.sizeBytes) {
     unsupported(`volume of ${fsBytes} bytes is larger than its ${reader.sizeBytes}-byte partition`);
   }
+  checkBackupBootSector(reader, boot, geo);
   const clusterBytes = geo.sectorsPerCluster * geo.sectorBytes;
   const dataStartBytes = geo.dataStartSector * geo.sectorBytes;
 
   // Reserved sectors (boot, FSInfo, backup boot), every FAT copy and the fixed root directory.
   const allocated: Range[] = [{ start: 0, length: dataStartBytes }];
-  for (const run of allocatedClusterRuns(reader, geo)) {
+  const runs = allocatedClusterRuns(reader, geo);
+  checkFatTail(reader, geo);
+  if (geo.kind === "fat32" && !runs.some((r) => geo.rootCluster >= r.start && geo.rootCluster < r.start + r.length)) {
+    unsupported(`the FAT marks root directory cluster ${geo.rootCluster} free`);
+  }
+  for (const run of runs) {
     allocated.push({
       start: dataStartBytes + (run.start - FIRST_DATA_CLUSTER) * clusterBytes,
       length: run.length * clusterBytes,
