@@ -1,60 +1,261 @@
 #!/usr/bin/env bun
-// The discus command line: one entry point for every command.
+// The discus command line: one entry point for every command. Every value is checked through
+// src/cli/options.ts before any work starts; errors map to exit codes by kind (util/errors.ts).
 import { availableParallelism } from "node:os";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { createImage } from "./capture/create.ts";
 import { DEFAULT_MIN_FREE_BYTES } from "./capture/layout.ts";
 import { DEFAULT_LEVEL, levelBounds } from "./image/codec.ts";
-import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, parseCodec } from "./image/constants.ts";
+import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, parseCodec, SECTOR_BYTES } from "./image/constants.ts";
 import { closeImage, openImage } from "./image/reader.ts";
 import { generateKeyPair, loadPrivateKey, loadPublicKey, keyFingerprint, rawPublicKey } from "./image/signing.ts";
 import { verifyImage } from "./image/verify.ts";
 import { restoreImage, type ChunkOrder } from "./restore/restore.ts";
+import { checkTarget } from "./restore/target.ts";
 import type { FreeMode } from "./restore/apply.ts";
-import { DiscusError, exitCodeByKind } from "./util/errors.ts";
-import { formatBytes, parseBytes, parseDurationMs, parseRate } from "./util/units.ts";
+import { assert } from "./util/assert.ts";
+import { DiscusError, exitCodeByKind, ioError, osErrorCode } from "./util/errors.ts";
+import { formatBytes } from "./util/units.ts";
 import { serveImage } from "./server/serve.ts";
 import { loadImage } from "./client/load.ts";
-import { isIpv4Address, isMulticastAddress } from "./net/socket.ts";
 import { MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 import { DEFAULT_PORT } from "./agent/settings.ts";
-
-
-/** Runs a parser from units.ts, turning its complaint into a usage error naming the option. */
-function parsed<T>(option: string, parse: (text: string) => T, text: string): T {
-  try {
-    return parse(text);
-  } catch (e) {
-    usage(option, (e as Error).message, "See `discus --help`");
-  }
-}
-
-function checkGroupOptions(a: { group: string; iface: string; port: number; ttl: number }): void {
-  if (!isMulticastAddress(a.group)) usage("--group", `${a.group} is not an IPv4 multicast address`, "Use one in 239.0.0.0/8 (site-local), one group per image");
-  if (!isIpv4Address(a.iface)) usage("--iface", `${a.iface} is not an IPv4 address`, "Give the address of the interface on the imaging network, e.g. 10.0.0.1");
-  if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) usage("--port", `${a.port} is not a UDP port`, "Pick a port in 1..65535");
-  if (!Number.isInteger(a.ttl) || a.ttl < 1 || a.ttl > 255) usage("--ttl", `${a.ttl} is outside 1..255`, "Use 1 for one LAN");
-}
 import { formatSummary, imageSummary } from "./cli/info.ts";
+import { bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
 import { VERSION } from "./version.ts";
 
+/** Worker threads at most (the pool's own bound). */
+const MAX_WORKERS = 64;
 const defaultWorkers = Math.max(1, Math.min(availableParallelism(), 16));
+/** Free runs up to this long may be kept as data; longer would only bloat images. */
+const MAX_MIN_FREE_BYTES = 64 << 20;
+const MIN_RATE_BITS_PER_SECOND = 1e6;
+const MAX_RATE_BITS_PER_SECOND = 100e9;
+const MAX_IDLE_EXIT_MS = 7 * 24 * 3_600_000;
+const MIN_GIVE_UP_MS = 1000;
+const MAX_GIVE_UP_MS = 24 * 3_600_000;
+const MIN_BUFFER_BYTES = 8 << 20;
+const MAX_BUFFER_BYTES = 4 * 2 ** 30;
+const MAX_WINDOW_CHUNKS = 64;
+const MAX_SEED = 2 ** 32 - 1;
+const MAX_TTL = 255;
+const MAX_PORT = 65535;
+assert(defaultWorkers <= MAX_WORKERS, "default worker count within the bound");
+assert(DEFAULT_CHUNK_BYTES >= MIN_CHUNK_BYTES && DEFAULT_CHUNK_BYTES <= MAX_CHUNK_BYTES, "default chunk size within the bounds");
+assert(DEFAULT_MIN_FREE_BYTES <= MAX_MIN_FREE_BYTES && DEFAULT_MIN_FREE_BYTES % SECTOR_BYTES === 0, "default --min-free within the bounds");
+assert(MIN_GIVE_UP_MS <= 60_000 && 60_000 <= MAX_GIVE_UP_MS, "default --give-up within the bounds");
+assert(MIN_BUFFER_BYTES <= 64 << 20 && 64 << 20 <= MAX_BUFFER_BYTES, "default --memory within the bounds");
 
-function usage(thing: string, why: string, action: string): never {
-  throw new DiscusError("usage", thing, why, action);
+/** What yargs parsed: option values are checked by the validators, never trusted as typed. */
+type Args = Record<string, unknown>;
+
+function str(a: Args, name: string): string {
+  return a[name] as string;
 }
 
-function readKeyFile(path: string): string {
-  if (!existsSync(path)) usage(path, "no such key file", "Make a key pair with `discus keygen NAME`");
-  return readFileSync(path, "utf8");
+function workersOption(raw: unknown, lo: 0 | 1): number {
+  return intOption("--workers", raw, lo, MAX_WORKERS, `Pick a thread count in ${lo}..${MAX_WORKERS}`);
+}
+
+function seedOption(raw: unknown): number {
+  return intOption("--seed", raw, 0, MAX_SEED, `Pick a seed in 0..${MAX_SEED}`);
+}
+
+function publicKeyOption(raw: unknown): ReturnType<typeof loadPublicKey> | null {
+  if (raw === undefined) return null;
+  return loadPublicKey(readSmallFile("--key", raw, "Pass the .pub file written by `discus keygen`"), raw as string);
+}
+
+/** Multicast options shared by serve and load; the interface must be one of this machine's. */
+function groupOptions(a: Args): { group: string; iface: string; port: number; ttl: number } {
+  return {
+    group: groupOption("--group", a.group),
+    iface: localAddressOption("--iface", a.iface),
+    port: intOption("--port", a.port, 1, MAX_PORT, `Pick a UDP port in 1..${MAX_PORT}`),
+    ttl: intOption("--ttl", a.ttl, 1, MAX_TTL, "Use 1 for one LAN"),
+  };
 }
 
 function print(json: boolean, value: unknown, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+}
+
+/** The image `create` writes: a directory or an existing file (without --force) is refused before capturing. */
+function checkNewImage(path: string, force: boolean): void {
+  inputImagePath(path);
+  if (existsSync(path) && !force) usage(path, "already exists", "Pass --force to overwrite it, or name a new file");
+}
+
+async function runCreate(a: Args): Promise<void> {
+  const codec = parseCodec(str(a, "codec"));
+  const [lo, hi] = levelBounds(codec);
+  const level = a.level === undefined ? DEFAULT_LEVEL[codec] : intOption("--level", a.level, lo, hi, `Pick a level in ${lo}..${hi} for ${str(a, "codec")}`);
+  const chunkBytes = bytesOption("--chunk-size", a["chunk-size"], MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, "Use the default 1M unless you know why", 4096);
+  const minFreeBytes = bytesOption("--min-free", a["min-free"], 0, MAX_MIN_FREE_BYTES, "The default 32K suits most disks", SECTOR_BYTES);
+  const workers = workersOption(a.workers, 0);
+  const image = str(a, "image");
+  checkNewImage(image, a.force === true);
+  const signingKey = a.sign === undefined ? null : loadPrivateKey(readSmallFile("--sign", a.sign, "Make a key pair with `discus keygen NAME`"), str(a, "sign"));
+  const quiet = a.quiet === true || a.json === true;
+  const r = await createImage({ source: str(a, "source"), image, codec, level, chunkBytes, raw: a.raw === true, minFreeBytes, workers, signingKey, showProgress: !quiet });
+  const dataBytes = r.manifest.dataSectors * r.manifest.sectorBytes;
+  const result = {
+    image,
+    imageId: Buffer.from(r.manifest.imageId).toString("hex"),
+    sourceBytes: r.manifest.sourceBytes,
+    dataBytes,
+    imageBytes: r.imageBytes,
+    chunks: r.manifest.dataChunkCount,
+    seconds: r.seconds,
+    megabytesPerSecond: dataBytes / 1e6 / r.seconds,
+    warnings: r.plan.warnings,
+    signed: r.manifest.signature !== null,
+  };
+  print(
+    a.json === true,
+    result,
+    `${image}: ${result.chunks} chunks, ${formatBytes(dataBytes)} of ${formatBytes(result.sourceBytes)} captured into ${formatBytes(result.imageBytes)} in ${r.seconds.toFixed(2)} s (${result.megabytesPerSecond.toFixed(0)} MB/s)`,
+  );
+}
+
+async function runRestore(a: Args): Promise<void> {
+  const workers = workersOption(a.workers, 1);
+  const seed = seedOption(a.seed);
+  const publicKey = publicKeyOption(a.key);
+  const image = inputImagePath(str(a, "image"));
+  const target = str(a, "target");
+  const free = str(a, "free");
+  const s = await restoreImage({
+    image,
+    target,
+    freeMode: free as FreeMode,
+    workers,
+    order: str(a, "order") as ChunkOrder,
+    seed,
+    publicKey,
+    keyPath: (a.key as string | undefined) ?? null,
+    showProgress: a.quiet !== true && a.json !== true,
+  });
+  const rate = s.writtenBytes / 1e6 / s.seconds;
+  print(
+    a.json === true,
+    { image, target, ...s, megabytesPerSecond: rate },
+    `${target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks in ${s.seconds.toFixed(2)} s (${rate.toFixed(0)} MB/s); free space ${formatBytes(s.freeBytes)} ${free === "skip" ? "skipped" : `${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded`}${s.gptMoved ? "; backup GPT moved to the end of the larger target" : ""}; signature ${s.signature}`,
+  );
+}
+
+async function runServe(a: Args): Promise<void> {
+  const g = groupOptions(a);
+  const rateBitsPerSecond = rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
+  const mtuBytes = intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
+  const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
+  const image = inputImagePath(str(a, "image"));
+  const abort = new AbortController();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
+  const stats = await serveImage({
+    image,
+    ...g,
+    rateBitsPerSecond,
+    adaptiveRate: a["fixed-rate"] !== true,
+    mtuBytes,
+    idleExitMs: idleMs > 0 ? idleMs : null,
+    log: (line) => process.stderr.write(`discus serve: ${line}\n`),
+    signal: abort.signal,
+  });
+  if (a.json === true) print(true, stats, "");
+}
+
+/** Checks every `load` option (and that the target could be written) before joining the group. */
+function loadOptions(a: Args) {
+  const g = groupOptions(a);
+  const o = {
+    ...g,
+    workers: workersOption(a.workers, 1),
+    requestWindowChunks: intOption("--window", a.window, 1, MAX_WINDOW_CHUNKS, "The default 4 suits a LAN"),
+    giveUpMs: durationOption("--give-up", a["give-up"], MIN_GIVE_UP_MS, MAX_GIVE_UP_MS, "Allow the server at least a few seconds, e.g. 60s"),
+    bufferBytes: bytesOption("--memory", a.memory, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES, "The default 64M suits most clients"),
+    imageId: a["image-id"] === undefined ? null : fromHex(hexOption("--image-id", a["image-id"], 32, "Copy the id from `discus info IMAGE`")),
+    seed: a.seed === undefined ? crypto.getRandomValues(new Uint32Array(1))[0]! : seedOption(a.seed),
+    publicKey: publicKeyOption(a.key),
+  };
+  // Size is known only from the server; a missing directory, a mount or a holder is known now.
+  checkTarget(str(a, "target"), 0);
+  return o;
+}
+
+async function runLoad(a: Args): Promise<void> {
+  const o = loadOptions(a);
+  const target = str(a, "target");
+  const free = str(a, "free");
+  const s = await loadImage({
+    ...o,
+    target,
+    freeMode: free as FreeMode,
+    keyPath: (a.key as string | undefined) ?? null,
+    showProgress: a.quiet !== true && a.json !== true,
+  });
+  const dupPercent = s.blocksReceived > 0 ? (100 * s.duplicateBlocks) / s.blocksReceived : 0;
+  print(
+    a.json === true,
+    { target, ...s },
+    `${target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks of image ${s.imageId} (server ${s.server}) in ${s.seconds.toFixed(2)} s (${s.megabytesPerSecond.toFixed(1)} MB/s); ` +
+      `free space ${formatBytes(s.freeBytes)} ${free === "skip" ? "skipped" : `(${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded)`}; ` +
+      `${s.requestsSent} requests (${s.rerequests} repeats), ${s.blocksReceived} blocks received (${dupPercent.toFixed(1)}% duplicates), ${s.chunksRejected} chunks rejected; signature ${s.signature}`,
+  );
+}
+
+function runInfo(a: Args): void {
+  const path = inputImagePath(str(a, "image"));
+  const image = openImage(path);
+  try {
+    const s = imageSummary(image, Bun.file(path).size);
+    print(a.json === true, s, formatSummary(s));
+  } finally {
+    closeImage(image);
+  }
+}
+
+async function runVerify(a: Args): Promise<void> {
+  const workers = workersOption(a.workers, 1);
+  const publicKey = publicKeyOption(a.key);
+  const path = inputImagePath(str(a, "image"));
+  const r = await verifyImage(path, publicKey, (a.key as string | undefined) ?? null, workers);
+  const text = [
+    `${path}: ${r.chunks} chunks checked in ${r.seconds.toFixed(2)} s, ${r.badChunks.length} bad; signature ${r.signature}`,
+    ...r.badChunks.map((b) => `  chunk ${b.index}: ${b.why}`),
+  ].join("\n");
+  print(a.json === true, r, text);
+  if (r.badChunks.length > 0) {
+    throw new DiscusError("input", path, `${r.badChunks.length} chunk(s) are damaged`, "Copy the image again from its source");
+  }
+}
+
+function runKeygen(a: Args): void {
+  const name = str(a, "name");
+  const keyPath = `${name}.key`;
+  const pubPath = `${name}.pub`;
+  for (const p of [keyPath, pubPath]) if (existsSync(p)) usage(p, "already exists", "Choose another name; discus never overwrites a key");
+  const pair = generateKeyPair();
+  for (const [path, pem, mode] of [[keyPath, pair.privatePem, 0o600], [pubPath, pair.publicPem, 0o644]] as const) {
+    try {
+      writeFileSync(path, pem, { mode });
+    } catch (e) {
+      throw ioError(e, path, "writing the key");
+    }
+  }
+  const raw = rawPublicKey(loadPublicKey(pair.publicPem, pubPath));
+  const fp = keyFingerprint(raw);
+  print(a.json === true, { privateKey: keyPath, publicKey: pubPath, fingerprint: fp, kernelArg: `discus.key=${hex(raw)}` }, `wrote ${keyPath} (keep it secret) and ${pubPath}; fingerprint ${fp}\nfor netboot: discus.key=${hex(raw)}`);
+}
+
+function runKey(a: Args): void {
+  const path = str(a, "public");
+  const raw = rawPublicKey(loadPublicKey(readSmallFile("key", path, "Pass the .pub file written by `discus keygen`"), path));
+  print(a.json === true, { fingerprint: keyFingerprint(raw), kernelArg: `discus.key=${hex(raw)}` }, `fingerprint ${keyFingerprint(raw)}\ndiscus.key=${hex(raw)}`);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -73,56 +274,14 @@ async function main(argv: string[]): Promise<void> {
           .positional("source", { type: "string", demandOption: true, describe: "Disk (/dev/sda), partition or image file" })
           .positional("image", { type: "string", demandOption: true, describe: "Image file to write" })
           .option("codec", { choices: ["zstd", "zlib"], default: "zstd", describe: "Chunk compression" })
-          .option("level", { type: "number", describe: "Compression level (zstd 1-19, default 3; zlib 1-9, default 6)" })
-          .option("chunk-size", { type: "string", default: `${DEFAULT_CHUNK_BYTES >> 20}M`, describe: "Chunk container size" })
+          .option("level", { type: "string", describe: "Compression level (zstd 1-19, default 3; zlib 1-9, default 6)" })
+          .option("chunk-size", { type: "string", default: `${DEFAULT_CHUNK_BYTES >> 20}M`, describe: "Chunk container size (64K..64M, a multiple of 4K)" })
           .option("raw", { type: "boolean", default: false, describe: "Capture every sector; do not interpret tables or filesystems" })
-          .option("min-free", { type: "string", default: `${DEFAULT_MIN_FREE_BYTES / 1024}K`, describe: "Free runs shorter than this are kept as data" })
-          .option("workers", { type: "number", default: defaultWorkers, describe: "Compression threads (0: main thread)" })
+          .option("min-free", { type: "string", default: `${DEFAULT_MIN_FREE_BYTES / 1024}K`, describe: "Free runs shorter than this are kept as data (0..64M, whole sectors)" })
+          .option("workers", { type: "string", default: String(defaultWorkers), describe: "Compression threads (0: main thread)" })
           .option("sign", { type: "string", describe: "Ed25519 private key (PEM) to sign the manifest" })
           .option("force", { type: "boolean", default: false, describe: "Overwrite an existing image file" }),
-      async (a) => {
-        const codec = parseCodec(a.codec);
-        const level = a.level ?? DEFAULT_LEVEL[codec];
-        const [lo, hi] = levelBounds(codec);
-        if (!Number.isInteger(level) || level < lo || level > hi) usage("--level", `${level} is outside ${lo}..${hi} for ${a.codec}`, `Pick a level in ${lo}..${hi}`);
-        const chunkBytes = parseBytes(a["chunk-size"]);
-        if (chunkBytes < MIN_CHUNK_BYTES || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 4096 !== 0) {
-          usage("--chunk-size", `${a["chunk-size"]} is outside ${formatBytes(MIN_CHUNK_BYTES)}..${formatBytes(MAX_CHUNK_BYTES)} or not a multiple of 4 KiB`, "Use the default 1M unless you know why");
-        }
-        if (!Number.isInteger(a.workers) || a.workers < 0 || a.workers > 64) usage("--workers", `${a.workers} is outside 0..64`, "Pick a thread count in 0..64");
-        if (existsSync(a.image) && !a.force) usage(a.image, "already exists", "Pass --force to overwrite it, or name a new file");
-        const signingKey = a.sign ? loadPrivateKey(readKeyFile(a.sign), a.sign) : null;
-        const r = await createImage({
-          source: a.source,
-          image: a.image,
-          codec,
-          level,
-          chunkBytes,
-          raw: a.raw,
-          minFreeBytes: parseBytes(a["min-free"]),
-          workers: a.workers,
-          signingKey,
-          showProgress: !a.quiet && !a.json,
-        });
-        const dataBytes = r.manifest.dataSectors * r.manifest.sectorBytes;
-        const result = {
-          image: a.image,
-          imageId: Buffer.from(r.manifest.imageId).toString("hex"),
-          sourceBytes: r.manifest.sourceBytes,
-          dataBytes,
-          imageBytes: r.imageBytes,
-          chunks: r.manifest.dataChunkCount,
-          seconds: r.seconds,
-          megabytesPerSecond: dataBytes / 1e6 / r.seconds,
-          warnings: r.plan.warnings,
-          signed: r.manifest.signature !== null,
-        };
-        print(
-          a.json,
-          result,
-          `${a.image}: ${result.chunks} chunks, ${formatBytes(dataBytes)} of ${formatBytes(result.sourceBytes)} captured into ${formatBytes(result.imageBytes)} in ${r.seconds.toFixed(2)} s (${result.megabytesPerSecond.toFixed(0)} MB/s)`,
-        );
-      },
+      (a) => runCreate(a),
     )
     .command(
       "restore <image> <target>",
@@ -132,30 +291,11 @@ async function main(argv: string[]): Promise<void> {
           .positional("image", { type: "string", demandOption: true })
           .positional("target", { type: "string", demandOption: true, describe: "Disk (/dev/sdb, /dev/nvme0n1) or file (created if missing)" })
           .option("free", { choices: ["skip", "zero", "discard"], default: "skip", describe: "What to do with free space" })
-          .option("workers", { type: "number", default: defaultWorkers, describe: "Decompression threads" })
+          .option("workers", { type: "string", default: String(defaultWorkers), describe: "Decompression threads (1..64)" })
           .option("order", { choices: ["sequential", "random"], default: "sequential", describe: "Chunk order (any order gives the same disk)" })
-          .option("seed", { type: "number", default: 1, describe: "Seed for --order random" })
+          .option("seed", { type: "string", default: "1", describe: "Seed for --order random" })
           .option("key", { type: "string", describe: "Ed25519 public key (PEM): refuse an image it did not sign" }),
-      async (a) => {
-        if (!Number.isInteger(a.workers) || a.workers < 1 || a.workers > 64) usage("--workers", `${a.workers} is outside 1..64`, "Pick a thread count in 1..64");
-        const publicKey = a.key ? loadPublicKey(readKeyFile(a.key), a.key) : null;
-        const s = await restoreImage({
-          image: a.image,
-          target: a.target,
-          freeMode: a.free as FreeMode,
-          workers: a.workers,
-          order: a.order as ChunkOrder,
-          seed: a.seed,
-          publicKey,
-          keyPath: a.key ?? null,
-          showProgress: !a.quiet && !a.json,
-        });
-        print(
-          a.json,
-          { image: a.image, target: a.target, ...s, megabytesPerSecond: s.writtenBytes / 1e6 / s.seconds },
-          `${a.target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks in ${s.seconds.toFixed(2)} s (${(s.writtenBytes / 1e6 / s.seconds).toFixed(0)} MB/s); free space ${formatBytes(s.freeBytes)} ${a.free === "skip" ? "skipped" : `${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded`}${s.gptMoved ? "; backup GPT moved to the end of the larger target" : ""}; signature ${s.signature}`,
-        );
-      },
+      (a) => runRestore(a),
     )
     .command(
       "serve <image>",
@@ -164,36 +304,14 @@ async function main(argv: string[]): Promise<void> {
         y
           .positional("image", { type: "string", demandOption: true })
           .option("group", { type: "string", demandOption: true, describe: "Multicast group of this image, e.g. 239.192.0.1" })
-          .option("port", { type: "number", default: DEFAULT_PORT })
-          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface to serve on" })
+          .option("port", { type: "string", default: String(DEFAULT_PORT) })
+          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of this machine's interface to serve on" })
           .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling (wire bits per second): the rate starts here and adapts below it" })
           .option("fixed-rate", { type: "boolean", default: false, describe: "Always send at --rate; do not adapt to the loss clients report" })
-          .option("mtu", { type: "number", default: 1500, describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
-          .option("ttl", { type: "number", default: 1, describe: "Multicast TTL (1: this LAN only)" })
+          .option("mtu", { type: "string", default: "1500", describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
+          .option("ttl", { type: "string", default: "1", describe: "Multicast TTL (1: this LAN only)" })
           .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" }),
-      async (a) => {
-        checkGroupOptions(a);
-        const rateBitsPerSecond = parsed("--rate", parseRate, a.rate);
-        if (rateBitsPerSecond < 1e6 || rateBitsPerSecond > 100e9) usage("--rate", `${a.rate} is outside 1mbit..100gbit`, "Give the link speed, e.g. 100mbit or 1gbit");
-        if (!Number.isInteger(a.mtu) || a.mtu < MIN_MTU_BYTES || a.mtu > MAX_MTU_BYTES) usage("--mtu", `${a.mtu} is outside ${MIN_MTU_BYTES}..${MAX_MTU_BYTES}`, "Use the link's MTU, 1500 unless jumbo frames are on");
-        const idleMs = parsed("--idle-exit", parseDurationMs, a["idle-exit"]);
-        const abort = new AbortController();
-        for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
-        const stats = await serveImage({
-          image: a.image,
-          group: a.group,
-          port: a.port,
-          iface: a.iface,
-          ttl: a.ttl,
-          rateBitsPerSecond,
-          adaptiveRate: !a["fixed-rate"],
-          mtuBytes: a.mtu,
-          idleExitMs: idleMs > 0 ? idleMs : null,
-          log: (line) => process.stderr.write(`discus serve: ${line}\n`),
-          signal: abort.signal,
-        });
-        if (a.json) print(true, stats, "");
-      },
+      (a) => runServe(a),
     )
     .command(
       "load <target>",
@@ -202,67 +320,24 @@ async function main(argv: string[]): Promise<void> {
         y
           .positional("target", { type: "string", demandOption: true, describe: "Disk (/dev/sdb, /dev/nvme0n1) or file (created if missing)" })
           .option("group", { type: "string", demandOption: true })
-          .option("port", { type: "number", default: DEFAULT_PORT })
-          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface on the imaging network" })
-          .option("ttl", { type: "number", default: 1 })
+          .option("port", { type: "string", default: String(DEFAULT_PORT) })
+          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of this machine's interface on the imaging network" })
+          .option("ttl", { type: "string", default: "1" })
           .option("free", { choices: ["skip", "zero", "discard"], default: "skip", describe: "What to do with free space" })
-          .option("workers", { type: "number", default: defaultWorkers, describe: "Decompression threads" })
+          .option("workers", { type: "string", default: String(defaultWorkers), describe: "Decompression threads (1..64)" })
           .option("key", { type: "string", describe: "Ed25519 public key (PEM): refuse an image it did not sign" })
           .option("image-id", { type: "string", describe: "Accept only this image (32 hex digits, from `discus info`)" })
           .option("give-up", { type: "string", default: "60s", describe: "Fail when the server is silent this long" })
           .option("memory", { type: "string", default: "64M", describe: "Chunk buffer budget (the client stays within about 4x this)" })
-          .option("window", { type: "number", default: 4, describe: "Chunks this client asks for at once" })
-          .option("seed", { type: "number", describe: "Seed of this client's random chunk order (default: random)" }),
-      async (a) => {
-        checkGroupOptions(a);
-        if (!Number.isInteger(a.workers) || a.workers < 1 || a.workers > 64) usage("--workers", `${a.workers} is outside 1..64`, "Pick a thread count in 1..64");
-        if (!Number.isInteger(a.window) || a.window < 1 || a.window > 64) usage("--window", `${a.window} is outside 1..64`, "The default 4 suits a LAN");
-        const giveUpMs = parsed("--give-up", parseDurationMs, a["give-up"]);
-        if (giveUpMs < 1000) usage("--give-up", `${a["give-up"]} is under a second`, "Allow the server at least a few seconds, e.g. 60s");
-        const bufferBytes = parsed("--memory", parseBytes, a.memory);
-        if (bufferBytes < 8 << 20 || bufferBytes > 4 * 2 ** 30) usage("--memory", `${a.memory} is outside 8M..4G`, "The default 64M suits most clients");
-        if (a["image-id"] !== undefined && !/^[0-9a-f]{32}$/i.test(a["image-id"])) usage("--image-id", `${a["image-id"]} is not 32 hex digits`, "Copy the id from `discus info IMAGE`");
-        const publicKey = a.key ? loadPublicKey(readKeyFile(a.key), a.key) : null;
-        const s = await loadImage({
-          group: a.group,
-          port: a.port,
-          iface: a.iface,
-          ttl: a.ttl,
-          target: a.target,
-          freeMode: a.free as FreeMode,
-          workers: a.workers,
-          publicKey,
-          keyPath: a.key ?? null,
-          imageId: a["image-id"] ? fromHex(a["image-id"]) : null,
-          giveUpMs,
-          bufferBytes,
-          requestWindowChunks: a.window,
-          seed: a.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
-          showProgress: !a.quiet && !a.json,
-        });
-        const dupPercent = s.blocksReceived > 0 ? (100 * s.duplicateBlocks) / s.blocksReceived : 0;
-        print(
-          a.json,
-          { target: a.target, ...s },
-          `${a.target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks of image ${s.imageId} (server ${s.server}) in ${s.seconds.toFixed(2)} s (${s.megabytesPerSecond.toFixed(1)} MB/s); ` +
-            `free space ${formatBytes(s.freeBytes)} ${a.free === "skip" ? "skipped" : `(${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded)`}; ` +
-            `${s.requestsSent} requests (${s.rerequests} repeats), ${s.blocksReceived} blocks received (${dupPercent.toFixed(1)}% duplicates), ${s.chunksRejected} chunks rejected; signature ${s.signature}`,
-        );
-      },
+          .option("window", { type: "string", default: "4", describe: "Chunks this client asks for at once" })
+          .option("seed", { type: "string", describe: "Seed of this client's random chunk order (default: random)" }),
+      (a) => runLoad(a),
     )
     .command(
       "info <image>",
       "Describe an image: chunks, partitions, filesystems, ratios, signature",
       (y) => y.positional("image", { type: "string", demandOption: true }),
-      (a) => {
-        const image = openImage(a.image);
-        try {
-          const s = imageSummary(image, Bun.file(a.image).size);
-          print(a.json, s, formatSummary(s));
-        } finally {
-          closeImage(image);
-        }
-      },
+      (a) => runInfo(a),
     )
     .command(
       "verify <image>",
@@ -271,44 +346,20 @@ async function main(argv: string[]): Promise<void> {
         y
           .positional("image", { type: "string", demandOption: true })
           .option("key", { type: "string", describe: "Ed25519 public key (PEM) the image must be signed with" })
-          .option("workers", { type: "number", default: defaultWorkers }),
-      async (a) => {
-        const publicKey = a.key ? loadPublicKey(readKeyFile(a.key), a.key) : null;
-        const r = await verifyImage(a.image, publicKey, a.key ?? null, a.workers);
-        const text = [
-          `${a.image}: ${r.chunks} chunks checked in ${r.seconds.toFixed(2)} s, ${r.badChunks.length} bad; signature ${r.signature}`,
-          ...r.badChunks.map((b) => `  chunk ${b.index}: ${b.why}`),
-        ].join("\n");
-        print(a.json, r, text);
-        if (r.badChunks.length > 0) {
-          throw new DiscusError("input", a.image, `${r.badChunks.length} chunk(s) are damaged`, "Copy the image again from its source");
-        }
-      },
+          .option("workers", { type: "string", default: String(defaultWorkers), describe: "Checking threads (1..64)" }),
+      (a) => runVerify(a),
     )
     .command(
       "keygen <name>",
       "Make an Ed25519 key pair: NAME.key (private) and NAME.pub (public)",
       (y) => y.positional("name", { type: "string", demandOption: true }),
-      (a) => {
-        const keyPath = `${a.name}.key`;
-        const pubPath = `${a.name}.pub`;
-        for (const p of [keyPath, pubPath]) if (existsSync(p)) usage(p, "already exists", "Choose another name; discus never overwrites a key");
-        const pair = generateKeyPair();
-        writeFileSync(keyPath, pair.privatePem, { mode: 0o600 });
-        writeFileSync(pubPath, pair.publicPem, { mode: 0o644 });
-        const raw = rawPublicKey(loadPublicKey(pair.publicPem, pubPath));
-        const fp = keyFingerprint(raw);
-        print(a.json, { privateKey: keyPath, publicKey: pubPath, fingerprint: fp, kernelArg: `discus.key=${hex(raw)}` }, `wrote ${keyPath} (keep it secret) and ${pubPath}; fingerprint ${fp}\nfor netboot: discus.key=${hex(raw)}`);
-      },
+      (a) => runKeygen(a),
     )
     .command(
       "key <public>",
       "Print a public key's fingerprint and its kernel command-line form (discus.key=...)",
       (y) => y.positional("public", { type: "string", demandOption: true }),
-      (a) => {
-        const raw = rawPublicKey(loadPublicKey(readKeyFile(a.public), a.public));
-        print(a.json, { fingerprint: keyFingerprint(raw), kernelArg: `discus.key=${hex(raw)}` }, `fingerprint ${keyFingerprint(raw)}\ndiscus.key=${hex(raw)}`);
-      },
+      (a) => runKey(a),
     )
     .command(
       "agent",
@@ -328,17 +379,27 @@ async function main(argv: string[]): Promise<void> {
     )
     .fail((msg, err) => {
       if (err) throw err;
-      throw new DiscusError("usage", "discus", msg, "See `discus --help`");
+      throw new DiscusError("usage", "command line", msg, "See `discus --help`");
     })
     .parseAsync();
+}
+
+/** The last net: an operating-system error that no layer named still gets exit 6, not a stack. */
+function asDiscusError(e: unknown): DiscusError | null {
+  if (e instanceof DiscusError) return e;
+  if (osErrorCode(e) === null) return null;
+  const path = (e as NodeJS.ErrnoException).path;
+  const wrapped = ioError(e, path ?? "discus", (e as NodeJS.ErrnoException).syscall ?? "a system call");
+  return wrapped instanceof DiscusError ? wrapped : null;
 }
 
 try {
   await main(hideBin(process.argv));
 } catch (e) {
-  if (e instanceof DiscusError) {
-    process.stderr.write(`discus: ${e.message}\n`);
-    process.exit(exitCodeByKind[e.kind]);
+  const known = asDiscusError(e);
+  if (known !== null) {
+    process.stderr.write(`discus: ${known.message}\n`);
+    process.exit(exitCodeByKind[known.kind]);
   }
   process.stderr.write(`discus: internal error: ${(e as Error).stack ?? e}\n`);
   process.exit(1);

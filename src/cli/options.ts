@@ -1,0 +1,119 @@
+// One place for checking command-line values. Every command reads its counts, sizes, durations,
+// rates, addresses and paths through these, so "abc", "1.5M" for a count, negatives, NaN and huge
+// values are refused the same way everywhere: a usage error (exit 2) that names the option.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { networkInterfaces } from "node:os";
+import { isIpv4Address, isMulticastAddress } from "../net/socket.ts";
+import { assert } from "../util/assert.ts";
+import { DiscusError, ioError } from "../util/errors.ts";
+import { formatBytes, parseBytes, parseDurationMs, parseRate } from "../util/units.ts";
+
+export function usage(thing: string, why: string, action: string): never {
+  throw new DiscusError("usage", thing, why, action);
+}
+
+/** yargs hands over a string, or an array when an option is repeated; options are declared as strings. */
+function single(option: string, raw: unknown): string {
+  if (Array.isArray(raw)) usage(option, `is given ${raw.length} times`, "Give it once");
+  if (typeof raw === "number" && Number.isFinite(raw)) return String(raw);
+  if (typeof raw !== "string") usage(option, "needs a value", "See `discus --help`");
+  if (raw.trim() === "") usage(option, "needs a value", "See `discus --help`");
+  return raw.trim();
+}
+
+/** A whole number in lo..hi, written in plain decimal (no 1e3, 0x10, 1.5 or 2K). */
+export function intOption(option: string, raw: unknown, lo: number, hi: number, action: string): number {
+  assert(Number.isSafeInteger(lo) && Number.isSafeInteger(hi) && lo <= hi, "integer option bounds are ordered");
+  const text = single(option, raw);
+  if (!/^[-+]?\d+$/.test(text)) usage(option, `"${text}" is not a whole number`, action);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < lo || n > hi) usage(option, `${text} is outside ${lo}..${hi}`, action);
+  return n;
+}
+
+/** A size in bytes ("4096", "32K", "1M", "1MiB") in lo..hi, optionally a multiple of `stepBytes`. */
+export function bytesOption(option: string, raw: unknown, lo: number, hi: number, action: string, stepBytes = 1): number {
+  assert(lo >= 0 && lo <= hi && stepBytes >= 1, "size option bounds are ordered");
+  const text = single(option, raw);
+  let n: number;
+  try {
+    n = parseBytes(text);
+  } catch (e) {
+    usage(option, (e as Error).message, action);
+  }
+  if (n < lo || n > hi) usage(option, `${text} is outside ${formatBytes(lo)}..${formatBytes(hi)}`, action);
+  if (n % stepBytes !== 0) usage(option, `${text} is not a multiple of ${formatBytes(stepBytes)}`, action);
+  return n;
+}
+
+/** A duration ("500ms", "30s", "5m", "1h", or bare seconds) in loMs..hiMs. */
+export function durationOption(option: string, raw: unknown, loMs: number, hiMs: number, action: string): number {
+  assert(loMs >= 0 && loMs <= hiMs, "duration option bounds are ordered");
+  const text = single(option, raw);
+  let ms: number;
+  try {
+    ms = parseDurationMs(text);
+  } catch (e) {
+    usage(option, (e as Error).message, action);
+  }
+  if (!(ms >= loMs && ms <= hiMs)) usage(option, `${text} is outside ${loMs / 1000}s..${hiMs / 1000}s`, action);
+  return ms;
+}
+
+/** A rate in bits per second ("100mbit", "1gbit") in lo..hi. */
+export function rateOption(option: string, raw: unknown, lo: number, hi: number, action: string): number {
+  assert(lo > 0 && lo <= hi, "rate option bounds are ordered");
+  const text = single(option, raw);
+  let bits: number;
+  try {
+    bits = parseRate(text);
+  } catch (e) {
+    usage(option, (e as Error).message, action);
+  }
+  if (!(bits >= lo && bits <= hi)) usage(option, `${text} is outside ${lo / 1e6}mbit..${hi / 1e9}gbit`, action);
+  return bits;
+}
+
+/** An IPv4 multicast group address. */
+export function groupOption(option: string, raw: unknown): string {
+  const text = single(option, raw);
+  if (!isMulticastAddress(text)) usage(option, `${text} is not an IPv4 multicast address`, "Use one in 239.0.0.0/8 (site-local), one group per image");
+  return text;
+}
+
+/** The IPv4 address of an interface of this machine (checked before any socket is opened). */
+export function localAddressOption(option: string, raw: unknown): string {
+  const text = single(option, raw);
+  const action = "Give the address of this machine's interface on the imaging network (see `ip -4 addr`)";
+  if (!isIpv4Address(text)) usage(option, `${text} is not an IPv4 address`, action);
+  const local = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === "IPv4").map((a) => a.address));
+  if (!local.includes(text)) usage(option, `${text} is not an address of this machine (it has ${local.join(", ") || "none"})`, action);
+  return text;
+}
+
+/** Exactly `digits` hexadecimal digits. */
+export function hexOption(option: string, raw: unknown, digits: number, action: string): string {
+  const text = single(option, raw);
+  if (!new RegExp(`^[0-9a-f]{${digits}}$`, "i").test(text)) usage(option, `${text} is not ${digits} hex digits`, action);
+  return text.toLowerCase();
+}
+
+/** The text of a small file the user named (a key): missing, a directory or unreadable is refused. */
+export function readSmallFile(option: string, raw: unknown, action: string): string {
+  const path = single(option, raw);
+  if (!existsSync(path)) usage(`${option} ${path}`, "no such file", action);
+  if (statSync(path).isDirectory()) usage(`${option} ${path}`, "is a directory", action);
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw ioError(e, path, "reading the file");
+  }
+}
+
+/** An image to read: a directory is refused here, before any reader gets to it. */
+export function inputImagePath(path: string): string {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new DiscusError("io", path, "is a directory (EISDIR), not an image file", "Name the image file, e.g. DIR/disk.dsc");
+  }
+  return path;
+}
