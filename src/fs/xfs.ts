@@ -41,6 +41,7 @@ const SB_BLOCKLOG_OFF = 120;
 const SB_SECTLOG_OFF = 121;
 const SB_AGBLKLOG_OFF = 124;
 const SB_INPROGRESS_OFF = 126;
+const SB_FDBLOCKS_OFF = 144;
 const SB_FEATURES2_OFF = 200;
 const SB_BAD_FEATURES2_OFF = 204;
 const SB_FEATURES_RO_COMPAT_OFF = 212;
@@ -54,6 +55,8 @@ const VERSION_NUMBITS = 0x000f;
 const VERSION_SHAREDBIT = 0x0200; // never implemented; the kernel refuses it
 const VERSION_DIRV2BIT = 0x2000; // the kernel supports no v4 filesystem without it
 const VERSION_MOREBITSBIT = 0x8000; // sb_features2 is valid
+// v4 sb_features2: lazy superblock counters (always on in v5), which keep agf_btreeblks.
+const VERSION2_LAZYSBCOUNTBIT = 0x2;
 const VERSION_OKBITS = 0xffff & ~VERSION_SHAREDBIT;
 // v4 sb_features2 bits the kernel knows: lazy sb counters, attr2, 32-bit project ids, ftype.
 const VERSION2_OKBITS = 0x2 | 0x8 | 0x80 | 0x200;
@@ -102,8 +105,10 @@ const AGF_BNO_ROOT_OFF = 16;
 const AGF_CNT_ROOT_OFF = 20;
 const AGF_BNO_LEVEL_OFF = 28;
 const AGF_CNT_LEVEL_OFF = 32;
+const AGF_FLCOUNT_OFF = 48;
 const AGF_FREEBLKS_OFF = 52;
 const AGF_LONGEST_OFF = 56;
+const AGF_BTREEBLKS_OFF = 60;
 const AGF_UUID_OFF = 64;
 const AGF_CRC_OFF = 216;
 const AGF_SECTOR_INDEX = 1;
@@ -140,6 +145,8 @@ const MAX_BTREE_LEVELS = 9;
 interface Superblock {
   blockBytes: number;
   dblocks: number;
+  /** sb_fdblocks: free data blocks as the superblock counts them. */
+  fdblocks: number;
   rblocks: number;
   rextents: number;
   uuid: Uint8Array;
@@ -170,6 +177,9 @@ interface Agf {
   cntLevels: number;
   freeBlocks: number;
   longestBlocks: number;
+  /** Blocks held on the AGFL, and (lazy counters) in the free-space and rmap btrees beyond their roots. */
+  flBlocks: number;
+  btreeBlocks: number;
 }
 
 /** A free extent in AG blocks. */
@@ -215,6 +225,7 @@ function decodeSuperblock(bytes: Uint8Array): Superblock {
   return {
     blockBytes: dv.getUint32(SB_BLOCKSIZE_OFF, false),
     dblocks: readU64(dv, SB_DBLOCKS_OFF, "sb_dblocks"),
+    fdblocks: readU64(dv, SB_FDBLOCKS_OFF, "sb_fdblocks"),
     rblocks: readU64(dv, SB_RBLOCKS_OFF, "sb_rblocks"),
     rextents: readU64(dv, SB_REXTENTS_OFF, "sb_rextents"),
     uuid: bytes.slice(SB_UUID_OFF, SB_UUID_OFF + 16),
@@ -328,6 +339,8 @@ function readAgf(reader: BlockReader, sb: Superblock, agNo: number): Agf {
     cntLevels: dv.getUint32(AGF_CNT_LEVEL_OFF, false),
     freeBlocks: dv.getUint32(AGF_FREEBLKS_OFF, false),
     longestBlocks: dv.getUint32(AGF_LONGEST_OFF, false),
+    flBlocks: dv.getUint32(AGF_FLCOUNT_OFF, false),
+    btreeBlocks: dv.getUint32(AGF_BTREEBLKS_OFF, false),
   };
   if (agf.lengthBlocks !== agLengthBlocks(sb, agNo)) {
     unsupported(`${where} length ${agf.lengthBlocks} disagrees with the superblock (${agLengthBlocks(sb, agNo)})`);
@@ -335,7 +348,7 @@ function readAgf(reader: BlockReader, sb: Superblock, agNo: number): Agf {
   for (const levels of [agf.bnoLevels, agf.cntLevels]) {
     if (levels < 1 || levels > MAX_BTREE_LEVELS) unsupported(`${where} has a free-space btree of ${levels} levels`);
   }
-  if (agf.freeBlocks > agf.lengthBlocks || agf.longestBlocks > agf.freeBlocks) {
+  if (agf.freeBlocks + agf.flBlocks + agf.btreeBlocks > agf.lengthBlocks || agf.longestBlocks > agf.freeBlocks) {
     unsupported(`${where} free block counts are impossible`);
   }
   return agf;
@@ -478,8 +491,14 @@ function checkCntOrder(records: readonly FreeExtent[], where: string): void {
   }
 }
 
+interface AgFree {
+  extents: FreeExtent[];
+  /** What this AG adds to sb_fdblocks: free extents, AGFL blocks and btree blocks. */
+  fdBlocks: number;
+}
+
 /** Free extents of one AG, after the two trees and the AGF counters agree. */
-function agFreeExtents(reader: BlockReader, sb: Superblock, agNo: number): FreeExtent[] {
+function agFreeExtents(reader: BlockReader, sb: Superblock, agNo: number): AgFree {
   const where = `AG ${agNo}`;
   const agf = readAgf(reader, sb, agNo);
   const common = { agNo, lengthBlocks: agf.lengthBlocks };
@@ -498,7 +517,19 @@ function agFreeExtents(reader: BlockReader, sb: Superblock, agNo: number): FreeE
   }
   const longest = cnt.length > 0 ? cnt[cnt.length - 1]!.count : 0;
   if (longest !== agf.longestBlocks) unsupported(`${where} longest free extent disagrees with the AGF`);
-  return bno;
+  return { extents: bno, fdBlocks: agf.freeBlocks + agf.flBlocks + agf.btreeBlocks };
+}
+
+/**
+ * With lazy counters a clean unmount writes sb_fdblocks as the sum the AGFs give (the kernel then
+ * trusts it at mount); xfs_repair calls any difference an error ("sb_fdblocks N, counted M").
+ * Without them agf_btreeblks is not kept, so there is nothing exact to compare.
+ */
+function checkSuperblockFreeCount(sb: Superblock, countedBlocks: number): void {
+  const lazy = sb.isV5 || ((sb.versionNum & VERSION_MOREBITSBIT) !== 0 && ((sb.features2 | sb.badFeatures2) & VERSION2_LAZYSBCOUNTBIT) !== 0);
+  if (lazy && sb.fdblocks !== countedBlocks) {
+    unsupported(`the superblock counts ${sb.fdblocks} free blocks but the AGFs ${countedBlocks}; run xfs_repair`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,6 +559,17 @@ function checkLogNotFree(free: readonly Range[], log: LogArea): void {
 
 // ---------------------------------------------------------------------------------------------
 
+function hasValidCrc(reader: BlockReader, sb: Superblock): boolean {
+  const sane = sb.isV5 && isPowerOfTwo(sb.sectorBytes) && sb.sectorBytes >= MIN_SECTOR_BYTES && sb.sectorBytes <= MAX_SECTOR_BYTES;
+  if (!sane || sb.sectorBytes > reader.sizeBytes) return false;
+  try {
+    verifyCrc(reader.read(0, sb.sectorBytes), SB_CRC_OFF, "primary superblock");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function readSuperblock(reader: BlockReader): Superblock | null {
   if (reader.sizeBytes < SB_READ_BYTES) return null;
   const bytes = reader.read(0, SB_READ_BYTES);
@@ -540,7 +582,10 @@ export const xfsParser: FsParser = {
 
   detect(reader: BlockReader): boolean {
     const sb = readSuperblock(reader);
-    return sb !== null && geometryProblem(sb) === null;
+    if (sb === null) return false;
+    // A v5 superblock whose CRC holds is XFS even when its geometry is damaged: claiming it lets
+    // allocation() refuse it with a reason, so the raw capture comes with a warning.
+    return geometryProblem(sb) === null || hasValidCrc(reader, sb);
   },
 
   allocation(reader: BlockReader): FsAllocation {
@@ -561,12 +606,16 @@ export const xfsParser: FsParser = {
     if (log !== null) checkLogClean(reader, log);
 
     const free: Range[] = [];
+    let countedBlocks = 0;
     for (let agNo = 0; agNo < sb.agCount; agNo++) {
       const base = agStartBytes(sb, agNo);
-      for (const r of agFreeExtents(reader, sb, agNo)) {
+      const ag = agFreeExtents(reader, sb, agNo);
+      countedBlocks += ag.fdBlocks;
+      for (const r of ag.extents) {
         free.push({ start: base + r.start * sb.blockBytes, length: r.count * sb.blockBytes });
       }
     }
+    checkSuperblockFreeCount(sb, countedBlocks);
     const freeRanges = normalizeRanges(free);
     if (log !== null) checkLogNotFree(freeRanges, log);
     const allocated = invertRanges(freeRanges, fsBytes);
