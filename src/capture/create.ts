@@ -9,6 +9,7 @@ import type { ImageInfo, Manifest } from "../image/manifest.ts";
 import { ImageWriter } from "../image/writer.ts";
 import type { CodecJob } from "../image/worker.ts";
 import { WorkerPool } from "../util/pool.ts";
+import { withProgress } from "../util/errors.ts";
 import { progressBar } from "../util/progress.ts";
 import { totalLength } from "../util/ranges.ts";
 import { defaultPackParams, packStream, type Compressor } from "./pack.ts";
@@ -44,6 +45,8 @@ export async function createImage(opts: CreateOptions): Promise<CreateResult> {
   const pool = opts.workers > 0 ? new WorkerPool<CodecJob, Uint8Array>(WORKER_URL, { workerCount: opts.workers, maxJobsPerWorker: 8 }) : null;
   let writer: ImageWriter | null = null;
   try {
+    // The image file is created first, so a bad destination fails before any capture work.
+    writer = new ImageWriter({ path: opts.image, chunkBytes: opts.chunkBytes, codec: opts.codec, level: opts.level, sourceBytes: source.sizeBytes });
     const plan = planCapture(source.fd, source.sizeBytes, { raw: opts.raw, minFreeBytes: opts.minFreeBytes, sectorBytes: SECTOR_BYTES });
     for (const w of plan.warnings) process.stderr.write(`warning: ${w}\n`);
     const stream = new CaptureStream(source.fd, plan.regions, SECTOR_BYTES);
@@ -57,7 +60,6 @@ export async function createImage(opts: CreateOptions): Promise<CreateResult> {
           return pool.submit({ kind: "compress", codec: opts.codec, level: opts.level, data: piece, dictionary: dict }, transfer);
         }
       : async (data, dictionary) => compressPiece(opts.codec, opts.level, data, dictionary);
-    writer = new ImageWriter({ path: opts.image, chunkBytes: opts.chunkBytes, codec: opts.codec, level: opts.level, sourceBytes: source.sizeBytes });
     const totalBytes = totalLength(plan.regions) * SECTOR_BYTES;
     const progress = progressBar("capture", totalBytes, "bytes", opts.showProgress);
     let doneBytes = 0;
@@ -86,6 +88,8 @@ export async function createImage(opts: CreateOptions): Promise<CreateResult> {
     writer = null;
     const imageBytes = Bun.file(opts.image).size;
     return { manifest, plan, seconds: (performance.now() - startedMs) / 1000, imageBytes };
+  } catch (e) {
+    throw writer === null ? e : withProgress(e, `${writer.chunksWritten} chunks had been written; the partial image was removed`);
   } finally {
     writer?.abort();
     pool?.terminate();

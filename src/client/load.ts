@@ -2,7 +2,6 @@
 // The main thread runs the network loop; a worker pool verifies, decompresses and writes chunks.
 // All the state worth keeping lives here, in the client, so a restarted server loses nothing.
 import type { RemoteInfo } from "node:dgram";
-import { closeSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import type { Manifest } from "../image/manifest.ts";
 import type { CodecJob } from "../image/worker.ts";
@@ -22,10 +21,10 @@ import {
 } from "../net/wire.ts";
 import { applyJobFor, type ApplyReturn, type FreeMode } from "../restore/apply.ts";
 import { checkSignature, chunkOrder, finishTarget } from "../restore/restore.ts";
-import { checkTarget, openTarget, type Target } from "../restore/target.ts";
+import { checkTarget, closeTarget, openTarget, type Target } from "../restore/target.ts";
 import { assert } from "../util/assert.ts";
 import { equalBytes, hex } from "../util/bytes.ts";
-import { DiscusError } from "../util/errors.ts";
+import { DiscusError, withProgress } from "../util/errors.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { progressBar, type Progress } from "../util/progress.ts";
 import { formatBytes } from "../util/units.ts";
@@ -137,10 +136,13 @@ class Loader {
       (bytes, from) => this.guard(() => this.onMessage(bytes, from)),
     );
     this.ticker = setInterval(() => this.guard(() => this.tick()), TICK_MS);
+    let failed = true;
     try {
-      return await done;
+      const stats = await done;
+      failed = false;
+      return stats;
     } finally {
-      this.cleanUp();
+      this.cleanUp(failed);
     }
   }
 
@@ -154,20 +156,22 @@ class Loader {
     }
   }
 
-  private fail(e: Error): void {
+  private fail(error: Error): void {
     if (this.settle === null) return;
+    const e = withProgress(error, `${formatBytes(this.stats.writtenBytes)} from ${this.chunksDone} of ${this.dataChunks} chunks had been written`) as Error;
     const settle = this.settle;
     this.settle = null;
     this.report(ReportState.failed, e.message);
     settle.reject(e);
   }
 
-  private cleanUp(): void {
+  /** After a failure, a target file this load created is removed (closeTarget). */
+  private cleanUp(failed: boolean): void {
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     this.sock?.close();
     this.pool?.terminate();
-    if (this.target !== null) closeSync(this.target.fd);
+    if (this.target !== null) closeTarget(this.target, failed);
     this.target = null;
   }
 

@@ -2,12 +2,15 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { basename } from "node:path";
+import { DiscusError } from "../util/errors.ts";
+import { fdPath } from "../util/io.ts";
 
 // ioctl request numbers from <linux/fs.h> (x86-64 and arm64 share them).
 const BLKGETSIZE64 = 0x80081272;
 const BLKDISCARD = 0x1277;
 const BLKZEROOUT = 0x127f;
 const BLKRRPART = 0x125f;
+const BLKROGET = 0x125e;
 // fallocate modes from <linux/falloc.h>.
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -30,8 +33,14 @@ function c() {
 export function blockDeviceBytes(fd: number): number {
   const out = new BigUint64Array(1);
   const rc = c().ioctl(fd, BLKGETSIZE64, ptr(out));
-  if (rc !== 0) throw new Error("BLKGETSIZE64 failed");
+  if (rc !== 0) throw new DiscusError("io", fdPath(fd), "the kernel did not say how large the device is (BLKGETSIZE64 failed)", "Check it is a disk or partition and still attached");
   return Number(out[0]);
+}
+
+/** Whether the kernel marks a block device read-only (BLKROGET): writes to it would fail with EPERM. */
+export function isReadOnlyDevice(fd: number): boolean {
+  const out = new Int32Array(1);
+  return c().ioctl(fd, BLKROGET, ptr(out)) === 0 && out[0] !== 0;
 }
 
 function rangeIoctl(fd: number, request: number, startBytes: number, lengthBytes: number): boolean {

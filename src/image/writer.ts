@@ -1,7 +1,7 @@
 // Writes an image file: chunk containers as they are packed, then the image id, digests,
 // manifest and trailer. Written under a temporary name and renamed only when complete,
 // so a crash never leaves something that looks like a whole image.
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { assert } from "../util/assert.ts";
 import { sha256, setU64, view } from "../util/bytes.ts";
@@ -12,6 +12,7 @@ import { rawPublicKey, signBytes } from "./signing.ts";
 import { encodeTrailer } from "./trailer.ts";
 import type { PackedChunk } from "../capture/pack.ts";
 import { readFully, writeFully } from "../util/io.ts";
+import { DiscusError, ioError } from "../util/errors.ts";
 
 export interface WriterParams {
   path: string;
@@ -33,7 +34,13 @@ export class ImageWriter {
 
   constructor(private readonly params: WriterParams) {
     this.tmpPath = `${params.path}.partial`;
-    this.fd = openSync(this.tmpPath, "w+");
+    // Found now, not by the rename after a whole capture.
+    if (isDirectory(params.path)) throw new DiscusError("io", params.path, "is a directory (EISDIR)", "Name the image file to write, e.g. DIR/disk.dsc");
+    try {
+      this.fd = openSync(this.tmpPath, "w+");
+    } catch (e) {
+      throw ioError(e, this.tmpPath, "creating the image file");
+    }
     // The id commits to everything that shapes the image; it is fixed once all chunks are known.
     const fixed = new Uint8Array(32);
     const dv = view(fixed);
@@ -115,9 +122,13 @@ export class ImageWriter {
       manifestSha256: sha256(manifestBytes),
     });
     writeFully(this.fd, trailer, (this.chunkCount + manifestPartCount) * chunkBytes);
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    renameSync(this.tmpPath, this.params.path);
+    try {
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+      renameSync(this.tmpPath, this.params.path);
+    } catch (e) {
+      throw ioError(e, this.params.path, "completing the image file (fsync, rename)");
+    }
     return manifest;
   }
 
@@ -134,10 +145,23 @@ export class ImageWriter {
     }
   }
 
+  /** Chunks written so far, for messages about a failed capture. */
+  get chunksWritten(): number {
+    return this.chunkCount;
+  }
+
   private growDigests(chunks: number): void {
     if (chunks * DIGEST_ENTRY_BYTES <= this.digests.length) return;
     const bigger = new Uint8Array(this.digests.length * 2);
     bigger.set(this.digests, 0);
     this.digests = bigger;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // missing is fine: it is about to be created
   }
 }

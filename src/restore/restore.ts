@@ -1,5 +1,5 @@
 // `discus restore`: check everything, then write chunks (in any order) through a worker pool.
-import { closeSync, fdatasyncSync } from "node:fs";
+import { fdatasyncSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { rereadPartitions } from "../device/blockdev.ts";
 import { chunkDigest, type Manifest } from "../image/manifest.ts";
@@ -7,13 +7,14 @@ import { closeImage, openImage, readChunk, type OpenImage } from "../image/reade
 import { verifySignature, keyFingerprint } from "../image/signing.ts";
 import type { CodecJob } from "../image/worker.ts";
 import { equalBytes, sha256 } from "../util/bytes.ts";
-import { DiscusError } from "../util/errors.ts";
+import { DiscusError, ioError, withProgress } from "../util/errors.ts";
+import { formatBytes } from "../util/units.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { progressBar } from "../util/progress.ts";
 import { applyJobFor, type ApplyResult, type FreeMode } from "./apply.ts";
 import { InFlight } from "../util/in-flight.ts";
 import { growGpt } from "./gpt-grow.ts";
-import { openTarget, type Target } from "./target.ts";
+import { closeTarget, openTarget, type Target } from "./target.ts";
 import { WORKER_URL } from "../image/worker-url.ts";
 
 export type ChunkOrder = "sequential" | "random";
@@ -106,7 +107,13 @@ export function chunkOrder(count: number, order: ChunkOrder, seed: number): numb
 export function finishTarget(target: Target, m: Manifest): boolean {
   const grow = m.info.partitionTable.kind === "gpt" && target.sizeBytes > m.sourceBytes;
   if (grow) growGpt(target.fd, m.sectorBytes, m.sourceBytes, target.sizeBytes);
-  fdatasyncSync(target.fd);
+  try {
+    fdatasyncSync(target.fd);
+  } catch (e) {
+    // Writes to a device land in the page cache; a failing disk often says so only here.
+    const dataBytes = m.dataSectors * m.sectorBytes;
+    throw withProgress(ioError(e, target.path, "flushing the written data to the device (fdatasync)"), `all ${m.dataChunkCount} chunks (${formatBytes(dataBytes)}) had been written to its cache, so part of that is not on the disk`);
+  }
   if (target.isBlockDevice) rereadPartitions(target.fd);
   return grow;
 }
@@ -133,9 +140,11 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
     };
     // A fresh sparse file already reads as zeros: zeroing it again would only fill it.
     const freeMode: FreeMode = target.freshFile ? "skip" : opts.freeMode;
+    let done = 0;
+    let writing = true;
+    let failed = false;
     try {
       const progress = progressBar("restore", m.dataChunkCount, "chunks", opts.showProgress);
-      let done = 0;
       const inFlight = new InFlight(pool.workerCount * MAX_CHUNKS_PER_WORKER);
       const where = { fd: target.fd, isBlockDevice: target.isBlockDevice, freeMode, dryRun: false };
       for (const index of chunkOrder(m.dataChunkCount, opts.order, opts.seed)) {
@@ -150,11 +159,16 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
         await inFlight.add(job);
       }
       await inFlight.drain();
+      writing = false;
       progress.finish();
       stats.gptMoved = finishTarget(target, m);
+    } catch (e) {
+      failed = true;
+      // finishTarget says itself how far it got; a failed chunk write is told how far the others got.
+      throw writing ? withProgress(e, `${formatBytes(stats.writtenBytes)} from ${done} of ${m.dataChunkCount} chunks had been written`) : e;
     } finally {
       pool.terminate();
-      closeSync(target.fd);
+      closeTarget(target, failed);
     }
     stats.seconds = (performance.now() - startedMs) / 1000;
     return stats;
