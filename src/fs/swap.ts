@@ -8,11 +8,15 @@ import { decodeLabel, formatUuid } from "./names.ts";
 const infoOffsetBytes = 1024;
 const infoVersion = 0; // u32
 const infoLastPage = 4; // u32: index of the last usable page
+const infoBadPageCount = 8; // u32
 const infoUuid = 12; // 16 bytes
 const infoVolumeName = 28; // 16 bytes
 const uuidBytes = 16;
 const volumeNameBytes = 16;
 const infoBytes = infoVolumeName + volumeNameBytes;
+// The bad-page list follows the info block's padding; it may fill the page up to the magic.
+const badPagesOffsetBytes = 1536;
+const badPageEntryBytes = 4;
 
 const magicBytes = 10;
 const magicV2 = "SWAPSPACE2";
@@ -40,6 +44,19 @@ function findHeader(reader: BlockReader): { pageBytes: number; magic: string } |
 }
 
 
+/** The bad-page list as swapon checks it: it fits the header page and names pages of the area. */
+function checkBadPages(reader: BlockReader, pageBytes: number, count: number, lastPage: number, littleEndian: boolean): void {
+  const maxCount = Math.floor((pageBytes - magicBytes - badPagesOffsetBytes) / badPageEntryBytes);
+  if (count > maxCount) throw new FsUnsupportedError(`swap: header lists ${count} bad pages, more than its page holds (${maxCount})`);
+  if (count === 0) return;
+  const list = reader.read(badPagesOffsetBytes, count * badPageEntryBytes);
+  const view = new DataView(list.buffer, list.byteOffset, list.byteLength);
+  for (let i = 0; i < count; i++) {
+    const page = view.getUint32(i * badPageEntryBytes, littleEndian);
+    if (page === 0 || page > lastPage) throw new FsUnsupportedError(`swap: bad page ${page} lies outside the area's ${lastPage} pages`);
+  }
+}
+
 export const swapParser: FsParser = {
   name: "swap",
 
@@ -65,6 +82,7 @@ export const swapParser: FsParser = {
     }
     const lastPage = view.getUint32(infoLastPage, littleEndian);
     if (lastPage === 0) throw new FsUnsupportedError("swap: header says the area has no pages");
+    checkBadPages(reader, header.pageBytes, view.getUint32(infoBadPageCount, littleEndian), lastPage, littleEndian);
     const fsBytes = (lastPage + 1) * header.pageBytes;
     assert(Number.isSafeInteger(fsBytes), "swap size is exact");
     if (fsBytes > reader.sizeBytes) {
