@@ -158,7 +158,8 @@ class Loader {
 
   private fail(error: Error): void {
     if (this.settle === null) return;
-    const e = withProgress(error, `${formatBytes(this.stats.writtenBytes)} from ${this.chunksDone} of ${this.dataChunks} chunks had been written`) as Error;
+    // Only a disk error: an image refused before or while loading is fetched again, never written.
+    const e = !(error instanceof DiscusError) || error.kind !== "io" ? error : (withProgress(error, `${formatBytes(this.stats.writtenBytes)} from ${this.chunksDone} of ${this.dataChunks} chunks had been written`) as Error);
     const settle = this.settle;
     this.settle = null;
     this.report(ReportState.failed, e.message);

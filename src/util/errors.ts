@@ -77,13 +77,18 @@ export function ioError(e: unknown, thing: string, doing: string): Error {
   return new DiscusError("io", thing, `${doing} failed: ${known.why} (${code})`, known.action);
 }
 
+/** Errors that already say how far the work got (told once, by whoever knew best). */
+const progressTold = new WeakSet<DiscusError>();
+
 /**
  * The same error with what had been done before it failed added to its cause. A damaged chunk
  * found only while writing (its container matched the manifest, its data did not: the image's
  * maker wrote it so) also says the target now holds part of an image.
  */
 export function withProgress(e: unknown, done: string): unknown {
-  if (!(e instanceof DiscusError) || (e.kind !== "io" && e.kind !== "input")) return e;
+  if (!(e instanceof DiscusError) || (e.kind !== "io" && e.kind !== "input") || progressTold.has(e)) return e;
   const action = e.kind === "input" ? `${e.action}. The target holds part of this image: do not boot it; write a good image over it` : e.action;
-  return new DiscusError(e.kind, e.thing, `${e.why}; ${done}`, action);
+  const told = new DiscusError(e.kind, e.thing, `${e.why}; ${done}`, action);
+  progressTold.add(told);
+  return told;
 }

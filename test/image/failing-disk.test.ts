@@ -61,6 +61,8 @@ function expectIoFailure(r: { code?: number; exitCode?: number; stderr: string }
   expect({ code: r.code ?? r.exitCode, stack: NO_STACK.test(r.stderr) }).toEqual({ code: io, stack: false });
   expect(r.stderr).toContain(`discus: ${thing}: `);
   expect(r.stderr).toMatch(cause);
+  // How far it got is told once, by the layer that knew.
+  expect((r.stderr.match(/had been written/g) ?? []).length).toBeLessThanOrEqual(1);
 }
 
 describe("failing disks", () => {
