@@ -70,11 +70,10 @@ function publicKeyOption(raw: unknown): ReturnType<typeof loadPublicKey> | null 
   return loadPublicKey(readSmallFile("--key", raw, "Pass the .pub file written by `discus keygen`"), raw as string);
 }
 
-/** Multicast options shared by serve and load; the interface must be one of this machine's. */
-function groupOptions(a: Args): { group: string; iface: string; port: number; ttl: number } {
+/** Multicast options shared by serve and load (the interface is checked last: it depends on this machine). */
+function groupOptions(a: Args): { group: string; port: number; ttl: number } {
   return {
     group: groupOption("--group", a.group),
-    iface: localAddressOption("--iface", a.iface),
     port: intOption("--port", a.port, 1, MAX_PORT, `Pick a UDP port in 1..${MAX_PORT}`),
     ttl: intOption("--ttl", a.ttl, 1, MAX_TTL, "Use 1 for one LAN"),
   };
@@ -153,12 +152,14 @@ async function runServe(a: Args): Promise<void> {
   const rateBitsPerSecond = rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
   const mtuBytes = intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
   const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
+  const iface = localAddressOption("--iface", a.iface);
   const image = inputImagePath(str(a, "image"));
   const abort = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
   const stats = await serveImage({
     image,
     ...g,
+    iface,
     rateBitsPerSecond,
     adaptiveRate: a["fixed-rate"] !== true,
     mtuBytes,
@@ -181,6 +182,7 @@ function loadOptions(a: Args) {
     imageId: a["image-id"] === undefined ? null : fromHex(hexOption("--image-id", a["image-id"], 32, "Copy the id from `discus info IMAGE`")),
     seed: a.seed === undefined ? crypto.getRandomValues(new Uint32Array(1))[0]! : seedOption(a.seed),
     publicKey: publicKeyOption(a.key),
+    iface: localAddressOption("--iface", a.iface),
   };
   // Size is known only from the server; a missing directory, a mount or a holder is known now.
   checkTarget(str(a, "target"), 0);
