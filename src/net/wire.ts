@@ -2,7 +2,8 @@
 // decoder that never throws on bad input. Little-endian throughout. Pure: no sockets here.
 import { getU64, setU64, utf8, fromUtf8, view } from "../util/bytes.ts";
 import { assert } from "../util/assert.ts";
-import { IMAGE_ID_BYTES } from "../image/constants.ts";
+import { IMAGE_ID_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES } from "../image/constants.ts";
+import { DIGEST_ENTRY_BYTES, MAX_DATA_CHUNKS, MAX_INFO_BYTES } from "../image/manifest.ts";
 
 export const PROTOCOL_MAGIC = 0x50435344; // "DSCP" as little-endian bytes
 export const PROTOCOL_VERSION = 1;
@@ -19,10 +20,15 @@ export const MIN_BLOCK_BYTES = 512;
 export const IP_UDP_HEADER_BYTES = 28;
 /** Ethernet header: counted by pacing, because it is on the wire (and tc counts it). */
 export const ETHERNET_HEADER_BYTES = 14;
-export const MIN_MTU_BYTES = 576;
+/** Bytes a block packet adds around its data inside the MTU. */
+const BLOCK_OVERHEAD_BYTES = IP_UDP_HEADER_BYTES + HEADER_BYTES + BLOCK_PREFIX_BYTES;
+/** The smallest MTU whose blocks are still MIN_BLOCK_BYTES long (576, the IPv4 minimum, is not). */
+export const MIN_MTU_BYTES = MIN_BLOCK_BYTES + BLOCK_OVERHEAD_BYTES;
 export const MAX_MTU_BYTES = 9000;
-export const MAX_BLOCK_BYTES = MAX_MTU_BYTES - IP_UDP_HEADER_BYTES - HEADER_BYTES - BLOCK_PREFIX_BYTES;
+export const MAX_BLOCK_BYTES = MAX_MTU_BYTES - BLOCK_OVERHEAD_BYTES;
 export const MAX_PACKET_BYTES = MAX_MTU_BYTES - IP_UDP_HEADER_BYTES;
+/** A manifest beyond its digest entries: fixed part, info JSON, padding and signature block, at most. */
+const MAX_MANIFEST_EXTRA_BYTES = MAX_INFO_BYTES + 1024;
 
 export enum PacketType {
   query = 1,
@@ -208,6 +214,17 @@ export function blockBytesForMtu(mtuBytes: number): number {
   return (mtuBytes - IP_UDP_HEADER_BYTES - HEADER_BYTES - BLOCK_PREFIX_BYTES) & ~7;
 }
 
+// What the rest of the protocol relies on, checked once at import: every MTU the server accepts
+// gives blocks within the announced bounds, a block index fits its u16 field, and the largest
+// request bitmap fits one 1500-byte datagram.
+assert(blockBytesForMtu(MIN_MTU_BYTES) >= MIN_BLOCK_BYTES, "the smallest MTU gives blocks of the minimum size");
+assert(blockBytesForMtu(MIN_MTU_BYTES - 1) < MIN_BLOCK_BYTES, "MIN_MTU_BYTES is the smallest such MTU");
+assert(blockBytesForMtu(MAX_MTU_BYTES) <= MAX_BLOCK_BYTES && MAX_BLOCK_BYTES <= 0xffff, "the largest MTU gives blocks within bounds");
+assert(MIN_BLOCK_BYTES % 8 === 0 && MIN_BLOCK_BYTES <= MIN_CHUNK_BYTES, "a chunk holds at least one block");
+assert(MAX_BLOCKS_PER_CHUNK - 1 <= 0xffff, "a block index fits the u16 field");
+assert(IP_UDP_HEADER_BYTES + HEADER_BYTES + 8 + bitmapBytes(MAX_BLOCKS_PER_CHUNK) <= 1500, "a full request bitmap fits one 1500-byte datagram");
+assert(HEADER_BYTES + Math.max(ANNOUNCE_BODY_BYTES, REPORT_FIXED_BYTES + MAX_REPORT_MESSAGE_BYTES) + IP_UDP_HEADER_BYTES <= MIN_MTU_BYTES, "control packets fit the smallest MTU");
+
 /** Bytes a packet of `payloadBytes` occupies on an Ethernet link (what pacing counts). */
 export function wireBytes(payloadBytes: number): number {
   return payloadBytes + IP_UDP_HEADER_BYTES + ETHERNET_HEADER_BYTES;
@@ -310,10 +327,18 @@ function u64sSafe(dv: DataView, offsets: number[]): boolean {
 }
 const MAX_SAFE_U64 = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** Bounds a client relies on before it sizes anything from an announcement. */
-function announceFieldsValid(a: AnnounceBody): boolean {
+/**
+ * Bounds a client relies on before it sizes anything from an announcement: the image format's own
+ * limits, and the counts agreeing with each other as the image writer makes them (a manifest holds
+ * one 64-byte digest entry per data chunk and fills exactly its parts), so no announced count can
+ * make a client allocate more than its manifest bound implies.
+ */
+export function announceFieldsValid(a: AnnounceBody): boolean {
   if (a.blockBytes < MIN_BLOCK_BYTES || a.blockBytes > MAX_BLOCK_BYTES) return false;
-  if (a.chunkBytes < a.blockBytes || blocksPerChunk(a.chunkBytes, a.blockBytes) > MAX_BLOCKS_PER_CHUNK) return false;
-  if (a.manifestPartCount < 1 || a.manifestBytes > a.manifestPartCount * a.chunkBytes) return false;
-  return a.dataChunkCount >= 1;
+  if (a.chunkBytes < MIN_CHUNK_BYTES || a.chunkBytes > MAX_CHUNK_BYTES) return false;
+  if (blocksPerChunk(a.chunkBytes, a.blockBytes) > MAX_BLOCKS_PER_CHUNK) return false;
+  if (a.dataChunkCount < 1 || a.dataChunkCount > MAX_DATA_CHUNKS || a.sourceBytes < 1) return false;
+  const digestBytes = a.dataChunkCount * DIGEST_ENTRY_BYTES;
+  if (a.manifestBytes <= digestBytes || a.manifestBytes > digestBytes + MAX_MANIFEST_EXTRA_BYTES) return false;
+  return a.manifestPartCount === Math.ceil(a.manifestBytes / a.chunkBytes);
 }

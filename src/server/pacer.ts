@@ -59,6 +59,8 @@ export interface RateLaw {
   increaseFraction: number;
   /** Decrease lands this far below the delivered rate, so the queue at the bottleneck drains. */
   decreaseMargin: number;
+  /** One step cuts the rate by at most this fraction, whatever the reports claim. */
+  maxCutFraction: number;
   /** A sample spanning fewer blocks than this says too little to act on. */
   minSampleSpan: number;
 }
@@ -68,6 +70,9 @@ export const DEFAULT_RATE_LAW: Omit<RateLaw, "maxBitsPerSecond" | "minBitsPerSec
   lossLow: 0.02,
   increaseFraction: 0.05,
   decreaseMargin: 0.95,
+  // Half per step: a real bottleneck above twice the rate is still reached in a few steps (1 s),
+  // while forged reports of total loss cannot floor the rate in one.
+  maxCutFraction: 0.5,
   minSampleSpan: 64,
 };
 
@@ -86,7 +91,7 @@ export function nextRate(law: RateLaw, rateBitsPerSecond: number, samples: LossS
   // The lower median: with two clients, the better one decides.
   const median = losses[(losses.length - 1) >> 1]!;
   let rate = rateBitsPerSecond;
-  if (median > law.lossHigh) rate = rate * (1 - median) * law.decreaseMargin;
+  if (median > law.lossHigh) rate = Math.max(rate * (1 - median) * law.decreaseMargin, rate * (1 - law.maxCutFraction));
   else if (median < law.lossLow) rate = rate + law.maxBitsPerSecond * law.increaseFraction;
   return { rate: Math.min(law.maxBitsPerSecond, Math.max(law.minBitsPerSecond, rate)), medianLoss: median };
 }

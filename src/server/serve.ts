@@ -18,6 +18,7 @@ import {
   HEADER_BYTES,
   BLOCK_PREFIX_BYTES,
   MAX_BLOCKS_PER_CHUNK,
+  MIN_BLOCK_BYTES,
   PacketType,
   ReportState,
   wireBytes,
@@ -27,7 +28,8 @@ import {
   type RequestPacket,
 } from "../net/wire.ts";
 import { ChunkCache } from "./chunk-cache.ts";
-import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type LossSample, type RateLaw } from "./pacer.ts";
+import { LossReports } from "./loss-reports.ts";
+import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type RateLaw } from "./pacer.ts";
 import { SendQueue } from "./queue.ts";
 
 export interface ServeOptions {
@@ -81,6 +83,8 @@ const SESSION_IDLE_MS = 3000;
 /** Clients remembered for the session summary (distinct senders); beyond it they are not counted. */
 const MAX_TRACKED_CLIENTS = 65536;
 const SOCKET_BUFFER_BYTES = 8 << 20;
+/** A host's loss reports count while it asked for blocks this recently (a few report intervals). */
+const RECENT_REQUEST_MS = 5000;
 /** Lowest rate the control law may choose: a tenth of the configured one, at least 1 Mbit/s. */
 const MIN_RATE_FRACTION = 0.1;
 
@@ -111,6 +115,9 @@ export async function serveImage(o: ServeOptions): Promise<ServeStats> {
 async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeStats> {
   const t = image.trailer;
   const blockBytes = blockBytesForMtu(o.mtuBytes);
+  if (blockBytes < MIN_BLOCK_BYTES) {
+    throw new DiscusError("usage", `MTU ${o.mtuBytes}`, `it leaves ${blockBytes}-byte blocks, below the protocol's ${MIN_BLOCK_BYTES}`, "Use the link's MTU, 1500 unless jumbo frames are on");
+  }
   const blockCount = blocksPerChunk(t.chunkBytes, blockBytes);
   if (blockCount > MAX_BLOCKS_PER_CHUNK) {
     throw new DiscusError("usage", o.image, `its ${t.chunkBytes}-byte chunks need ${blockCount} blocks of ${blockBytes} bytes; the protocol allows ${MAX_BLOCKS_PER_CHUNK}`, "Use a larger --mtu (jumbo frames) or an image made with smaller chunks");
@@ -139,7 +146,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   const cache = new ChunkCache(image.fd, t.chunkBytes, CACHE_CHUNKS);
   const stats: ServeStats = { sessions: [], dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0 } };
   let session: Session | null = null;
-  let samples = new Map<number, LossSample>();
+  const lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, maxHosts: MAX_TRACKED_CLIENTS });
   let seq = 0;
   let lastAnnounceMs = -Infinity;
   let announceTimer: ReturnType<typeof setTimeout> | null = null;
@@ -199,11 +206,12 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
     );
   };
 
-  const onRequest = (p: RequestPacket, nowMs: number) => {
+  const onRequest = (p: RequestPacket, from: RemoteInfo, nowMs: number) => {
     if (p.chunk >= totalChunks || p.blockCount !== blockCount) {
       stats.dropped.badChunk++;
       return;
     }
+    lossReports.requested(from.address, nowMs);
     const s = openSession(nowMs);
     s.lastRequestMs = nowMs;
     s.requests++;
@@ -223,7 +231,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   };
 
   const onReport = (p: ReportPacket, from: RemoteInfo, nowMs: number) => {
-    if (samples.size < MAX_TRACKED_CLIENTS) samples.set(p.sender, { receivedBlocks: p.intervalReceived, seqSpan: p.intervalSeqSpan });
+    lossReports.reported(from.address, { receivedBlocks: p.intervalReceived, seqSpan: p.intervalSeqSpan });
     if (p.state === ReportState.progress) return;
     const s = openSession(nowMs);
     trackClient(s, p.sender);
@@ -263,7 +271,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
       return;
     }
     lastActivityMs = nowMs;
-    if (p.type === PacketType.request) onRequest(p, nowMs);
+    if (p.type === PacketType.request) onRequest(p, from, nowMs);
     else onReport(p, from, nowMs);
   };
 
@@ -310,15 +318,15 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   await new Promise<void>((resolve) => {
     const control = setInterval(() => {
       const nowMs = performance.now();
+      const samples = lossReports.take(nowMs);
       if (o.adaptiveRate) {
-        const step = nextRate(law, rate, [...samples.values()]);
+        const step = nextRate(law, rate, samples);
         if (Math.abs(step.rate - rate) / rate > 0.001) {
-          o.log(`rate ${mbit(rate)} -> ${mbit(step.rate)} Mbit/s (median client loss ${((step.medianLoss ?? 0) * 100).toFixed(1)}% over ${samples.size} reports)`);
+          o.log(`rate ${mbit(rate)} -> ${mbit(step.rate)} Mbit/s (median client loss ${((step.medianLoss ?? 0) * 100).toFixed(1)}% over ${samples.length} reports)`);
           rate = step.rate;
           bucket.setRate(rate);
         }
       }
-      samples = new Map();
       if (session !== null && queue.empty && nowMs - session.lastRequestMs > SESSION_IDLE_MS) closeSession();
       const idle = o.idleExitMs !== null && session === null && nowMs - lastActivityMs > o.idleExitMs;
       if (idle || o.signal?.aborted) finish();

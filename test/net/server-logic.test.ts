@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { SendQueue } from "../../src/server/queue.ts";
 import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type RateLaw } from "../../src/server/pacer.ts";
+import { LossReports } from "../../src/server/loss-reports.ts";
 import { bitmapFor, fillBits, setBit } from "../../src/util/bitmap.ts";
 
 function wanted(blockCount: number, blocks: number[]): Uint8Array {
@@ -52,6 +53,69 @@ describe("send queue", () => {
     expect(drain(q).length).toBe(10);
   });
 
+  test("entries are served round-robin, a whole turn each: one chunk's blocks go out back to back", () => {
+    const q = new SendQueue(8);
+    q.merge(0, 4, wanted(4, [0, 1, 2, 3]));
+    q.merge(1, 4, wanted(4, [0, 1]));
+    expect(q.take()).toEqual({ chunk: 0, block: 0 });
+    // Chunk 0 asked for again in full while its turn is under way: block 0 (sent) waits a round.
+    expect(q.merge(0, 4, wanted(4, [0, 1, 2, 3])).addedBlocks).toBe(1);
+    q.checkInvariants();
+    expect(drain(q)).toEqual(["0:1", "0:2", "0:3", "1:0", "1:1", "0:0"]);
+  });
+
+  test("bits added to the entry being sent wait for its next round, behind every other entry", () => {
+    const q = new SendQueue(8);
+    q.merge(5, 8, wanted(8, [2, 3]));
+    q.merge(6, 8, wanted(8, [7]));
+    q.merge(7, 8, wanted(8, [1]));
+    expect(q.take()).toEqual({ chunk: 5, block: 2 });
+    // Ahead of the cursor, but not in this turn: it waits too (a turn is fixed when it starts).
+    expect(q.merge(5, 8, wanted(8, [5])).addedBlocks).toBe(1);
+    expect(q.upcoming(4)).toEqual([5, 6, 7]);
+    expect(drain(q)).toEqual(["5:3", "6:7", "7:1", "5:5"]);
+  });
+
+  test("a client re-asking for one chunk many times a second cannot starve the others", () => {
+    const blocks = 737;
+    const all = bitmapFor(blocks);
+    fillBits(all, blocks);
+    const q = new SendQueue(4096);
+    const others = [11, 12, 13, 14, 15, 16, 17, 18];
+    q.merge(0, blocks, all);
+    for (const c of others) q.merge(c, blocks, all);
+    // The repeater asks for all of chunk 0 again before every block the server sends.
+    const sentOf = new Map<number, number>();
+    let sent = 0;
+    const limit = 20 * blocks * others.length; // far beyond fair: the repeater starved the rest
+    while (others.some((c) => (sentOf.get(c) ?? 0) < blocks) && sent < limit) {
+      q.merge(0, blocks, all);
+      const next = q.take()!;
+      sentOf.set(next.chunk, (sentOf.get(next.chunk) ?? 0) + 1);
+      sent++;
+      if (sent % 997 === 0) q.checkInvariants();
+    }
+    // Every other chunk went out once; chunk 0 had no more than one turn per round.
+    expect(sent).toBeLessThanOrEqual((others.length + 2) * blocks);
+    expect(sentOf.get(0)!).toBeLessThanOrEqual(2 * blocks);
+  });
+
+  test("a slow client re-asking for its missing blocks gets one turn per round, no more", () => {
+    const q = new SendQueue(16);
+    q.merge(1, 10, wanted(10, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    q.merge(2, 10, wanted(10, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    const order: number[] = [];
+    for (let n = 0; n < 40; n++) {
+      const next = q.take();
+      if (next === null) break;
+      order.push(next.chunk);
+      // After every block of chunk 1 it asks again for the blocks it "lost" (every other one).
+      if (next.chunk === 1) q.merge(1, 10, wanted(10, [0, 2, 4, 6, 8]));
+    }
+    // Chunk 2 is done within the first two turns, however often chunk 1 asks.
+    expect(order.slice(0, 20).filter((c) => c === 2).length).toBe(10);
+  });
+
   test("bits beyond the chunk's block count are ignored", () => {
     const q = new SendQueue(2);
     const b = new Uint8Array([0xff]);
@@ -71,7 +135,10 @@ describe("rate control law", () => {
 
   test("one slow client among many does not set the rate; half of them does", () => {
     expect(nextRate(law, 150e6, [sample(0), sample(0), sample(0), sample(0.7)]).rate).toBe(150e6);
-    expect(nextRate(law, 150e6, [sample(0), sample(0.7), sample(0.7)]).rate).toBeLessThan(50e6);
+    // Half of them does, at most halving the rate per step.
+    const once = nextRate(law, 150e6, [sample(0), sample(0.7), sample(0.7)]).rate;
+    expect(once).toBe(75e6);
+    expect(nextRate(law, once, [sample(0), sample(0.7), sample(0.7)]).rate).toBeLessThan(50e6);
   });
 
   test("a 100 Mbit/s bottleneck under a 150 Mbit/s ceiling: the rate converges just below it and stays", () => {
@@ -91,11 +158,69 @@ describe("rate control law", () => {
     }
   });
 
+  test("one step cuts the rate by at most half, whatever the loss reported", () => {
+    expect(nextRate(law, 150e6, [sample(1), sample(1)]).rate).toBe(75e6);
+    expect(nextRate(law, 150e6, [sample(0.3)]).rate).toBeCloseTo(150e6 * 0.7 * 0.95, 0);
+  });
+
   test("rates stay within the configured floor and ceiling", () => {
     expect(nextRate(law, 16e6, [sample(0.99)]).rate).toBe(15e6);
     expect(nextRate(law, 149e6, [sample(0)]).rate).toBe(150e6);
   });
 });
+
+describe("loss reports the rate law listens to", () => {
+  const limits = { recentRequestMs: 5000, maxHosts: 4 };
+  const lossy = { receivedBlocks: 0, seqSpan: 1000 };
+  const clean = { receivedBlocks: 1000, seqSpan: 1000 };
+
+  test("one host counts once, however many sender ids its reports carry", () => {
+    const book = new LossReports(limits);
+    for (const host of ["10.0.0.11", "10.0.0.12", "10.0.0.66"]) book.requested(host, 0);
+    book.reported("10.0.0.11", clean);
+    book.reported("10.0.0.12", clean);
+    for (let i = 0; i < 200; i++) book.reported("10.0.0.66", lossy);
+    const samples = book.take(100);
+    expect(samples.length).toBe(3);
+    expect(nextRate(rateLaw(), 100e6, samples).rate).toBe(100e6);
+  });
+
+  test("reports from hosts that have not asked for blocks lately are ignored", () => {
+    const book = new LossReports(limits);
+    book.requested("10.0.0.11", 0);
+    book.reported("10.0.0.11", clean);
+    book.reported("10.0.0.99", lossy); // never asked for anything
+    expect(book.take(10)).toEqual([clean]);
+    book.reported("10.0.0.11", lossy);
+    expect(book.take(6000)).toEqual([]); // its last request is 6 s old
+  });
+
+  test("the books are bounded: hosts beyond the bound are not remembered", () => {
+    const book = new LossReports(limits);
+    for (let i = 0; i < 100; i++) {
+      book.requested(`10.0.1.${i}`, 0);
+      book.reported(`10.0.1.${i}`, lossy);
+    }
+    expect(book.take(1).length).toBe(4);
+  });
+
+  test("200 forged total-loss reports a second from one host, with 3 clean clients: the rate stays at the ceiling", () => {
+    const book = new LossReports(limits);
+    let rate = 100e6;
+    for (let step = 0; step < 20; step++) {
+      const nowMs = step * 500;
+      for (const host of ["a", "b", "c", "forger"]) book.requested(host, nowMs);
+      for (const host of ["a", "b", "c"]) book.reported(host, clean);
+      for (let i = 0; i < 100; i++) book.reported("forger", lossy);
+      rate = nextRate(rateLaw(), rate, book.take(nowMs + 1)).rate;
+    }
+    expect(rate).toBe(100e6);
+  });
+});
+
+function rateLaw(): RateLaw {
+  return { ...DEFAULT_RATE_LAW, maxBitsPerSecond: 100e6, minBitsPerSecond: 10e6 };
+}
 
 describe("token bucket", () => {
   test("releases bytes at the rate, in bursts no larger than the burst size", () => {

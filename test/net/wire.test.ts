@@ -11,12 +11,20 @@ import {
   encodeReport,
   encodeRequest,
   HEADER_BYTES,
+  MAX_BLOCK_BYTES,
   MAX_BLOCKS_PER_CHUNK,
+  MAX_MTU_BYTES,
+  MIN_BLOCK_BYTES,
+  MIN_MTU_BYTES,
+  type AnnounceBody,
   PacketType,
   ReportState,
   type Packet,
 } from "../../src/net/wire.ts";
 import { view } from "../../src/util/bytes.ts";
+import { discus } from "../helpers.ts";
+import { MAX_DATA_CHUNKS } from "../../src/image/manifest.ts";
+import { MAX_CHUNK_BYTES, MIN_CHUNK_BYTES } from "../../src/image/constants.ts";
 
 const imageId = Uint8Array.from({ length: 16 }, (_, i) => i * 7 + 1);
 const common = { imageId, sender: 0xdeadbeef };
@@ -75,6 +83,44 @@ describe("wire protocol v1", () => {
     expect(HEADER_BYTES + 12 + blockBytes + 28).toBeLessThanOrEqual(1500);
     expect(blocksPerChunk(1 << 20, blockBytes)).toBe(737);
     expect(HEADER_BYTES + 8 + MAX_BLOCKS_PER_CHUNK / 8 + 28).toBeLessThanOrEqual(1500);
+  });
+
+  test("every MTU the server accepts gives blocks within the announced bounds (576..583 would not)", () => {
+    expect(MIN_MTU_BYTES).toBe(584);
+    expect(blockBytesForMtu(MIN_MTU_BYTES)).toBe(MIN_BLOCK_BYTES);
+    for (let mtu = 576; mtu < MIN_MTU_BYTES; mtu++) expect(blockBytesForMtu(mtu)).toBeLessThan(MIN_BLOCK_BYTES);
+    for (let mtu = MIN_MTU_BYTES; mtu <= MAX_MTU_BYTES; mtu++) {
+      const b = blockBytesForMtu(mtu);
+      if (b < MIN_BLOCK_BYTES || b > MAX_BLOCK_BYTES || b % 8 !== 0) throw new Error(`MTU ${mtu} gives ${b}-byte blocks`);
+    }
+  });
+
+  test("`serve --mtu 576..583` is refused with exit 2 before anything is served", async () => {
+    for (const mtu of [576, 583]) {
+      const r = await discus(["serve", "/nonexistent.dsc", "--group", "239.77.0.1", "--iface", "198.18.0.1", "--mtu", String(mtu)]);
+      expect({ mtu, code: r.code }).toEqual({ mtu, code: 2 });
+      expect(r.stderr).toContain(`outside ${MIN_MTU_BYTES}..`);
+    }
+  });
+
+  test("announced fields are bounded by the image format's limits and agree with each other", () => {
+    const good: AnnounceBody = { chunkBytes: 1 << 20, blockBytes: 1424, dataChunkCount: 63, manifestPartCount: 1, manifestBytes: 4321, sourceBytes: 671088640, rateBitsPerSecond: 100e6, manifestSha256: new Uint8Array(32) };
+    const decodes = (change: Partial<AnnounceBody>) => decodePacket(encodeAnnounce(common, { ...good, ...change })).ok;
+    expect(decodes({})).toBe(true);
+    // The forged announce of the issue: 2^32 - 1 data chunks.
+    expect(decodes({ dataChunkCount: 2 ** 32 - 1 })).toBe(false);
+    expect(decodes({ dataChunkCount: MAX_DATA_CHUNKS + 1, manifestBytes: (MAX_DATA_CHUNKS + 1) * 64 + 200, manifestPartCount: 1025 })).toBe(false);
+    // A count the manifest cannot hold (64 bytes of digests per chunk), or parts it does not fill.
+    expect(decodes({ dataChunkCount: 1000 })).toBe(false);
+    expect(decodes({ manifestPartCount: 2 })).toBe(false);
+    expect(decodes({ manifestBytes: 63 * 64 + (2 << 20) })).toBe(false);
+    expect(decodes({ chunkBytes: MIN_CHUNK_BYTES - 8 })).toBe(false);
+    expect(decodes({ chunkBytes: MAX_CHUNK_BYTES + 8, manifestPartCount: 1 })).toBe(false);
+    expect(decodes({ blockBytes: 504 })).toBe(false);
+    expect(decodes({ sourceBytes: 0 })).toBe(false);
+    // The largest image the format allows still decodes.
+    const most = MAX_DATA_CHUNKS * 64 + 4096;
+    expect(decodes({ chunkBytes: MAX_CHUNK_BYTES, blockBytes: 8928, dataChunkCount: MAX_DATA_CHUNKS, manifestBytes: most, manifestPartCount: Math.ceil(most / MAX_CHUNK_BYTES) })).toBe(true);
   });
 
   test("every packet type round-trips", () => {
