@@ -228,7 +228,8 @@ async function runVerify(a: Args): Promise<void> {
   const r = await verifyImage(path, publicKey, (a.key as string | undefined) ?? null, workers);
   const text = [
     `${path}: ${r.chunks} chunks checked in ${r.seconds.toFixed(2)} s, ${r.badChunks.length} bad; signature ${r.signature}`,
-    ...r.badChunks.map((b) => `  chunk ${b.index}: ${b.why}`),
+    // A problem of the whole image (e.g. its data-sector count) has no chunk index.
+    ...r.badChunks.map((b) => `  ${b.index === null ? "image" : `chunk ${b.index}`}: ${b.why}`),
   ].join("\n");
   print(a.json === true, r, text);
   if (r.badChunks.length > 0) {
