@@ -2,11 +2,11 @@
 import { fdatasyncSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { rereadPartitions } from "../device/blockdev.ts";
-import { chunkDigest, type Manifest } from "../image/manifest.ts";
+import type { Manifest } from "../image/manifest.ts";
+import { scanChunks } from "../image/scan.ts";
 import { closeImage, openImage, readChunk, type OpenImage } from "../image/reader.ts";
 import { verifySignature, keyFingerprint } from "../image/signing.ts";
 import type { CodecJob } from "../image/worker.ts";
-import { equalBytes, sha256 } from "../util/bytes.ts";
 import { DiscusError, ioError, withProgress } from "../util/errors.ts";
 import { formatBytes } from "../util/units.ts";
 import { WorkerPool } from "../util/pool.ts";
@@ -67,18 +67,17 @@ export function checkSignature(
 }
 
 /**
- * Checks every chunk container against the manifest before anything is written, so a damaged
- * image leaves the target untouched. Workers check each container again as they apply it: the
- * file may have changed in between, and that second hash is cheap beside decompression.
+ * Checks every chunk against the manifest before anything is written, so a damaged image leaves
+ * the target untouched: container digests, headers, and the headers' tiling of the source (a
+ * header that claims another chunk's sectors would overwrite them with every digest right).
+ * Workers check each container again as they apply it: the file may have changed in between,
+ * and that second hash is cheap beside decompression.
  */
-export function verifyContainers(image: OpenImage): void {
-  const buf = new Uint8Array(image.trailer.chunkBytes);
-  for (let i = 0; i < image.manifest.dataChunkCount; i++) {
-    readChunk(image, i, buf);
-    if (!equalBytes(sha256(buf), chunkDigest(image.manifest, i))) {
-      throw new DiscusError("input", `${image.path}, chunk ${i}`, "chunk digest does not match the manifest", "The image is damaged: copy it again from its source; `discus verify` lists every bad chunk");
-    }
-  }
+export function checkBeforeWriting(image: OpenImage): void {
+  const [problem] = scanChunks(image, { digests: true, maxProblems: 1 });
+  if (problem === undefined) return;
+  const where = problem.index === null ? image.path : `${image.path}, chunk ${problem.index}`;
+  throw new DiscusError("input", where, problem.why, "The image is damaged: copy it again from its source; `discus verify` lists every bad chunk. Nothing was written");
 }
 
 export function chunkOrder(count: number, order: ChunkOrder, seed: number): number[] {
@@ -124,7 +123,7 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
   try {
     const m = image.manifest;
     const signature = checkSignature(m, image.manifestBody, image.path, opts.publicKey, opts.keyPath);
-    verifyContainers(image);
+    checkBeforeWriting(image);
     const target = openTarget(opts.target, m.sourceBytes);
     const pool = new WorkerPool<CodecJob, ApplyResult>(WORKER_URL, { workerCount: Math.max(1, opts.workers), maxJobsPerWorker: MAX_CHUNKS_PER_WORKER });
     const stats: RestoreStats = {
