@@ -107,6 +107,16 @@ describe("failing disks", () => {
     });
   }, TEST_TIMEOUT_MS);
 
+  test("create onto a full filesystem (ENOSPC): exit 6 naming the image, and no partial image is left", async () => {
+    const source = await extImage("ext4", { imageMiB: IMAGE_MIB, contentMiB: CONTENT_MIB, label: "failing" });
+    await withTmpfs(TMPFS_MIB, async (fs) => {
+      const out = join(fs, "disk.dsc");
+      const r = await discus(["create", "--quiet", source, out]);
+      expectIoFailure(r, `${out}.partial`, /no space left on the device \(ENOSPC\); \d+ chunks had been written; the partial image was removed/);
+      expect(existsSync(out) || existsSync(`${out}.partial`)).toBe(false);
+    });
+  }, TEST_TIMEOUT_MS);
+
   test("restore onto a read-only disk: exit 6 naming the device, nothing written", async () => {
     const backing = join(dir, "readonly.img");
     await $`truncate -s ${IMAGE_MIB}M ${backing}`;
