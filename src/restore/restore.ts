@@ -44,6 +44,9 @@ export interface RestoreStats {
   signature: "verified" | "unsigned" | "not checked";
 }
 
+/** What a target that failed mid-restore holds, for the error's action. */
+const PARTIAL_TARGET = "The target holds part of this image: do not boot it; write a good image over it";
+
 /** Chunks handed to one worker at most: bounds memory at workers x 2 x (chunk + its raw data). */
 const MAX_CHUNKS_PER_WORKER = 2;
 
@@ -164,7 +167,7 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
     } catch (e) {
       failed = true;
       // finishTarget says itself how far it got; a failed chunk write is told how far the others got.
-      throw writing ? withProgress(e, `${formatBytes(stats.writtenBytes)} from ${done} of ${m.dataChunkCount} chunks had been written`) : e;
+      throw writing ? withProgress(e, `${formatBytes(stats.writtenBytes)} from ${done} of ${m.dataChunkCount} chunks had been written`, PARTIAL_TARGET) : e;
     } finally {
       pool.terminate();
       closeTarget(target, failed);

@@ -81,14 +81,14 @@ export function ioError(e: unknown, thing: string, doing: string): Error {
 const progressTold = new WeakSet<DiscusError>();
 
 /**
- * The same error with what had been done before it failed added to its cause. A damaged chunk
- * found only while writing (its container matched the manifest, its data did not: the image's
- * maker wrote it so) also says the target now holds part of an image.
+ * The same error with what had been done before it failed added to its cause, and `partial`
+ * (what the half-done result means for the user) added to its action. Input errors qualify too:
+ * a damaged chunk found only while writing (its container matched the manifest, its data did
+ * not: the image's maker wrote it so) leaves a target holding part of an image.
  */
-export function withProgress(e: unknown, done: string): unknown {
+export function withProgress(e: unknown, done: string, partial?: string): unknown {
   if (!(e instanceof DiscusError) || (e.kind !== "io" && e.kind !== "input") || progressTold.has(e)) return e;
-  const action = e.kind === "input" ? `${e.action}. The target holds part of this image: do not boot it; write a good image over it` : e.action;
-  const told = new DiscusError(e.kind, e.thing, `${e.why}; ${done}`, action);
+  const told = new DiscusError(e.kind, e.thing, `${e.why}; ${done}`, partial === undefined ? e.action : `${e.action}. ${partial}`);
   progressTold.add(told);
   return told;
 }
