@@ -115,10 +115,11 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
   const id = `dl${bytes.toString("hex")}`;
   mkdirSync(OWNER_DIR, { recursive: true });
   writeFileSync(ownerFile(id), processTag(process.pid) ?? String(process.pid));
-  // The subnet and group bytes come from the id, so concurrent labs differ in both.
+  // Addresses come from 198.18.0.0/15, the range set aside for benchmarks (RFC 2544), never from a
+  // range a real network uses. The subnet and group bytes come from the id, so concurrent labs differ.
   const [a, b, c] = [bytes[0] ?? 0, bytes[1] ?? 0, bytes[2] ?? 0];
   const sw = `${id}-sw`;
-  const host = (suffix: string, n: number, name: string): Host => ({ name, ns: `${id}-${suffix}`, address: `10.${a}.${b}.${n}`, iface: HOST_IFACE });
+  const host = (suffix: string, n: number, name: string): Host => ({ name, ns: `${id}-${suffix}`, address: `198.${18 + (a & 1)}.${b}.${n}`, iface: HOST_IFACE });
   const server = host("s", 1, "server");
   const clients = Array.from({ length: opts.clients }, (_, i) => host(`c${i}`, 11 + i, `client${i}`));
   const extras = Array.from({ length: extrasN }, (_, i) => host(`x${i}`, 101 + i, `extra${i}`));
