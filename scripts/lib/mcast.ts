@@ -3,12 +3,15 @@
 import type { Host, Lab } from "./netlab.ts";
 import type { LoadStats } from "../../src/client/stats.ts";
 import { cli } from "../../test/helpers.ts";
+import { peakRssBytes } from "../../src/util/memory.ts";
 
 export const MCAST_PORT = 4520;
 
 export interface RunningServer {
   /** Everything the server logged so far. */
   log(): string;
+  /** Its peak resident memory so far (VmHWM), while it runs. */
+  peakRssBytes(): number;
   /** Stops it (SIGTERM, or SIGKILL for a crash) and waits for it to exit. */
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<number>;
 }
@@ -22,6 +25,8 @@ export function startServer(lab: Lab, image: string, group: string, args: string
   })();
   return {
     log: () => text,
+    // `ip netns exec` execs the command in place, so the spawned pid is the server's.
+    peakRssBytes: () => peakRssBytes(proc.pid),
     async stop(signal = "SIGTERM") {
       proc.kill(signal);
       const code = await proc.exited;

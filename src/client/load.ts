@@ -32,6 +32,7 @@ import { peakRssBytes } from "../util/memory.ts";
 import { LossMeter } from "./loss-meter.ts";
 import { ManifestParts } from "./manifest-parts.ts";
 import { emptyLoadStats, type LoadStats } from "./stats.ts";
+import { Candidates, sameLayout, type Candidate } from "./servers.ts";
 import { blockLength, BufferPool, covers, missingBitmap, newSlot, storeBlock, type Geometry, type Slot } from "./assembly.ts";
 
 export interface LoadOptions {
@@ -46,7 +47,7 @@ export interface LoadOptions {
   keyPath: string | null;
   /** Accept only this image (hex id); null: whatever the group serves. */
   imageId: Uint8Array | null;
-  /** Give up when the server has been silent this long. */
+  /** Give up after this long without progress (a block or chunk this client needed). */
   giveUpMs: number;
   /** Memory for chunks being received and applied (the client's main budget). */
   bufferBytes: number;
@@ -68,6 +69,20 @@ const BLOCK_GAP_MS = 40;
 const REPORT_INTERVAL_MS = 1000;
 /** A second server announcing the same image is adopted only after the first fell silent this long. */
 const SERVER_SWITCH_MS = 5000;
+/**
+ * A server not yet proven (its manifest not yet matched) that has delivered no manifest block for
+ * this long is dropped for another that announced. An idle server answers within a round trip;
+ * this allows a busy one a dozen 1 MiB chunks ahead of ours at 100 Mbit/s.
+ */
+const MANIFEST_STALL_MS = 1500;
+/** Our unproven server sent no manifest block this long while another host sends ours: switch. */
+const MANIFEST_EVIDENCE_MS = 300;
+/** Announcing servers remembered, and how long one that failed is set aside (doubling, bounded). */
+const MAX_CANDIDATES = 16;
+const MAX_CANDIDATES_PER_HOST = 2;
+const MAX_FAILED_HOSTS = 64;
+const FIRST_SET_ASIDE_MS = 1000;
+const MAX_SET_ASIDE_MS = 30_000;
 /** Request packets sent per tick at most (a burst after a long silence stays small). */
 const MAX_REQUESTS_PER_TICK = 64;
 /** Chunks handed to one worker at most. */
@@ -85,9 +100,14 @@ const enum ChunkState {
 }
 
 interface Server {
+  candidate: Candidate;
+  /** Where blocks must come from: the candidate's address, or a successor once it fell silent. */
   address: string;
   epoch: number;
   announce: AnnouncePacket;
+  /** Last valid block from it (it is alive), and last manifest block stored (it is useful). */
+  lastBlockMs: number;
+  lastManifestBlockMs: number;
 }
 
 export async function loadImage(o: LoadOptions): Promise<LoadStats> {
@@ -100,7 +120,11 @@ class Loader {
   private readonly startedMs = performance.now();
   private sock: GroupSocket | null = null;
   private server: Server | null = null;
-  private lastServerMs = performance.now();
+  private readonly candidates = new Candidates({ maxCandidates: MAX_CANDIDATES, maxPerHost: MAX_CANDIDATES_PER_HOST, maxHosts: MAX_FAILED_HOSTS, firstSetAsideMs: FIRST_SET_ASIDE_MS, maxSetAsideMs: MAX_SET_ASIDE_MS });
+  /** Why the last server was dropped or refused, for the give-up message. */
+  private lastRefusal: string | null = null;
+  /** Only progress resets the give-up timer: never an announcement, which anyone can send. */
+  private lastProgressMs = performance.now();
   private geometry: Geometry | null = null;
   private dataChunks = 0;
   private totalChunks = 0;
@@ -204,38 +228,44 @@ class Loader {
       this.stats.packetsDropped.otherImage++;
       return;
     }
+    const c = this.candidates.heard(p, from.address, from.port, nowMs);
     const s = this.server;
-    if (s === null) return this.adopt(p, from, nowMs);
-    if (!equalBytes(p.imageId, s.announce.imageId)) {
-      this.stats.packetsDropped.otherImage++;
+    if (s === null) return this.adoptNext(nowMs);
+    if (c.key === s.candidate.key) {
+      this.noteEpoch(p.sender);
+      s.announce.rateBitsPerSecond = p.rateBitsPerSecond;
       return;
     }
-    if (from.address !== s.address) {
-      // Another host claims the image. Follow it only once ours is gone (a server moved).
-      if (nowMs - this.lastServerMs < SERVER_SWITCH_MS) {
-        this.stats.packetsDropped.foreignSource++;
-        return;
-      }
-      if (!sameLayout(p, s.announce)) throw new DiscusError("network", `${from.address}`, "announces the same image with a different layout", "Serve the image from one server only");
+    // Committed to a manifest: only the same image served the same way may take over, and only
+    // once ours has fell silent (a server moved). Before that, tick() decides on switching.
+    if (this.manifest !== null && sameLayout(p, s.announce) && nowMs - s.lastBlockMs >= SERVER_SWITCH_MS) {
+      s.candidate = c;
       s.address = from.address;
+      s.lastBlockMs = nowMs;
+      this.noteEpoch(p.sender);
+      return;
     }
-    this.noteEpoch(p.sender);
-    s.announce = copyAnnounce(p);
-    this.lastServerMs = nowMs;
+    this.stats.packetsDropped.foreignSource++;
   }
 
-  private adopt(p: AnnouncePacket, from: RemoteInfo, nowMs: number): void {
-    const a = copyAnnounce(p);
-    const where = `image ${hex(a.imageId)} on ${this.o.group}`;
-    if (a.manifestBytes > MAX_MANIFEST_BYTES) {
-      throw new DiscusError("input", where, `its manifest is ${formatBytes(a.manifestBytes)}, more than the client's ${formatBytes(MAX_MANIFEST_BYTES)} bound`, "Capture the image with larger chunks");
+  /** Adopts the best candidate not set aside, if any; refuses those this client cannot take. */
+  private adoptNext(nowMs: number): void {
+    for (let c = this.candidates.pick(nowMs, null); c !== null; c = this.candidates.pick(nowMs, null)) {
+      const a = c.announce;
+      if (a.manifestBytes <= MAX_MANIFEST_BYTES) return this.adopt(c, nowMs);
+      this.lastRefusal = `${c.address} announced image ${hex(a.imageId)} with a ${formatBytes(a.manifestBytes)} manifest, more than this client's ${formatBytes(MAX_MANIFEST_BYTES)} bound (capture it with larger chunks)`;
+      this.candidates.failed(c.host, nowMs);
     }
+  }
+
+  private adopt(c: Candidate, nowMs: number): void {
+    const a = c.announce;
     // Refuse a target that is too small or in use now, before anything is fetched.
     checkTarget(this.o.target, a.sourceBytes);
-    this.server = { address: from.address, epoch: p.sender, announce: a };
-    this.lastServerMs = nowMs;
+    this.server = { candidate: c, address: c.address, epoch: a.sender, announce: { ...a }, lastBlockMs: nowMs, lastManifestBlockMs: nowMs };
+    this.loss.reset();
     this.stats.imageId = hex(a.imageId);
-    this.stats.server = from.address;
+    this.stats.server = c.address;
     const g: Geometry = { chunkBytes: a.chunkBytes, blockBytes: a.blockBytes, blockCount: blocksPerChunk(a.chunkBytes, a.blockBytes) };
     this.geometry = g;
     this.dataChunks = a.dataChunkCount;
@@ -243,10 +273,32 @@ class Loader {
     this.state = new Uint8Array(this.totalChunks);
     this.manifestParts = new ManifestParts(a);
     const bufferCount = Math.max(4, Math.floor(this.o.bufferBytes / a.chunkBytes));
-    this.buffers = new BufferPool(a.chunkBytes, bufferCount);
+    if (this.buffers?.bufferBytes !== a.chunkBytes) this.buffers = new BufferPool(a.chunkBytes, bufferCount);
     this.order = Uint32Array.from(chunkOrder(a.dataChunkCount, "random", this.o.seed ^ this.me));
+    this.orderCursor = 0;
     this.stats.chunks = a.dataChunkCount;
-    this.progress = progressBar("load", a.dataChunkCount, "chunks", this.o.showProgress);
+  }
+
+  /**
+   * Drops a server whose manifest is not proven (it did not match its digest, or did not come):
+   * sets it aside, frees what was fetched from it, and tries the next candidate or asks again.
+   */
+  private drop(why: string, nowMs: number): void {
+    const s = this.server;
+    assert(s !== null && this.manifest === null && this.pool === null, "only an unproven server is dropped");
+    this.candidates.failed(s.candidate.host, nowMs);
+    this.stats.serversDropped++;
+    this.lastRefusal = `${s.address} ${why}`;
+    for (const slot of this.slots.values()) this.buffers!.give(slot.buffer);
+    for (const ready of this.readyData) this.buffers!.give(ready.buffer);
+    this.slots.clear();
+    this.readyData.length = 0;
+    this.server = null;
+    this.geometry = null;
+    this.manifestParts = null;
+    this.queryWaitMs = QUERY_FIRST_WAIT_MS;
+    this.nextQueryMs = nowMs;
+    this.adoptNext(nowMs);
   }
 
   /** A new epoch is a restarted server: sequence numbers start again. */
@@ -262,8 +314,10 @@ class Loader {
     const s = this.server;
     const g = this.geometry;
     if (s === null || g === null) return; // not yet listening for any image
-    if (from.address !== s.address || from.port !== this.o.port) {
+    // An unproven server is known only by its announcement: its blocks carry the epoch it announced.
+    if (from.address !== s.address || from.port !== this.o.port || (this.manifest === null && p.sender !== s.epoch)) {
       this.stats.packetsDropped.foreignSource++;
+      if (this.manifest === null && p.chunk >= this.dataChunks && p.chunk < this.totalChunks) this.manifestElsewhere(from);
       return;
     }
     if (!equalBytes(p.imageId, s.announce.imageId)) {
@@ -276,8 +330,9 @@ class Loader {
     }
     const nowMs = performance.now();
     this.noteEpoch(p.sender);
-    this.lastServerMs = nowMs;
-    this.loss.count(p.seq);
+    s.lastBlockMs = nowMs;
+    // Loss is measured on a proven server only: an unproven one may be a forger with any numbers.
+    if (this.manifest !== null) this.loss.count(p.seq);
     this.stats.blocksReceived++;
     const state = this.state[p.chunk]!;
     if (state >= ChunkState.complete) {
@@ -300,9 +355,26 @@ class Loader {
       this.stats.duplicateBlocks++;
       return;
     }
+    // Progress: a manifest block, or data once the manifest vouches for it.
+    if (p.chunk >= this.dataChunks) s.lastManifestBlockMs = nowMs;
+    if (p.chunk >= this.dataChunks || this.manifest !== null) this.lastProgressMs = nowMs;
     slot.lastActivityMs = nowMs;
     slot.waitMs = BLOCK_GAP_MS;
     if (slot.gotBlocks === g.blockCount) this.completed(slot);
+  }
+
+  /**
+   * Another host sends blocks of our manifest while our unproven server sends none: it serves what
+   * we asked for, ours (perhaps a forger that answered our query first) does not. Switch, unless
+   * that host failed more often than ours (then it may be the forger).
+   */
+  private manifestElsewhere(from: RemoteInfo): void {
+    const s = this.server!;
+    const nowMs = performance.now();
+    if (nowMs - s.lastManifestBlockMs < MANIFEST_EVIDENCE_MS) return;
+    const host = `${from.address}:${from.port}`;
+    if (!this.candidates.announced(host, nowMs) || this.candidates.failuresOf(host) > this.candidates.failuresOf(s.candidate.host)) return;
+    this.drop(`sent no manifest block while ${from.address} did`, nowMs);
   }
 
   /** Another client asked for blocks: if its request covers what we lack, do not ask ourselves. */
@@ -344,11 +416,13 @@ class Loader {
     const where = `image ${hex(s.announce.imageId)} from ${s.address}`;
     const decoded = parts.verify(where);
     if (decoded === null) {
-      // Damaged or forged blocks: fetch every part again.
+      // A forged announcement, or damaged or forged blocks: either way not this server for now.
       this.stats.manifestRejected++;
-      for (let c = this.dataChunks; c < this.totalChunks; c++) this.state[c] = ChunkState.missing;
-      return;
+      return this.drop("sent a manifest that does not match the digest it announced", performance.now());
     }
+    this.candidates.proven(s.candidate.host);
+    this.lastProgressMs = performance.now();
+    this.progress = progressBar("load", this.dataChunks, "chunks", this.o.showProgress);
     const { manifest: m, body } = decoded;
     this.stats.signature = checkSignature(m, body, where, this.o.publicKey, this.o.keyPath);
     this.manifest = m;
@@ -393,6 +467,7 @@ class Loader {
     }
     this.state[chunk] = ChunkState.done;
     this.chunksDone++;
+    this.lastProgressMs = performance.now();
     this.stats.writtenBytes += r.result.writtenBytes;
     this.stats.freeBytes += r.result.freeBytes;
     this.stats.zeroedBytes += r.result.zeroedBytes;
@@ -421,27 +496,43 @@ class Loader {
 
   private tick(): void {
     const nowMs = performance.now();
+    const s = this.server;
     // With no chunk asked for or filling (all buffers wait on the disk), silence is expected.
-    if (this.server !== null && this.slots.size === 0) this.lastServerMs = nowMs;
-    if (nowMs - this.lastServerMs > this.o.giveUpMs) {
-      const s = this.server;
-      throw s === null
-        ? new DiscusError("network", `${this.o.group}:${this.o.port}`, `no discus server answered within ${(this.o.giveUpMs / 1000).toFixed(0)} s`, "Start `discus serve` for this group and port, and check --iface names the interface on that network")
-        : new DiscusError("network", `server ${s.address}`, `silent for ${(this.o.giveUpMs / 1000).toFixed(0)} s with ${this.chunksDone}/${this.dataChunks} chunks written`, "Restart `discus serve` with the same image (clients waiting within --give-up carry on); then run `discus load` again here");
-    }
-    if (this.server === null) {
-      if (nowMs >= this.nextQueryMs) {
-        this.send(encodeQuery({ imageId: this.o.imageId ?? new Uint8Array(16), sender: this.me }));
-        this.nextQueryMs = nowMs + this.queryWaitMs;
-        this.queryWaitMs = Math.min(QUERY_MAX_WAIT_MS, this.queryWaitMs * 2);
+    if (s !== null && this.manifest !== null && this.slots.size === 0) this.lastProgressMs = nowMs;
+    if (nowMs - this.lastProgressMs > this.o.giveUpMs) throw this.giveUp();
+    // An unproven server whose manifest stalled gives way to another that announced and has not
+    // failed more often (a forger that failed before cannot take over from a busy real server).
+    if (s !== null && this.manifest === null && nowMs - s.lastManifestBlockMs > MANIFEST_STALL_MS) {
+      const next = this.candidates.pick(nowMs, s.candidate.host);
+      if (next !== null && this.candidates.failuresOf(next.host) <= this.candidates.failuresOf(s.candidate.host)) {
+        this.drop(`delivered no manifest block for ${MANIFEST_STALL_MS} ms`, nowMs);
       }
-      return;
     }
+    // Until a manifest is proven, keep asking who serves: a real server may answer after a forger.
+    if (this.manifest === null && nowMs >= this.nextQueryMs) {
+      this.send(encodeQuery({ imageId: this.o.imageId ?? new Uint8Array(16), sender: this.me }));
+      this.nextQueryMs = nowMs + this.queryWaitMs;
+      this.queryWaitMs = Math.min(QUERY_MAX_WAIT_MS, this.queryWaitMs * 2);
+    }
+    if (this.server === null) return;
     this.request(nowMs);
     if (nowMs >= this.nextReportMs) {
       this.report(ReportState.progress, "");
       this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
     }
+  }
+
+  private giveUp(): DiscusError {
+    const s = this.server;
+    const seconds = (this.o.giveUpMs / 1000).toFixed(0);
+    if (s === null && this.lastRefusal === null) {
+      return new DiscusError("network", `${this.o.group}:${this.o.port}`, `no discus server answered within ${seconds} s`, "Start `discus serve` for this group and port, and check --iface names the interface on that network");
+    }
+    if (s === null || this.manifest === null) {
+      const why = this.lastRefusal === null ? "" : ` (last: ${this.lastRefusal})`;
+      return new DiscusError("network", `${this.o.group}:${this.o.port}`, `no server delivered a manifest matching its announcement within ${seconds} s${why}`, "Check that only one `discus serve` serves this group, and pass --image-id and --key where the network is not trusted");
+    }
+    return new DiscusError("network", `server ${s.address}`, `no progress for ${seconds} s with ${this.chunksDone}/${this.dataChunks} chunks written`, "Restart `discus serve` with the same image (clients waiting within --give-up carry on); then run `discus load` again here");
   }
 
   private request(nowMs: number): void {
@@ -537,13 +628,4 @@ class Loader {
   private send(bytes: Uint8Array): void {
     this.sock?.send(bytes);
   }
-}
-
-function copyAnnounce(p: AnnouncePacket): AnnouncePacket {
-  // Decoded fields are views into the datagram's buffer: keep copies.
-  return { ...p, imageId: p.imageId.slice(), manifestSha256: p.manifestSha256.slice() };
-}
-
-function sameLayout(a: AnnouncePacket, b: AnnouncePacket): boolean {
-  return a.chunkBytes === b.chunkBytes && a.blockBytes === b.blockBytes && a.dataChunkCount === b.dataChunkCount && a.manifestPartCount === b.manifestPartCount && equalBytes(a.manifestSha256, b.manifestSha256);
 }

@@ -15,6 +15,8 @@ export interface LoadStats extends RestoreStats {
   blocksWithoutBuffer: number;
   chunksRejected: number;
   manifestRejected: number;
+  /** Unproven servers dropped: their manifest did not match their announcement, or never came. */
+  serversDropped: number;
   serverRestarts: number;
   packetsDropped: Record<DropReason | "foreignSource" | "otherImage" | "badBlock", number>;
   peakRssBytes: number;
@@ -42,6 +44,7 @@ export function emptyLoadStats(): LoadStats {
     blocksWithoutBuffer: 0,
     chunksRejected: 0,
     manifestRejected: 0,
+    serversDropped: 0,
     serverRestarts: 0,
     packetsDropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, foreignSource: 0, otherImage: 0, badBlock: 0 },
     peakRssBytes: 0,

@@ -87,7 +87,9 @@ export function nextRate(law: RateLaw, rateBitsPerSecond: number, samples: LossS
     .filter((s) => s.seqSpan >= law.minSampleSpan)
     .map((s) => Math.min(1, Math.max(0, 1 - s.receivedBlocks / s.seqSpan)))
     .sort((a, b) => a - b);
-  if (losses.length === 0) return { rate: rateBitsPerSecond, medianLoss: null };
+  // Most reporters must have seen enough to judge: a client that saw little has no opinion, and
+  // must not leave the decision to the few (perhaps one forger) that claim one.
+  if (losses.length === 0 || losses.length * 2 <= samples.length) return { rate: rateBitsPerSecond, medianLoss: null };
   // The lower median: with two clients, the better one decides.
   const median = losses[(losses.length - 1) >> 1]!;
   let rate = rateBitsPerSecond;

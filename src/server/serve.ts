@@ -85,6 +85,8 @@ const MAX_TRACKED_CLIENTS = 65536;
 const SOCKET_BUFFER_BYTES = 8 << 20;
 /** A host's loss reports count while it asked for blocks this recently (a few report intervals). */
 const RECENT_REQUEST_MS = 5000;
+/** A host that reported this recently is waited for (clients report once a second). */
+const REPORT_MEMORY_MS = 3000;
 /** Lowest rate the control law may choose: a tenth of the configured one, at least 1 Mbit/s. */
 const MIN_RATE_FRACTION = 0.1;
 
@@ -146,7 +148,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   const cache = new ChunkCache(image.fd, t.chunkBytes, CACHE_CHUNKS);
   const stats: ServeStats = { sessions: [], dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0 } };
   let session: Session | null = null;
-  const lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, maxHosts: MAX_TRACKED_CLIENTS });
+  const lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, reportMemoryMs: REPORT_MEMORY_MS, maxHosts: MAX_TRACKED_CLIENTS });
   let seq = 0;
   let lastAnnounceMs = -Infinity;
   let announceTimer: ReturnType<typeof setTimeout> | null = null;
@@ -231,7 +233,7 @@ async function serveOpenImage(image: OpenImage, o: ServeOptions): Promise<ServeS
   };
 
   const onReport = (p: ReportPacket, from: RemoteInfo, nowMs: number) => {
-    lossReports.reported(from.address, { receivedBlocks: p.intervalReceived, seqSpan: p.intervalSeqSpan });
+    lossReports.reported(from.address, { receivedBlocks: p.intervalReceived, seqSpan: p.intervalSeqSpan }, nowMs);
     if (p.state === ReportState.progress) return;
     const s = openSession(nowMs);
     trackClient(s, p.sender);

@@ -158,6 +158,12 @@ describe("rate control law", () => {
     }
   });
 
+  test("clients that saw too little to judge are not outvoted by the few that claim loss", () => {
+    const quiet = { receivedBlocks: 3, seqSpan: 3 };
+    expect(nextRate(law, 150e6, [quiet, quiet, sample(1)]).rate).toBe(150e6);
+    expect(nextRate(law, 150e6, [quiet, sample(1), sample(1)]).rate).toBe(75e6);
+  });
+
   test("one step cuts the rate by at most half, whatever the loss reported", () => {
     expect(nextRate(law, 150e6, [sample(1), sample(1)]).rate).toBe(75e6);
     expect(nextRate(law, 150e6, [sample(0.3)]).rate).toBeCloseTo(150e6 * 0.7 * 0.95, 0);
@@ -170,16 +176,16 @@ describe("rate control law", () => {
 });
 
 describe("loss reports the rate law listens to", () => {
-  const limits = { recentRequestMs: 5000, maxHosts: 4 };
+  const limits = { recentRequestMs: 5000, reportMemoryMs: 3000, maxHosts: 4 };
   const lossy = { receivedBlocks: 0, seqSpan: 1000 };
   const clean = { receivedBlocks: 1000, seqSpan: 1000 };
 
   test("one host counts once, however many sender ids its reports carry", () => {
     const book = new LossReports(limits);
     for (const host of ["10.0.0.11", "10.0.0.12", "10.0.0.66"]) book.requested(host, 0);
-    book.reported("10.0.0.11", clean);
-    book.reported("10.0.0.12", clean);
-    for (let i = 0; i < 200; i++) book.reported("10.0.0.66", lossy);
+    book.reported("10.0.0.11", clean, 0);
+    book.reported("10.0.0.12", clean, 0);
+    for (let i = 0; i < 200; i++) book.reported("10.0.0.66", lossy, 0);
     const samples = book.take(100);
     expect(samples.length).toBe(3);
     expect(nextRate(rateLaw(), 100e6, samples).rate).toBe(100e6);
@@ -188,31 +194,50 @@ describe("loss reports the rate law listens to", () => {
   test("reports from hosts that have not asked for blocks lately are ignored", () => {
     const book = new LossReports(limits);
     book.requested("10.0.0.11", 0);
-    book.reported("10.0.0.11", clean);
-    book.reported("10.0.0.99", lossy); // never asked for anything
+    book.reported("10.0.0.11", clean, 0);
+    book.reported("10.0.0.99", lossy, 0); // never asked for anything
     expect(book.take(10)).toEqual([clean]);
-    book.reported("10.0.0.11", lossy);
+    book.reported("10.0.0.11", lossy, 5500);
     expect(book.take(6000)).toEqual([]); // its last request is 6 s old
+  });
+
+  test("a host reporting first, or between the others' reports, cannot decide a step alone", () => {
+    const book = new LossReports(limits);
+    for (const host of ["a", "b", "c", "forger"]) book.requested(host, 0);
+    book.reported("forger", lossy, 100);
+    expect(book.take(500)).toEqual([]); // 1 of 4 clients: wait for the others
+    for (const host of ["a", "b", "c"]) book.reported(host, clean, 600);
+    expect(book.take(1000).length).toBe(4);
+    book.reported("forger", lossy, 1200);
+    expect(book.take(1500)).toEqual([]);
+  });
+
+  test("a lone client decides alone", () => {
+    const book = new LossReports(limits);
+    book.requested("a", 0);
+    book.reported("a", lossy, 100);
+    expect(book.take(500)).toEqual([lossy]);
   });
 
   test("the books are bounded: hosts beyond the bound are not remembered", () => {
     const book = new LossReports(limits);
     for (let i = 0; i < 100; i++) {
       book.requested(`10.0.1.${i}`, 0);
-      book.reported(`10.0.1.${i}`, lossy);
+      book.reported(`10.0.1.${i}`, lossy, 0);
     }
     expect(book.take(1).length).toBe(4);
   });
 
-  test("200 forged total-loss reports a second from one host, with 3 clean clients: the rate stays at the ceiling", () => {
+  test("forged total-loss reports 200 times a second from one host that also asks for blocks: the rate stays at the ceiling", () => {
     const book = new LossReports(limits);
     let rate = 100e6;
-    for (let step = 0; step < 20; step++) {
+    for (let step = 0; step < 40; step++) {
+      // Control steps every 500 ms; clients report once a second, the forger every 5 ms.
       const nowMs = step * 500;
       for (const host of ["a", "b", "c", "forger"]) book.requested(host, nowMs);
-      for (const host of ["a", "b", "c"]) book.reported(host, clean);
-      for (let i = 0; i < 100; i++) book.reported("forger", lossy);
-      rate = nextRate(rateLaw(), rate, book.take(nowMs + 1)).rate;
+      if (step % 2 === 0) for (const host of ["a", "b", "c"]) book.reported(host, clean, nowMs);
+      for (let i = 0; i < 100; i++) book.reported("forger", lossy, nowMs + i * 5);
+      rate = nextRate(rateLaw(), rate, book.take(nowMs + 499)).rate;
     }
     expect(rate).toBe(100e6);
   });
