@@ -20,10 +20,9 @@ import { DiscusError, exitCodeByKind, ioError, osErrorCode } from "./util/errors
 import { formatBytes } from "./util/units.ts";
 import { serveImage } from "./server/serve.ts";
 import { loadImage } from "./client/load.ts";
-import { MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
+import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
-import { DEFAULT_PORT } from "./agent/settings.ts";
 import { formatSummary, imageSummary } from "./cli/info.ts";
 import { bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
 import { VERSION } from "./version.ts";

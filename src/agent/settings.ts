@@ -7,6 +7,7 @@ import { DiscusError } from "../util/errors.ts";
 import { parseDurationMs } from "../util/units.ts";
 import { isIpv4Address, isMulticastAddress } from "../net/socket.ts";
 import { fromHex } from "../util/bytes.ts";
+import { DEFAULT_PORT } from "../net/wire.ts";
 
 export type Origin = "default" | "cmdline" | "dhcp";
 export type FinalAction = "reboot" | "poweroff" | "halt" | "shell";
@@ -41,7 +42,6 @@ export type SettingName = (typeof SETTING_NAMES)[number];
 /** Longest settings text accepted from either source (a kernel command line is at most 4 KiB). */
 const MAX_SETTINGS_TEXT_BYTES = 4096;
 const MAX_GIVE_UP_MS = 3_600_000;
-export const DEFAULT_PORT = 4520;
 export const DEFAULT_GIVE_UP_MS = 60_000;
 const PREFIX = "discus.";
 

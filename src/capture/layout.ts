@@ -2,8 +2,9 @@
 // it, raw), nothing of the gaps between partitions. Pure apart from the reads it makes.
 import { fdReader } from "../fs/reader.ts";
 import type { BlockReader, FsAllocation, FsParser } from "../fs/types.ts";
-import type { AreaSummary } from "../image/manifest.ts";
-import { readPartitionTable, PartitionTableError, type PartitionTable } from "../part/table.ts";
+import type { AreaSummary } from "../image/info.ts";
+import { readPartitionTable } from "../part/table.ts";
+import { PartitionTableError, type PartitionTable } from "../part/types.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
 import {
   alignRangesOutward,

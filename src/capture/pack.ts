@@ -14,6 +14,7 @@ import { adler32, assemblePayload, framingBytes, ZLIB_WINDOW_BYTES } from "../im
 import { Codec, MAX_CHUNK_RAW_BYTES, MAX_REGIONS_PER_CHUNK } from "../image/constants.ts";
 import { sha256 } from "../util/bytes.ts";
 import type { CaptureStream } from "./stream.ts";
+import type { PackedChunk } from "../image/writer.ts";
 
 export interface PackParams {
   chunkBytes: number;
@@ -24,16 +25,6 @@ export interface PackParams {
   dictSectors: number;
   /** Grid pieces compressed ahead of the packer at most. */
   lookaheadPieces: number;
-}
-
-export interface PackedChunk {
-  index: number;
-  firstSector: number;
-  endSector: number;
-  regions: Range[];
-  payload: Uint8Array;
-  rawBytes: number;
-  rawSha256: Uint8Array;
 }
 
 export type Compressor = (data: Uint8Array, dictionary: Uint8Array | null) => Promise<Uint8Array>;

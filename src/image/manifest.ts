@@ -3,35 +3,8 @@
 import { assert } from "../util/assert.ts";
 import { fromUtf8, getAscii, putAscii, setU64, tryGetU64, utf8, view } from "../util/bytes.ts";
 import { SchemaError } from "../util/schema.ts";
-import { imageInfo } from "./info.ts";
+import { imageInfo, type ImageInfo } from "./info.ts";
 import { Codec, DIGEST_BYTES, FORMAT_VERSION, IMAGE_ID_BYTES, MANIFEST_MAGIC, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, SIGNATURE_MAGIC } from "./constants.ts";
-
-export interface AreaSummary {
-  /** Partition number as Linux names it, or null for table structures / the whole disk. */
-  partition: number | null;
-  startBytes: number;
-  sizeBytes: number;
-  /** Partition type (MBR "0x83", GPT GUID) or "table" / "disk". */
-  type: string;
-  /** Filesystem found, or null when captured raw. */
-  fs: string | null;
-  label: string | null;
-  uuid: string | null;
-  /** How it was captured: "fs" (allocated blocks only), "raw" (every byte), "table" (partition table / boot code). */
-  captured: "fs" | "raw" | "table";
-  capturedBytes: number;
-  warning: string | null;
-}
-
-export interface ImageInfo {
-  created: { tool: string; version: string; at: string | null; host: string; source: string };
-  codec: string;
-  level: number;
-  partitionTable: { kind: "mbr" | "gpt" | "none"; partitionCount: number; diskGuid: string | null };
-  areas: AreaSummary[];
-  /** Free runs shorter than this were kept as data. */
-  minFreeBytes: number;
-}
 
 export interface ManifestSignature {
   publicKey: Uint8Array; // raw Ed25519 public key, 32 bytes

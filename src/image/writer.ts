@@ -7,12 +7,25 @@ import { assert } from "../util/assert.ts";
 import { sha256, setU64, view } from "../util/bytes.ts";
 import { encodeChunkHeader, patchChunkImageId, peekChunkHeaderBytes } from "./chunk.ts";
 import { Codec, DIGEST_BYTES, IMAGE_ID_BYTES, SECTOR_BYTES } from "./constants.ts";
-import { DIGEST_ENTRY_BYTES, encodeManifest, encodeManifestBody, MAX_DATA_CHUNKS, type ImageInfo, type Manifest } from "./manifest.ts";
+import { DIGEST_ENTRY_BYTES, encodeManifest, encodeManifestBody, MAX_DATA_CHUNKS, type Manifest } from "./manifest.ts";
+import type { ImageInfo } from "./info.ts";
+import type { Range } from "../util/ranges.ts";
 import { rawPublicKey, signBytes } from "./signing.ts";
 import { encodeTrailer } from "./trailer.ts";
-import type { PackedChunk } from "../capture/pack.ts";
 import { readFully, writeFully } from "../util/io.ts";
 import { DiscusError, ioError } from "../util/errors.ts";
+
+
+/** A chunk as the packer hands it over: sectors, regions, compressed payload, raw digest. */
+export interface PackedChunk {
+  index: number;
+  firstSector: number;
+  endSector: number;
+  regions: Range[];
+  payload: Uint8Array;
+  rawBytes: number;
+  rawSha256: Uint8Array;
+}
 
 export interface WriterParams {
   path: string;

@@ -7,6 +7,8 @@ import { DIGEST_ENTRY_BYTES, MAX_DATA_CHUNKS, MAX_INFO_BYTES } from "../image/ma
 
 export const PROTOCOL_MAGIC = 0x50435344; // "DSCP" as little-endian bytes
 export const PROTOCOL_VERSION = 1;
+/** The UDP port of a discus group unless told otherwise (serve, load and the agent agree on it). */
+export const DEFAULT_PORT = 4520;
 export const HEADER_BYTES = 32;
 /** Bytes before a block's data: chunk u32, seq u32, block u16, reserved u16. */
 export const BLOCK_PREFIX_BYTES = 12;

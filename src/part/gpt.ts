@@ -3,7 +3,7 @@
 import type { BlockReader } from "../fs/types.ts";
 import { assert } from "../util/assert.ts";
 import { normalizeRanges, type Range } from "../util/ranges.ts";
-import { checkDisjoint, type GptInfo, type Partition, type PartitionTable, PartitionTableError, type Span } from "./table.ts";
+import { checkDisjoint, type GptInfo, type Partition, type PartitionTable, PartitionTableError, type Span } from "./types.ts";
 
 // Header fields, byte offsets within the header sector.
 export const headerSignatureOffset = 0;

@@ -3,7 +3,7 @@
 import type { BlockReader } from "../fs/types.ts";
 import { assert } from "../util/assert.ts";
 import { normalizeRanges, type Range } from "../util/ranges.ts";
-import { checkDisjoint, mbrBytes, type Partition, type PartitionTable, PartitionTableError, type Span } from "./table.ts";
+import { checkDisjoint, mbrBytes, type Partition, type PartitionTable, PartitionTableError, type Span } from "./types.ts";
 
 // Layout of a 512-byte MBR or EBR.
 const entryTableOffset = 446;

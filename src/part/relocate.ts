@@ -15,7 +15,7 @@ import {
   writeU64,
 } from "./gpt.ts";
 import { decodeEntries, typeGptProtective, writeEntrySectorCount } from "./mbr.ts";
-import { mbrBytes, PartitionTableError } from "./table.ts";
+import { mbrBytes, PartitionTableError } from "./types.ts";
 
 export interface RelocatedGpt {
   /** Write at LBA 1: AlternateLBA and LastUsableLBA now point at the new end. */

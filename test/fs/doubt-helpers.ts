@@ -5,7 +5,7 @@ import { expect } from "bun:test";
 import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_MIN_FREE_BYTES, planCapture, type CapturePlan } from "../../src/capture/layout.ts";
-import type { AreaSummary } from "../../src/image/manifest.ts";
+import type { AreaSummary } from "../../src/image/info.ts";
 import { discusOk, tmpDir } from "../helpers.ts";
 
 /** A private scratch directory for one suite; `cleanup` removes it. */
