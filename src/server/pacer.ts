@@ -70,9 +70,9 @@ export const DEFAULT_RATE_LAW: Omit<RateLaw, "maxBitsPerSecond" | "minBitsPerSec
   lossLow: 0.02,
   increaseFraction: 0.05,
   decreaseMargin: 0.95,
-  // Half per step: a real bottleneck above twice the rate is still reached in a few steps (1 s),
-  // while forged reports of total loss cannot floor the rate in one.
-  maxCutFraction: 0.5,
+  // A quarter per step: a bottleneck at half the rate is reached in three steps (1.5 s), while
+  // reports of total loss (a forger alone before the clients arrive) cost one step, not the floor.
+  maxCutFraction: 0.25,
   minSampleSpan: 64,
 };
 
