@@ -123,6 +123,8 @@ class Loader {
   private readonly candidates = new Candidates({ maxCandidates: MAX_CANDIDATES, maxPerHost: MAX_CANDIDATES_PER_HOST, maxHosts: MAX_FAILED_HOSTS, firstSetAsideMs: FIRST_SET_ASIDE_MS, maxSetAsideMs: MAX_SET_ASIDE_MS });
   /** Why the last server was dropped or refused, for the give-up message. */
   private lastRefusal: string | null = null;
+  /** The last image a server offered that this client refused for the image's own fault. */
+  private refusedWith: DiscusError | null = null;
   /** Only progress resets the give-up timer: never an announcement, which anyone can send. */
   private lastProgressMs = performance.now();
   private geometry: Geometry | null = null;
@@ -260,8 +262,9 @@ class Loader {
 
   private adopt(c: Candidate, nowMs: number): void {
     const a = c.announce;
-    // Refuse a target that is too small or in use now, before anything is fetched.
-    checkTarget(this.o.target, a.sourceBytes);
+    // Refuse a target in use now, before anything is fetched. Its size is checked against the
+    // proven manifest, not this announce: a forged announce must not make a client give up.
+    checkTarget(this.o.target, 0);
     this.server = { candidate: c, address: c.address, epoch: a.sender, announce: { ...a }, lastBlockMs: nowMs, lastManifestBlockMs: nowMs };
     this.loss.reset();
     this.stats.imageId = hex(a.imageId);
@@ -277,6 +280,17 @@ class Loader {
     this.order = Uint32Array.from(chunkOrder(a.dataChunkCount, "random", this.o.seed ^ this.me));
     this.orderCursor = 0;
     this.stats.chunks = a.dataChunkCount;
+  }
+
+  /**
+   * A server's manifest is not one this client may use (forged, damaged, unreadable, or signed by
+   * another key): not this server, for now. If no other server delivers before --give-up, the
+   * load fails with this refusal's own kind (a wrong key still ends with exit 5).
+   */
+  private refuse(e: DiscusError): void {
+    this.stats.manifestRejected++;
+    if (e.kind !== "network") this.refusedWith = e;
+    this.drop(e.why, performance.now());
   }
 
   /**
@@ -415,16 +429,17 @@ class Loader {
     const s = this.server!;
     const where = `image ${hex(s.announce.imageId)} from ${s.address}`;
     const decoded = parts.verify(where);
-    if (decoded === null) {
-      // A forged announcement, or damaged or forged blocks: either way not this server for now.
-      this.stats.manifestRejected++;
-      return this.drop("sent a manifest that does not match the digest it announced", performance.now());
+    if (decoded instanceof DiscusError) return this.refuse(decoded);
+    const { manifest: m, body } = decoded;
+    try {
+      this.stats.signature = checkSignature(m, body, where, this.o.publicKey, this.o.keyPath);
+    } catch (e) {
+      if (e instanceof DiscusError && e.kind === "signature") return this.refuse(e);
+      throw e;
     }
     this.candidates.proven(s.candidate.host);
     this.lastProgressMs = performance.now();
     this.progress = progressBar("load", this.dataChunks, "chunks", this.o.showProgress);
-    const { manifest: m, body } = decoded;
-    this.stats.signature = checkSignature(m, body, where, this.o.publicKey, this.o.keyPath);
     this.manifest = m;
     this.manifestParts = null;
     const target = openTarget(this.o.target, m.sourceBytes);
@@ -527,6 +542,10 @@ class Loader {
     const seconds = (this.o.giveUpMs / 1000).toFixed(0);
     if (s === null && this.lastRefusal === null) {
       return new DiscusError("network", `${this.o.group}:${this.o.port}`, `no discus server answered within ${seconds} s`, "Start `discus serve` for this group and port, and check --iface names the interface on that network");
+    }
+    const r = this.refusedWith;
+    if ((s === null || this.manifest === null) && r !== null) {
+      return new DiscusError(r.kind, r.thing, `${r.why}, and no other server offered a usable image within ${seconds} s`, r.action);
     }
     if (s === null || this.manifest === null) {
       const why = this.lastRefusal === null ? "" : ` (last: ${this.lastRefusal})`;

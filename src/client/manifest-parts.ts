@@ -26,25 +26,27 @@ export class ManifestParts {
   }
 
   /**
-   * The decoded manifest, or null when the parts do not match the announced digest (damaged or
-   * forged blocks): then every part must be fetched again. A manifest that matches its digest but
-   * cannot be read, or disagrees with the announcement, is the server's image at fault: an error.
+   * The decoded manifest, or the error that refuses it: the parts do not match the announced
+   * digest (damaged or forged blocks: every part must be fetched again), or a manifest matching its
+   * digest cannot be read or disagrees with the announcement (the server's image, or a forger's).
+   * The caller drops that server either way and waits for another; a forger cannot end the load.
    */
-  verify(where: string): DecodedManifest | null {
+  verify(where: string): DecodedManifest | DiscusError {
     if (!equalBytes(sha256(this.bytes), this.announce.manifestSha256)) {
       this.partsDone = 0;
-      return null;
+      return new DiscusError("network", where, "sent a manifest that does not match the digest it announced", "Check that only one `discus serve` serves this group");
     }
     let decoded: DecodedManifest;
     try {
       decoded = decodeManifest(this.bytes);
     } catch (e) {
-      throw new DiscusError("input", where, `its manifest cannot be read (${e instanceof ManifestError ? e.message : String(e)})`, "Check the image on the server with `discus verify`");
+      if (!(e instanceof ManifestError)) throw e;
+      return new DiscusError("input", where, `its manifest cannot be read (${e.message})`, "Check the image on the server with `discus verify`");
     }
     const m = decoded.manifest;
     const a = this.announce;
     if (!equalBytes(m.imageId, a.imageId) || m.dataChunkCount !== a.dataChunkCount || m.chunkBytes !== a.chunkBytes || m.sourceBytes !== a.sourceBytes) {
-      throw new DiscusError("input", where, "its manifest disagrees with the server's announcement", "Check the image on the server with `discus verify`");
+      return new DiscusError("input", where, "its manifest disagrees with the server's announcement", "Check the image on the server with `discus verify`");
     }
     return decoded;
   }

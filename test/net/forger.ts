@@ -58,6 +58,8 @@ function forgedAnnounces(): Uint8Array[] {
   if (real === null) return [];
   const sender = me.sender;
   return [
+    // A disk far larger than any target: a client must not refuse its target on an unproven word.
+    encodeAnnounce({ imageId, sender }, { ...real, sourceBytes: real.sourceBytes * 1024, manifestSha256: randomBytes(32) }),
     encodeAnnounce({ imageId, sender }, { ...real, manifestSha256: randomBytes(32) }),
     encodeAnnounce({ imageId, sender }, { ...real, dataChunkCount: 2 ** 32 - 1 }),
     encodeAnnounce({ imageId: randomBytes(16), sender }, { ...real, manifestSha256: randomBytes(32) }),
@@ -106,9 +108,9 @@ const forgedBlock = (): [string, Uint8Array] => ["block", encodeBlock({ imageId,
 const plans: Record<Mode, (() => void)[]> = {
   garbage: [every(packetsPerMs, garbage)],
   forged: [every(packetsPerMs, forgedBlock)],
-  announce: [every(packetsPerMs, () => ["announce", forgedAnnounces()[random(3)]!])],
+  announce: [every(packetsPerMs, () => ["announce", forgedAnnounces()[random(4)]!])],
   hostile: [
-    every(0.01, () => ["announce", forgedAnnounces()[random(3)]!]),
+    every(0.01, () => ["announce", forgedAnnounces()[random(4)]!]),
     every(0.003, () => ["chunk0", fullRequest(0)]),
     every(packetsPerMs, () => (captured === null ? null : ["replay", captured])),
     every(0.2, garbage),

@@ -25,6 +25,7 @@ const TEST_TIMEOUT_MS = 180_000;
 let dir = "";
 let image = "";
 let imageId = "";
+let sourceBytes = 0;
 let referenceSha = "";
 let publicKey = "";
 
@@ -35,7 +36,7 @@ beforeAll(async () => {
   publicKey = join(dir, "site.pub");
   image = join(dir, "gpt.dsc");
   await discusOk(["create", (await gptComposite()).path, image, "--quiet", "--sign", join(dir, "site.key")]);
-  imageId = (JSON.parse(await discusOk(["info", image, "--json"])) as { imageId: string }).imageId;
+  ({ imageId, sourceBytes } = JSON.parse(await discusOk(["info", image, "--json"])) as { imageId: string; sourceBytes: number });
   const reference = join(dir, "reference.img");
   await discusOk(["restore", image, reference, "--quiet"]);
   referenceSha = await sha256File(reference);
@@ -132,7 +133,10 @@ describe("a hostile host on the LAN", () => {
       await withLab({ clients: 1, extras: 1, linkMbit: LINK_MBIT }, async (lab) => {
         const group = lab.group(0);
         const forger = forge(lab, lab.extras[0]!, group, "announce", 60_000, 0.01);
+        // An existing target of the image's size: a forged announce of a larger disk must not make
+        // the client refuse it before the real server's manifest says how large the disk is.
         const target = join(dir, "forged-first.img");
+        await $`truncate -s ${sourceBytes} ${target}`;
         const running = runClient(lab, lab.clients[0]!, group, target, ["--give-up", "20s"], 60_000);
         await Bun.sleep(3000);
         const server = startServer(lab, image, group, ["--rate", `${LINK_MBIT}mbit`]);
