@@ -11,10 +11,12 @@ import { DEFAULT_LEVEL, levelBounds } from "./image/codec.ts";
 import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, parseCodec, SECTOR_BYTES } from "./image/constants.ts";
 import { closeImage, openImage } from "./image/reader.ts";
 import { generateKeyPair, loadPrivateKey, loadPublicKey, keyFingerprint, rawPublicKey } from "./image/signing.ts";
-import { verifyImage } from "./image/verify.ts";
-import { restoreImage, type ChunkOrder } from "./restore/restore.ts";
-import { checkTarget } from "./restore/target.ts";
-import type { FreeMode } from "./restore/apply.ts";
+import { verifyImage } from "./target/verify.ts";
+import { restoreImage } from "./target/restore.ts";
+import type { ChunkOrder } from "./util/shuffle.ts";
+import { progressBar } from "./util/progress.ts";
+import { checkTarget } from "./target/target.ts";
+import type { FreeMode } from "./target/apply.ts";
 import { assert } from "./util/assert.ts";
 import { DiscusError, exitCodeByKind, ioError, osErrorCode } from "./util/errors.ts";
 import { formatBytes } from "./util/units.ts";
@@ -127,17 +129,17 @@ async function runRestore(a: Args): Promise<void> {
   const image = inputImagePath(str(a, "image"));
   const target = str(a, "target");
   const free = str(a, "free");
-  const s = await restoreImage({
-    image,
-    target,
-    freeMode: free as FreeMode,
-    workers,
-    order: str(a, "order") as ChunkOrder,
-    seed,
-    publicKey,
-    keyPath: (a.key as string | undefined) ?? null,
-    showProgress: a.quiet !== true && a.json !== true,
-  });
+  let bar: ReturnType<typeof progressBar> | null = null;
+  const s = await restoreImage(
+    { image, target, freeMode: free as FreeMode, workers, order: str(a, "order") as ChunkOrder, seed, publicKey, keyPath: (a.key as string | undefined) ?? null },
+    {
+      progress(done, total) {
+        bar ??= progressBar("restore", total, "chunks", a.quiet !== true && a.json !== true);
+        bar.update(done);
+        if (done === total) bar.finish();
+      },
+    },
+  );
   const rate = s.writtenBytes / 1e6 / s.seconds;
   print(
     a.json === true,

@@ -7,7 +7,7 @@ import { availableParallelism } from "node:os";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadImage } from "../client/load.ts";
-import { restoreImage } from "../restore/restore.ts";
+import { restoreImage } from "../target/restore.ts";
 import { publicKeyFromRaw } from "../image/signing.ts";
 import { DiscusError } from "../util/errors.ts";
 import { formatBytes } from "../util/units.ts";
@@ -156,7 +156,7 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
   if (s.file !== null) {
     const image = await mountImageFile(s, paths);
     markLoadStarted();
-    const r = await restoreImage({ image, target: disk.path, freeMode: s.free, workers, order: "sequential", seed: 1, publicKey, keyPath, showProgress: false });
+    const r = await restoreImage({ image, target: disk.path, freeMode: s.free, workers, order: "sequential", seed: 1, publicKey, keyPath });
     written = r.writtenBytes;
     signature = r.signature;
   } else {

@@ -8,7 +8,7 @@ import { Codec, codecName, SECTOR_BYTES } from "../image/constants.ts";
 import type { Manifest } from "../image/manifest.ts";
 import type { ImageInfo } from "../image/info.ts";
 import { ImageWriter } from "../image/writer.ts";
-import type { CodecJob } from "../image/worker.ts";
+import type { CodecJob } from "../target/worker.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { withProgress } from "../util/errors.ts";
 import { progressBar } from "../util/progress.ts";
@@ -17,7 +17,7 @@ import { defaultPackParams, packStream, type Compressor } from "./pack.ts";
 import { planCapture, type CapturePlan } from "./layout.ts";
 import { CaptureStream } from "./stream.ts";
 import { VERSION } from "../version.ts";
-import { WORKER_URL } from "../image/worker-url.ts";
+import { WORKER_URL } from "../target/worker-url.ts";
 
 export interface CreateOptions {
   source: string;

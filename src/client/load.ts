@@ -4,8 +4,8 @@
 import type { RemoteInfo } from "node:dgram";
 import type { KeyObject } from "node:crypto";
 import type { Manifest } from "../image/manifest.ts";
-import type { CodecJob } from "../image/worker.ts";
-import { WORKER_URL } from "../image/worker-url.ts";
+import type { CodecJob } from "../target/worker.ts";
+import { WORKER_URL } from "../target/worker-url.ts";
 import { openGroupSocket, type GroupSocket } from "../net/socket.ts";
 import {
   blocksPerChunk,
@@ -19,9 +19,11 @@ import {
   type BlockPacket,
   type RequestPacket,
 } from "../net/wire.ts";
-import { applyJobFor, type ApplyReturn, type FreeMode } from "../restore/apply.ts";
-import { checkSignature, chunkOrder, finishTarget } from "../restore/restore.ts";
-import { checkTarget, closeTarget, openTarget, type Target } from "../restore/target.ts";
+import { applyJobFor, type ApplyReturn, type FreeMode } from "../target/apply.ts";
+import { finishTarget } from "../target/restore.ts";
+import { checkSignature } from "../image/signing.ts";
+import { chunkOrder } from "../util/shuffle.ts";
+import { checkTarget, closeTarget, openTarget, type Target } from "../target/target.ts";
 import { assert } from "../util/assert.ts";
 import { equalBytes, hex } from "../util/bytes.ts";
 import { DiscusError, withProgress } from "../util/errors.ts";

@@ -1,6 +1,6 @@
 // What `discus load` reports when it is done (`--json` prints exactly this).
 import type { DropReason } from "../net/wire.ts";
-import type { RestoreStats } from "../restore/restore.ts";
+import type { RestoreStats } from "../target/restore.ts";
 
 export interface LoadStats extends RestoreStats {
   imageId: string;

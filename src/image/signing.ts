@@ -2,6 +2,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { DiscusError } from "../util/errors.ts";
 import { equalBytes } from "../util/bytes.ts";
+import type { Manifest } from "./manifest.ts";
 
 export interface KeyPairPem {
   privatePem: string;
@@ -72,4 +73,26 @@ export function keyFingerprint(raw: Uint8Array): string {
   const h = new Bun.CryptoHasher("sha256");
   h.update(raw);
   return h.digest("hex").slice(0, 16);
+}
+
+/** What a signature check found: checked against a key, no signature, or not asked to check. */
+export type SignatureCheck = "verified" | "unsigned" | "not checked";
+
+/** Checks the manifest's signature against a trusted key; `imageName` is for messages. */
+export function checkSignature(
+  manifest: Manifest,
+  manifestBody: Uint8Array,
+  imageName: string,
+  publicKey: KeyObject | null,
+  keyPath: string | null,
+): SignatureCheck {
+  const sig = manifest.signature;
+  if (publicKey === null) return sig ? "not checked" : "unsigned";
+  if (sig === null) {
+    throw new DiscusError("signature", imageName, "is not signed, but a key was given", "Use the signed image, or drop --key to accept an unsigned one");
+  }
+  if (!verifySignature(publicKey, manifestBody, sig)) {
+    throw new DiscusError("signature", imageName, `signature does not verify with ${keyPath} (image signed by key ${keyFingerprint(sig.publicKey)})`, "Use the public key of whoever signed the image; do not install an image you cannot verify");
+  }
+  return "verified";
 }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
 import { chunkFreeRanges, chunkHeaderBytes, decodeChunkHeader } from "../../src/image/chunk.ts";
 import { closeImage, openImage, readChunk } from "../../src/image/reader.ts";
-import { restoreImage } from "../../src/restore/restore.ts";
+import { restoreImage } from "../../src/target/restore.ts";
 import { DiscusError } from "../../src/util/errors.ts";
 import { extImage } from "../fixtures/ext.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, tmpDir } from "../helpers.ts";
@@ -65,7 +65,7 @@ async function restoreAndCheck(image: string): Promise<Outcome> {
   writeFileSync(target, before);
   let timer: Timer | undefined;
   const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`restore of ${image} hung`)), HANG_MS)));
-  const run = restoreImage({ image, target, freeMode: "skip", workers: 2, order: "sequential", seed: 1, publicKey: null, keyPath: null, showProgress: false });
+  const run = restoreImage({ image, target, freeMode: "skip", workers: 2, order: "sequential", seed: 1, publicKey: null, keyPath: null });
   try {
     await Promise.race([run, hang]);
   } catch (e) {

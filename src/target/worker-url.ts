@@ -1,5 +1,5 @@
 // Where the codec worker's code lives: beside this file in a checkout, or inside the compiled
-// executable (`bun build --compile src/cli.ts src/image/worker.ts` embeds it under /$bunfs/root).
+// executable (`bun build --compile src/cli.ts src/target/worker.ts` embeds it under /$bunfs/root).
 export const WORKER_URL: string = import.meta.path.startsWith("/$bunfs/")
-  ? "/$bunfs/root/image/worker.js"
+  ? "/$bunfs/root/target/worker.js"
   : new URL("./worker.ts", import.meta.url).href;

@@ -2,14 +2,14 @@
 // data digest), and the signature when a key is given. Reports every bad chunk, not just the first.
 import type { KeyObject } from "node:crypto";
 import { WORKER_URL } from "./worker-url.ts";
-import { applyJobFor, type ApplyResult } from "../restore/apply.ts";
+import { applyJobFor, type ApplyResult } from "./apply.ts";
 import { InFlight } from "../util/in-flight.ts";
-import { checkSignature } from "../restore/restore.ts";
+import { checkSignature } from "../image/signing.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { DiscusError } from "../util/errors.ts";
-import { closeImage, openImage, readChunk } from "./reader.ts";
+import { closeImage, openImage, readChunk } from "../image/reader.ts";
 import type { CodecJob } from "./worker.ts";
-import { scanChunks, type ChunkProblem } from "./scan.ts";
+import { scanChunks, type ChunkProblem } from "../image/scan.ts";
 
 export interface VerifyReport {
   image: string;

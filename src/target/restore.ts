@@ -1,23 +1,22 @@
-// `discus restore`: check everything, then write chunks (in any order) through a worker pool.
+// The restore engine: check everything, then write chunks (in any order) through a worker pool.
+// `discus restore` (cli.ts) and the agent's stick restore are its faces; they draw its events.
 import { fdatasyncSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { rereadPartitions } from "../device/blockdev.ts";
 import type { Manifest } from "../image/manifest.ts";
 import { scanChunks } from "../image/scan.ts";
 import { closeImage, openImage, readChunk, type OpenImage } from "../image/reader.ts";
-import { verifySignature, keyFingerprint } from "../image/signing.ts";
-import type { CodecJob } from "../image/worker.ts";
+import { checkSignature, type SignatureCheck } from "../image/signing.ts";
+import type { CodecJob } from "./worker.ts";
 import { DiscusError, ioError, withProgress } from "../util/errors.ts";
 import { formatBytes } from "../util/units.ts";
 import { WorkerPool } from "../util/pool.ts";
-import { progressBar } from "../util/progress.ts";
 import { applyJobFor, type ApplyResult, type FreeMode } from "./apply.ts";
 import { InFlight } from "../util/in-flight.ts";
 import { growGpt } from "./gpt-grow.ts";
 import { closeTarget, openTarget, type Target } from "./target.ts";
-import { WORKER_URL } from "../image/worker-url.ts";
-
-export type ChunkOrder = "sequential" | "random";
+import { WORKER_URL } from "./worker-url.ts";
+import { chunkOrder, type ChunkOrder } from "../util/shuffle.ts";
 
 export interface RestoreOptions {
   image: string;
@@ -28,7 +27,12 @@ export interface RestoreOptions {
   seed: number;
   publicKey: KeyObject | null;
   keyPath: string | null;
-  showProgress: boolean;
+}
+
+/** What a restore tells its face as it goes; the command line draws a bar from it. */
+export interface RestoreEvents {
+  /** After each chunk is written: chunks done of the image's total. */
+  progress?(chunksDone: number, chunksTotal: number): void;
 }
 
 /** What writing an image to a target did: shared by `restore` and `load`. */
@@ -41,7 +45,7 @@ export interface RestoreStats {
   discardedBytes: number;
   targetBytes: number;
   gptMoved: boolean;
-  signature: "verified" | "unsigned" | "not checked";
+  signature: SignatureCheck;
 }
 
 /** What a target that failed mid-restore holds, for the error's action. */
@@ -49,25 +53,6 @@ const PARTIAL_TARGET = "The target holds part of this image: do not boot it; wri
 
 /** Chunks handed to one worker at most: bounds memory at workers x 2 x (chunk + its raw data). */
 const MAX_CHUNKS_PER_WORKER = 2;
-
-/** Checks the manifest's signature against a trusted key; `imageName` is for messages. */
-export function checkSignature(
-  manifest: Manifest,
-  manifestBody: Uint8Array,
-  imageName: string,
-  publicKey: KeyObject | null,
-  keyPath: string | null,
-): RestoreStats["signature"] {
-  const sig = manifest.signature;
-  if (publicKey === null) return sig ? "not checked" : "unsigned";
-  if (sig === null) {
-    throw new DiscusError("signature", imageName, "is not signed, but a key was given", "Use the signed image, or drop --key to accept an unsigned one");
-  }
-  if (!verifySignature(publicKey, manifestBody, sig)) {
-    throw new DiscusError("signature", imageName, `signature does not verify with ${keyPath} (image signed by key ${keyFingerprint(sig.publicKey)})`, "Use the public key of whoever signed the image; do not install an image you cannot verify");
-  }
-  return "verified";
-}
 
 /**
  * Checks every chunk against the manifest before anything is written, so a damaged image leaves
@@ -83,24 +68,6 @@ export function checkBeforeWriting(image: OpenImage): void {
   throw new DiscusError("input", where, problem.why, "The image is damaged: copy it again from its source; `discus verify` lists every bad chunk. Nothing was written");
 }
 
-export function chunkOrder(count: number, order: ChunkOrder, seed: number): number[] {
-  const indices = Array.from({ length: count }, (_, i) => i);
-  if (order === "sequential") return indices;
-  // Fisher–Yates with mulberry32: reproducible for a given seed.
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    [indices[i], indices[j]] = [indices[j]!, indices[i]!];
-  }
-  return indices;
-}
 
 /**
  * Completes a written target: moves the backup GPT to the end of a larger disk, flushes, and has
@@ -120,7 +87,7 @@ export function finishTarget(target: Target, m: Manifest): boolean {
   return grow;
 }
 
-export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> {
+export async function restoreImage(opts: RestoreOptions, events: RestoreEvents = {}): Promise<RestoreStats> {
   const startedMs = performance.now();
   const image = openImage(opts.image);
   try {
@@ -146,7 +113,6 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
     let writing = true;
     let failed = false;
     try {
-      const progress = progressBar("restore", m.dataChunkCount, "chunks", opts.showProgress);
       const inFlight = new InFlight(pool.workerCount * MAX_CHUNKS_PER_WORKER);
       const where = { fd: target.fd, isBlockDevice: target.isBlockDevice, freeMode, dryRun: false };
       for (const index of chunkOrder(m.dataChunkCount, opts.order, opts.seed)) {
@@ -156,13 +122,12 @@ export async function restoreImage(opts: RestoreOptions): Promise<RestoreStats> 
           stats.freeBytes += r.freeBytes;
           stats.zeroedBytes += r.zeroedBytes;
           stats.discardedBytes += r.discardedBytes;
-          progress.update(++done);
+          events.progress?.(++done, m.dataChunkCount);
         });
         await inFlight.add(job);
       }
       await inFlight.drain();
       writing = false;
-      progress.finish();
       stats.gptMoved = finishTarget(target, m);
     } catch (e) {
       failed = true;

@@ -1,8 +1,8 @@
 // The one worker entry point: compresses pieces for capture and applies chunks for restore.
 import { errorFields, type WorkerReply } from "../util/pool.ts";
-import { compressPiece } from "./codec.ts";
-import type { Codec } from "./constants.ts";
-import { applyChunk, type ApplyJob, type ApplyReturn } from "../restore/apply.ts";
+import { compressPiece } from "../image/codec.ts";
+import type { Codec } from "../image/constants.ts";
+import { applyChunk, type ApplyJob, type ApplyReturn } from "./apply.ts";
 import { DiscusError } from "../util/errors.ts";
 
 export interface CompressJob {
