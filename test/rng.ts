@@ -1,4 +1,5 @@
-// A seeded generator for fuzz tests (mulberry32): a failing case reproduces from its seed.
+// A seeded generator for fuzz tests: a failing case reproduces from its seed.
+import { mulberry32 } from "../src/util/shuffle.ts";
 export interface Rng {
   /** A float in [0, 1). */
   next(): number;
@@ -9,14 +10,7 @@ export interface Rng {
 }
 
 export function rng(seed: number): Rng {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const below = (n: number) => Math.floor(next() * n);
   return {
     next,
