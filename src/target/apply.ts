@@ -8,6 +8,7 @@ import { equalBytes, sha256 } from "../util/bytes.ts";
 import { chunkDigest, rawDigest, type Manifest } from "../image/manifest.ts";
 import { DiscusError } from "../util/errors.ts";
 import { checkChunkAgainstManifest } from "../image/tiling.ts";
+import { assert } from "../util/assert.ts";
 
 export type FreeMode = "skip" | "zero" | "discard";
 
@@ -104,6 +105,7 @@ export function applyChunk(job: ApplyJob): ApplyResult {
   let writtenBytes = 0;
   for (const r of header.regions) {
     const bytes = r.length * sb;
+    assertInsideSource(r.start * sb, bytes, job.image.sourceBytes, where);
     writeFully(job.fd, raw.subarray(rawOffset, rawOffset + bytes), job.targetOffsetBytes + r.start * sb);
     rawOffset += bytes;
     writtenBytes += bytes;
@@ -112,6 +114,7 @@ export function applyChunk(job: ApplyJob): ApplyResult {
   for (const f of chunkFreeRanges(header)) {
     const start = job.targetOffsetBytes + f.start * sb;
     const length = f.length * sb;
+    assertInsideSource(f.start * sb, length, job.image.sourceBytes, where);
     result.freeBytes += length;
     if (job.freeMode === "skip") continue;
     if (job.freeMode === "discard" && job.targetIsBlockDevice && discardRange(job.fd, start, length)) {
@@ -122,6 +125,18 @@ export function applyChunk(job: ApplyJob): ApplyResult {
     result.zeroedBytes += length;
   }
   return result;
+}
+
+/**
+ * The last guard before a positional write, zero or discard: the range, in image bytes, lies inside
+ * [0, sourceBytes). Headers that break this are refused earlier (image/tiling.ts); reaching this
+ * would be a bug that writes past the image's end on the target.
+ */
+export function assertInsideSource(startBytes: number, lengthBytes: number, sourceBytes: number, where: string): void {
+  assert(
+    Number.isSafeInteger(startBytes) && startBytes >= 0 && lengthBytes > 0 && startBytes + lengthBytes <= sourceBytes,
+    `${where}: bytes ${startBytes}..${startBytes + lengthBytes} lie outside the image's source [0, ${sourceBytes})`,
+  );
 }
 
 /** Makes a range read as zeros by the cheapest means the target offers. */
