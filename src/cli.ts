@@ -20,7 +20,7 @@ import type { FreeMode } from "./target/apply.ts";
 import { assert } from "./util/assert.ts";
 import { DiscusError, exitCodeByKind, ioError, osErrorCode } from "./util/errors.ts";
 import { formatBytes } from "./util/units.ts";
-import { serveImage } from "./server/serve.ts";
+import { serveImage, type ServeEvent } from "./server/serve.ts";
 import { loadImage } from "./client/load.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
@@ -165,10 +165,48 @@ async function runServe(a: Args): Promise<void> {
     adaptiveRate: a["fixed-rate"] !== true,
     mtuBytes,
     idleExitMs: idleMs > 0 ? idleMs : null,
-    log: (line) => process.stderr.write(`discus serve: ${line}\n`),
+    onEvent: (e) => {
+      const line = serveEventLine(e, image, iface);
+      if (line !== null) process.stderr.write(`discus serve: ${line}\n`);
+    },
     signal: abort.signal,
   });
   if (a.json === true) print(true, stats, "");
+}
+
+/** The server's log: one line per event worth a line (progress reports are not). */
+function serveEventLine(e: ServeEvent, image: string, iface: string): string | null {
+  const mbit = (bitsPerSecond: number) => (bitsPerSecond / 1e6).toFixed(1);
+  switch (e.kind) {
+    case "started":
+      return (
+        `serving ${image} (image ${e.imageId}, ${e.dataChunkCount} chunks + ${e.manifestPartCount} manifest part(s) of ${e.chunkBytes} bytes) on ${e.group}:${e.port} via ${iface}, ` +
+        `${e.blockBytes}-byte blocks, up to ${mbit(e.rateBitsPerSecond)} Mbit/s${e.adaptiveRate ? " (adaptive)" : ""}`
+      );
+    case "transfer-started":
+      return `session started: ${mbit(e.rateBitsPerSecond)} Mbit/s`;
+    case "transfer-ended": {
+      const s = e.summary;
+      return (
+        `session ended: ${s.clients} clients (${s.clientsDone} done, ${s.clientsFailed} failed), ${(s.bytesSent / 1e6).toFixed(1)} MB in ${s.blocksSent} blocks over ${s.seconds.toFixed(1)} s ` +
+        `(${s.megabitsPerSecond.toFixed(1)} Mbit/s), ${s.requests} requests, ${s.mergedBlocks} of ${s.requestedBlocks} requested blocks merged, ${s.requestsDropped} dropped (queue full), rate now ${s.finalRateMegabits.toFixed(1)} Mbit/s`
+      );
+    }
+    case "client-done": {
+      const dupPercent = e.blocksReceived > 0 ? (100 * e.duplicateBlocks) / e.blocksReceived : 0;
+      const mb = e.bytesWritten / 1e6;
+      return `client ${e.client} done: ${mb.toFixed(1)} MB written, ${e.chunksDone} chunks in ${e.seconds.toFixed(1)} s (${(mb / Math.max(e.seconds, 0.001)).toFixed(1)} MB/s), ${e.requestsSent} requests (${e.rerequests} repeats), ${dupPercent.toFixed(1)}% duplicate blocks, ${e.chunksRejected} chunks rejected`;
+    }
+    case "client-failed":
+      return `client ${e.client} failed after ${e.seconds.toFixed(1)} s at ${e.chunksDone}/${e.chunksTotal} chunks: ${e.message}`;
+    case "rate-changed":
+      return `rate ${mbit(e.previousBitsPerSecond)} -> ${mbit(e.rateBitsPerSecond)} Mbit/s (median client loss ${(e.lossFraction * 100).toFixed(1)}% over ${e.reports} reports)`;
+    case "idle":
+      return "idle: no request for the --idle-exit time, stopping";
+    case "client-progress":
+    case "ended":
+      return null;
+  }
 }
 
 /** Checks every `load` option (and that the target could be written) before joining the group. */

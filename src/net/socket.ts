@@ -1,6 +1,7 @@
 // One UDP socket joined to a multicast group on one interface: how both server and client talk.
 import dgram from "node:dgram";
 import { DiscusError } from "../util/errors.ts";
+import type { OpenTransport } from "./transport.ts";
 
 export interface GroupOptions {
   group: string;
@@ -73,5 +74,13 @@ export async function openGroupSocket(o: GroupOptions, onMessage: (bytes: Uint8A
         // already closed
       }
     },
+  };
+}
+
+/** The real transport of the engines (net/transport.ts): this group socket. */
+export function groupTransport(o: GroupOptions): OpenTransport {
+  return async (onMessage) => {
+    const s = await openGroupSocket(o, (bytes, from) => onMessage(bytes, { address: from.address, port: from.port }));
+    return { send: s.send, close: s.close };
   };
 }

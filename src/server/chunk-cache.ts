@@ -1,33 +1,66 @@
-// The server's window on the image file: a few chunks kept in memory, least recently used first
-// out, with asynchronous read-ahead of the chunks queued next. Bounded at maxChunks buffers.
+// The server's window on the image: a few chunks kept in memory, least recently used first out,
+// with asynchronous read-ahead of the chunks queued next. Bounded at maxChunks buffers. Where the
+// bytes come from is the caller's: the image file (with a synchronous read when read-ahead has not
+// brought a chunk yet) or any asynchronous chunk source (the simulator's).
 import { read } from "node:fs";
 import { assert } from "../util/assert.ts";
 import { readFully } from "../util/io.ts";
+
+export interface ChunkReader {
+  /** Reads a chunk without blocking; the cache keeps what it resolves to. */
+  readAsync(chunk: number): Promise<Uint8Array>;
+  /** Reads a chunk at once, or null when this source only reads asynchronously. */
+  readNow: ((chunk: number) => Uint8Array) | null;
+}
+
+/** Chunks of an image file: chunk i at byte i × chunkBytes. */
+export function fileChunkReader(fd: number, chunkBytes: number): ChunkReader {
+  return {
+    readAsync: (chunk) =>
+      new Promise((resolve, reject) => {
+        const bytes = new Uint8Array(chunkBytes);
+        read(fd, bytes, 0, chunkBytes, chunk * chunkBytes, (err, n) => {
+          if (err !== null) reject(err);
+          else if (n !== chunkBytes) reject(new Error(`short read of chunk ${chunk}`));
+          else resolve(bytes);
+        });
+      }),
+    readNow: (chunk) => {
+      const bytes = new Uint8Array(chunkBytes);
+      readFully(fd, bytes, chunk * chunkBytes);
+      return bytes;
+    },
+  };
+}
 
 export class ChunkCache {
   /** Map iteration order is insertion order: re-inserting on use makes the first key the LRU. */
   private readonly chunks = new Map<number, Uint8Array>();
   private readonly loading = new Set<number>();
   reads = 0;
+  /** Called when a read-ahead brought a chunk in (a sender waiting for it may go on). */
+  onLoaded: () => void = () => {};
 
   constructor(
-    private readonly fd: number,
-    private readonly chunkBytes: number,
+    private readonly reader: ChunkReader,
     private readonly maxChunks: number,
   ) {
     assert(maxChunks >= 2, "cache holds at least two chunks");
   }
 
-  /** The chunk's bytes, read now if read-ahead has not brought them yet. */
-  get(chunk: number): Uint8Array {
+  /** The chunk's bytes; null when they are not here yet (a read is under way, onLoaded follows). */
+  get(chunk: number): Uint8Array | null {
     const hit = this.chunks.get(chunk);
     if (hit !== undefined) {
       this.chunks.delete(chunk);
       this.chunks.set(chunk, hit);
       return hit;
     }
-    const bytes = new Uint8Array(this.chunkBytes);
-    readFully(this.fd, bytes, chunk * this.chunkBytes);
+    if (this.reader.readNow === null) {
+      this.start(chunk, true);
+      return null;
+    }
+    const bytes = this.reader.readNow(chunk);
     this.reads++;
     this.insert(chunk, bytes);
     return bytes;
@@ -35,19 +68,23 @@ export class ChunkCache {
 
   /** Starts reading chunks that will be wanted soon, without waiting for them. */
   readAhead(chunks: number[]): void {
-    for (const chunk of chunks) {
-      if (this.chunks.has(chunk) || this.loading.has(chunk) || this.loading.size >= this.maxChunks >> 1) continue;
-      this.loading.add(chunk);
-      const bytes = new Uint8Array(this.chunkBytes);
-      read(this.fd, bytes, 0, this.chunkBytes, chunk * this.chunkBytes, (err, n) => {
+    for (const chunk of chunks) this.start(chunk, false);
+  }
+
+  private start(chunk: number, needed: boolean): void {
+    if (this.chunks.has(chunk) || this.loading.has(chunk)) return;
+    if (!needed && this.loading.size >= this.maxChunks >> 1) return;
+    this.loading.add(chunk);
+    this.reader.readAsync(chunk).then(
+      (bytes) => {
         this.loading.delete(chunk);
-        // A failed or short read-ahead is simply not cached: `get` reads again and reports.
-        if (err === null && n === this.chunkBytes && !this.chunks.has(chunk)) {
-          this.reads++;
-          this.insert(chunk, bytes);
-        }
-      });
-    }
+        this.reads++;
+        if (!this.chunks.has(chunk)) this.insert(chunk, bytes);
+        this.onLoaded();
+      },
+      // A failed read-ahead is simply not cached: the next `get` reads again (and reports).
+      () => this.loading.delete(chunk),
+    );
   }
 
   private insert(chunk: number, bytes: Uint8Array): void {

@@ -27,3 +27,11 @@ export function chunkOrder(count: number, order: ChunkOrder, seed: number): numb
   }
   return indices;
 }
+
+/** A non-zero 32-bit id drawn from a seed (sender ids: reproducible in a simulation). */
+export function idFromSeed(seed: number, salt: number): number {
+  let t = (seed ^ Math.imul(salt, 0x9e3779b9)) >>> 0;
+  t = Math.imul(t ^ (t >>> 16), 0x85ebca6b);
+  t = Math.imul(t ^ (t >>> 13), 0xc2b2ae35);
+  return ((t ^ (t >>> 16)) | 1) >>> 0;
+}

@@ -1,0 +1,518 @@
+// One image served on one group, as an engine: ServeSession answers requests for blocks, paces
+// them and adapts the rate, and tells its face what happens through events. Time and the network
+// are injected (a Clock, an OpenTransport), so the same code runs on the wall clock over UDP
+// multicast (serve.ts) or on virtual time over an in-memory LAN (scripts/sim). Stateless toward
+// clients: the queue holds what was asked for, not who asked; the client table is for display.
+import type { OpenImage } from "../image/reader.ts";
+import { assert } from "../util/assert.ts";
+import { countBits } from "../util/bitmap.ts";
+import { equalBytes, hex } from "../util/bytes.ts";
+import { every, type Clock, type TimerHandle } from "../util/clock.ts";
+import { DiscusError } from "../util/errors.ts";
+import { idFromSeed } from "../util/shuffle.ts";
+import type { GroupTransport, OpenTransport, Peer } from "../net/transport.ts";
+import {
+  blockBytesForMtu,
+  blocksPerChunk,
+  decodePacket,
+  peekType,
+  encodeAnnounce,
+  encodeBlock,
+  HEADER_BYTES,
+  BLOCK_PREFIX_BYTES,
+  MAX_BLOCKS_PER_CHUNK,
+  MIN_BLOCK_BYTES,
+  PacketType,
+  ReportState,
+  wireBytes,
+  type AnnounceBody,
+  type DropReason,
+  type ReportPacket,
+  type RequestPacket,
+} from "../net/wire.ts";
+import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
+import { ClientTable, type ClientSnapshot } from "./clients.ts";
+import { LossReports } from "./loss-reports.ts";
+import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type RateLaw } from "./pacer.ts";
+import { SendQueue } from "./queue.ts";
+
+export interface ServeSessionOptions {
+  /** For messages: the image's path or name. */
+  imageName: string;
+  group: string;
+  port: number;
+  rateBitsPerSecond: number;
+  /** Turn off to send at exactly rateBitsPerSecond whatever clients report. */
+  adaptiveRate: boolean;
+  mtuBytes: number;
+  /** An "idle" event after this long with no query or request and no transfer open; null: never. */
+  idleMs: number | null;
+  /** Every random choice (the sender id) comes from it, so a simulation is reproducible. */
+  seed: number;
+}
+
+export interface ServeSessionDeps {
+  /** Every reading of the time and every timer of the session goes through it. */
+  clock: Clock;
+  openTransport: OpenTransport;
+  /** A chunk source; default: the image file, through the cache and its read-ahead. */
+  readChunk?: (index: number) => Promise<Uint8Array>;
+}
+
+/** One transfer: from a first request until no request came for SESSION_IDLE_MS. */
+export interface SessionSummary {
+  seconds: number;
+  clients: number;
+  clientsDone: number;
+  clientsFailed: number;
+  blocksSent: number;
+  bytesSent: number;
+  megabitsPerSecond: number;
+  requests: number;
+  requestedBlocks: number;
+  mergedBlocks: number;
+  requestsDropped: number;
+  finalRateMegabits: number;
+}
+
+export interface ServeStats {
+  /** The last MAX_SESSION_SUMMARIES transfers, oldest first (a long-running server keeps no more). */
+  sessions: SessionSummary[];
+  /** Transfers ended in all, including those no longer in `sessions`. */
+  sessionsEnded: number;
+  dropped: Record<DropReason | "otherImage" | "badChunk", number>;
+}
+
+/** What a client's report said, for the faces (the done line prints it). */
+export interface ClientFigures {
+  chunksDone: number;
+  chunksTotal: number;
+  bytesWritten: number;
+  blocksReceived: number;
+  duplicateBlocks: number;
+  requestsSent: number;
+  rerequests: number;
+  chunksRejected: number;
+}
+
+export type ServeEvent =
+  | { kind: "started"; atMs: number; imageId: string; group: string; rateBitsPerSecond: number; port: number; adaptiveRate: boolean; blockBytes: number; chunkBytes: number; dataChunkCount: number; manifestPartCount: number }
+  | { kind: "client-progress"; atMs: number; client: string; chunksDone: number; chunksTotal: number; bytesWritten: number; lossFraction: number }
+  | ({ kind: "client-done"; atMs: number; client: string; seconds: number } & ClientFigures)
+  | { kind: "client-failed"; atMs: number; client: string; message: string; seconds: number; chunksDone: number; chunksTotal: number }
+  | { kind: "rate-changed"; atMs: number; rateBitsPerSecond: number; lossFraction: number; previousBitsPerSecond: number; reports: number }
+  | { kind: "idle"; atMs: number }
+  | { kind: "transfer-started"; atMs: number; rateBitsPerSecond: number }
+  | { kind: "transfer-ended"; atMs: number; summary: SessionSummary }
+  | { kind: "ended"; atMs: number; stats: ServeStats };
+
+export interface ServeSnapshot {
+  atMs: number;
+  imageId: string;
+  group: string;
+  rateBitsPerSecond: number;
+  queuedChunks: number;
+  /** Since start(), over every transfer. */
+  blocksSent: number;
+  bytesSent: number;
+  transferOpen: boolean;
+  /** The most recently heard clients, at most MAX_CLIENT_ROWS. */
+  clients: ClientSnapshot[];
+}
+
+/** Chunks with blocks still to send, at most: beyond this requests are dropped and asked again. */
+const MAX_QUEUED_CHUNKS = 4096;
+const CACHE_CHUNKS = 16;
+const READ_AHEAD_CHUNKS = 4;
+/** Pacing granularity: the sender wakes at most this often, and sends at most a burst each time. */
+const MIN_TICK_MS = 1;
+const BURST_PACKETS = 32;
+/** A burst is at least this much time at the configured rate. */
+const BURST_MS = 2;
+/** Announcements answer queries at most this often (many clients booting at once ask together). */
+const ANNOUNCE_MIN_INTERVAL_MS = 100;
+const CONTROL_INTERVAL_MS = 500;
+/** A transfer ends after this long with no request and nothing left to send. */
+const SESSION_IDLE_MS = 3000;
+/** Transfers summarised in ServeStats.sessions: a server that runs for months keeps the last few. */
+export const MAX_SESSION_SUMMARIES = 64;
+/** Clients counted per transfer (distinct senders); beyond it they are not counted. */
+const MAX_TRACKED_CLIENTS = 65536;
+/** Clients shown by snapshot(): the most recently heard. */
+export const MAX_CLIENT_ROWS = 1024;
+/** A host's loss reports count while it asked for blocks this recently (a few report intervals). */
+const RECENT_REQUEST_MS = 5000;
+/** A host that reported this recently is waited for (clients report once a second). */
+const REPORT_MEMORY_MS = 3000;
+/** Lowest rate the control law may choose: a tenth of the configured one, at least 1 Mbit/s. */
+const MIN_RATE_FRACTION = 0.1;
+const MIN_RATE_BITS_PER_SECOND = 1e6;
+/** Rate changes smaller than this fraction are not worth an event. */
+const RATE_CHANGE_FRACTION = 0.001;
+assert(SESSION_IDLE_MS > CONTROL_INTERVAL_MS && REPORT_MEMORY_MS < RECENT_REQUEST_MS, "control runs within a transfer's idle time; reports expire before requesters");
+assert(MAX_CLIENT_ROWS <= MAX_TRACKED_CLIENTS && READ_AHEAD_CHUNKS < CACHE_CHUNKS, "tables and caches nest");
+
+interface Transfer {
+  startedMs: number;
+  lastRequestMs: number;
+  lastSendMs: number;
+  clients: Set<number>;
+  done: Set<number>;
+  failed: Set<number>;
+  blocksSent: number;
+  bytesSent: number;
+  requests: number;
+  requestedBlocks: number;
+  mergedBlocks: number;
+  requestsDropped: number;
+}
+
+export class ServeSession {
+  private readonly listeners: ((e: ServeEvent) => void)[] = [];
+  private readonly clock: Clock;
+  private readonly blockBytes: number;
+  private readonly blockCount: number;
+  private readonly totalChunks: number;
+  private readonly self: { imageId: Uint8Array; sender: number };
+  private readonly law: RateLaw;
+  private rate: number;
+  private readonly fullPacketWireBytes: number;
+  private readonly bucket: TokenBucket;
+  private readonly queue = new SendQueue(MAX_QUEUED_CHUNKS);
+  private readonly cache: ChunkCache;
+  private readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0 } };
+  private readonly lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, reportMemoryMs: REPORT_MEMORY_MS, maxHosts: MAX_TRACKED_CLIENTS });
+  private readonly clients = new ClientTable(MAX_CLIENT_ROWS);
+  private transfer: Transfer | null = null;
+  private seq = 0;
+  private blocksSent = 0;
+  private bytesSent = 0;
+  private lastAnnounceMs = -Infinity;
+  private announceTimer: TimerHandle | null = null;
+  private sendTimer: TimerHandle | null = null;
+  private control: TimerHandle | null = null;
+  private lastActivityMs = 0;
+  private idleSignalled = false;
+  private transport: GroupTransport | null = null;
+  private phase: "new" | "starting" | "running" | "stopped" = "new";
+  private readonly deps: ServeSessionDeps;
+
+  constructor(
+    private readonly image: OpenImage,
+    private readonly o: ServeSessionOptions,
+    deps: ServeSessionDeps,
+  ) {
+    const t = image.trailer;
+    this.blockBytes = blockBytesForMtu(o.mtuBytes);
+    if (this.blockBytes < MIN_BLOCK_BYTES) {
+      throw new DiscusError("usage", `MTU ${o.mtuBytes}`, `it leaves ${this.blockBytes}-byte blocks, below the protocol's ${MIN_BLOCK_BYTES}`, "Use the link's MTU, 1500 unless jumbo frames are on");
+    }
+    this.blockCount = blocksPerChunk(t.chunkBytes, this.blockBytes);
+    if (this.blockCount > MAX_BLOCKS_PER_CHUNK) {
+      throw new DiscusError("usage", o.imageName, `its ${t.chunkBytes}-byte chunks need ${this.blockCount} blocks of ${this.blockBytes} bytes; the protocol allows ${MAX_BLOCKS_PER_CHUNK}`, "Use a larger --mtu (jumbo frames) or an image made with smaller chunks");
+    }
+    assert(o.rateBitsPerSecond > 0, "a positive rate");
+    this.clock = deps.clock;
+    this.totalChunks = t.dataChunkCount + t.manifestPartCount;
+    this.self = { imageId: image.manifest.imageId, sender: idFromSeed(o.seed, 0x5e) };
+    this.law = { ...DEFAULT_RATE_LAW, maxBitsPerSecond: o.rateBitsPerSecond, minBitsPerSecond: Math.max(MIN_RATE_BITS_PER_SECOND, o.rateBitsPerSecond * MIN_RATE_FRACTION) };
+    this.rate = o.rateBitsPerSecond;
+    this.fullPacketWireBytes = packetWireBytes(this.blockBytes);
+    const burstPackets = Math.max(BURST_PACKETS, Math.ceil(((this.rate / 8) * (BURST_MS / 1000)) / this.fullPacketWireBytes));
+    this.bucket = new TokenBucket(this.rate, burstPackets * this.fullPacketWireBytes);
+    const read = deps.readChunk;
+    const reader: ChunkReader = read === undefined ? fileChunkReader(image.fd, t.chunkBytes) : { readAsync: read, readNow: null };
+    this.cache = new ChunkCache(reader, CACHE_CHUNKS);
+    this.cache.onLoaded = () => {
+      if (this.phase === "running" && !this.queue.empty) this.scheduleSend(0);
+    };
+    this.deps = deps;
+  }
+
+  on(listener: (e: ServeEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Joins the group and starts answering; resolves once it listens. */
+  async start(): Promise<void> {
+    assert(this.phase === "new", "a session starts once");
+    this.phase = "starting";
+    const transport = await this.deps.openTransport((bytes, from) => this.onMessage(bytes, from));
+    if (this.phase !== "starting") {
+      transport.close(); // stopped while the transport opened
+      return;
+    }
+    this.transport = transport;
+    this.phase = "running";
+    this.lastActivityMs = this.clock.nowMs();
+    this.control = every(this.clock, CONTROL_INTERVAL_MS, () => this.controlStep());
+    const t = this.image.trailer;
+    this.emit({
+      kind: "started",
+      atMs: this.lastActivityMs,
+      imageId: hex(this.self.imageId),
+      group: this.o.group,
+      port: this.o.port,
+      rateBitsPerSecond: this.rate,
+      adaptiveRate: this.o.adaptiveRate,
+      blockBytes: this.blockBytes,
+      chunkBytes: t.chunkBytes,
+      dataChunkCount: t.dataChunkCount,
+      manifestPartCount: t.manifestPartCount,
+    });
+  }
+
+  /** Stops answering, ends the open transfer, leaves the group; the statistics of the whole run. */
+  async stop(): Promise<ServeStats> {
+    if (this.phase === "stopped") return this.stats;
+    const wasRunning = this.phase === "running";
+    this.phase = "stopped";
+    for (const timer of [this.control, this.sendTimer, this.announceTimer]) timer?.cancel();
+    this.control = this.sendTimer = this.announceTimer = null;
+    this.closeTransfer();
+    this.transport?.close();
+    this.transport = null;
+    if (wasRunning) this.emit({ kind: "ended", atMs: this.clock.nowMs(), stats: this.stats });
+    return this.stats;
+  }
+
+  snapshot(): ServeSnapshot {
+    return {
+      atMs: this.clock.nowMs(),
+      imageId: hex(this.self.imageId),
+      group: this.o.group,
+      rateBitsPerSecond: this.rate,
+      queuedChunks: this.queue.queuedChunks,
+      blocksSent: this.blocksSent,
+      bytesSent: this.bytesSent,
+      transferOpen: this.transfer !== null,
+      clients: this.clients.rows(),
+    };
+  }
+
+  private emit(e: ServeEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  // ---- network input -------------------------------------------------------------------------
+
+  private onMessage(bytes: Uint8Array, from: Peer): void {
+    if (this.phase !== "running") return;
+    // Our own blocks loop back (so a client on this host hears them): skip a server's traffic,
+    // ours or another's, before paying for its CRC.
+    const type = peekType(bytes);
+    if (type === PacketType.block || type === PacketType.announce) return;
+    const decoded = decodePacket(bytes);
+    if (!decoded.ok) {
+      this.stats.dropped[decoded.reason]++;
+      return;
+    }
+    const p = decoded.packet;
+    if (p.type === PacketType.block || p.type === PacketType.announce) return; // skipped above; narrows the type
+    const nowMs = this.clock.nowMs();
+    if (p.type === PacketType.query) {
+      this.active(nowMs);
+      if (isZero(p.imageId) || equalBytes(p.imageId, this.self.imageId)) this.scheduleAnnounce();
+      else this.stats.dropped.otherImage++;
+      return;
+    }
+    if (!equalBytes(p.imageId, this.self.imageId)) {
+      this.stats.dropped.otherImage++;
+      return;
+    }
+    this.active(nowMs);
+    if (p.type === PacketType.request) this.onRequest(p, from, nowMs);
+    else this.onReport(p, from, nowMs);
+  }
+
+  private active(nowMs: number): void {
+    this.lastActivityMs = nowMs;
+    this.idleSignalled = false;
+  }
+
+  private onRequest(p: RequestPacket, from: Peer, nowMs: number): void {
+    if (p.chunk >= this.totalChunks || p.blockCount !== this.blockCount) {
+      this.stats.dropped.badChunk++;
+      return;
+    }
+    this.lossReports.requested(from.address, nowMs);
+    this.clients.heard(from.address, p.sender, nowMs);
+    const s = this.openTransfer(nowMs);
+    s.lastRequestMs = nowMs;
+    s.requests++;
+    if (s.clients.size < MAX_TRACKED_CLIENTS) s.clients.add(p.sender);
+    const wanted = countBits(p.bitmap, p.blockCount);
+    const r = this.queue.merge(p.chunk, this.blockCount, p.bitmap);
+    s.requestedBlocks += wanted;
+    if (!r.accepted) {
+      s.requestsDropped++;
+      return;
+    }
+    s.mergedBlocks += wanted - r.addedBlocks;
+    if (r.addedBlocks > 0) {
+      this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
+      this.scheduleSend(0);
+    }
+  }
+
+  private onReport(p: ReportPacket, from: Peer, nowMs: number): void {
+    this.lossReports.reported(from.address, { receivedBlocks: p.intervalReceived, seqSpan: p.intervalSeqSpan }, nowMs);
+    const lossFraction = p.intervalSeqSpan > 0 ? Math.min(1, Math.max(0, 1 - p.intervalReceived / p.intervalSeqSpan)) : 0;
+    const row = this.clients.heard(from.address, p.sender, nowMs);
+    const state = p.state === ReportState.done ? "done" : p.state === ReportState.failed ? "failed" : "loading";
+    Object.assign(row, { state, chunksDone: p.chunksDone, chunksTotal: p.chunksTotal, bytesWritten: p.bytesWritten, lossFraction });
+    const client = row.client;
+    if (p.state === ReportState.progress) {
+      this.emit({ kind: "client-progress", atMs: nowMs, client, chunksDone: p.chunksDone, chunksTotal: p.chunksTotal, bytesWritten: p.bytesWritten, lossFraction });
+      return;
+    }
+    const s = this.openTransfer(nowMs);
+    if (s.clients.size < MAX_TRACKED_CLIENTS) s.clients.add(p.sender);
+    const set = p.state === ReportState.done ? s.done : s.failed;
+    if (set.has(p.sender) || set.size >= MAX_TRACKED_CLIENTS) return; // clients send their final report more than once
+    set.add(p.sender);
+    const seconds = p.elapsedMs / 1000;
+    if (p.state === ReportState.failed) {
+      this.emit({ kind: "client-failed", atMs: nowMs, client, message: p.message, seconds, chunksDone: p.chunksDone, chunksTotal: p.chunksTotal });
+      return;
+    }
+    const { chunksDone, chunksTotal, bytesWritten, blocksReceived, duplicateBlocks, requestsSent, rerequests, chunksRejected } = p;
+    this.emit({ kind: "client-done", atMs: nowMs, client, seconds, chunksDone, chunksTotal, bytesWritten, blocksReceived, duplicateBlocks, requestsSent, rerequests, chunksRejected });
+  }
+
+  // ---- transfers -----------------------------------------------------------------------------
+
+  private openTransfer(nowMs: number): Transfer {
+    if (this.transfer === null) {
+      this.transfer = { startedMs: nowMs, lastRequestMs: nowMs, lastSendMs: nowMs, clients: new Set(), done: new Set(), failed: new Set(), blocksSent: 0, bytesSent: 0, requests: 0, requestedBlocks: 0, mergedBlocks: 0, requestsDropped: 0 };
+      this.emit({ kind: "transfer-started", atMs: nowMs, rateBitsPerSecond: this.rate });
+    }
+    return this.transfer;
+  }
+
+  private closeTransfer(): void {
+    const s = this.transfer;
+    if (s === null) return;
+    this.transfer = null;
+    // The transfer lasted until its last request or block, whichever came later.
+    const seconds = Math.max(1, Math.max(s.lastRequestMs, s.lastSendMs) - s.startedMs) / 1000;
+    const summary: SessionSummary = {
+      seconds,
+      clients: s.clients.size,
+      clientsDone: s.done.size,
+      clientsFailed: s.failed.size,
+      blocksSent: s.blocksSent,
+      bytesSent: s.bytesSent,
+      megabitsPerSecond: (s.bytesSent * 8) / 1e6 / seconds,
+      requests: s.requests,
+      requestedBlocks: s.requestedBlocks,
+      mergedBlocks: s.mergedBlocks,
+      requestsDropped: s.requestsDropped,
+      finalRateMegabits: this.rate / 1e6,
+    };
+    this.stats.sessions.push(summary);
+    if (this.stats.sessions.length > MAX_SESSION_SUMMARIES) this.stats.sessions.shift();
+    this.stats.sessionsEnded++;
+    this.emit({ kind: "transfer-ended", atMs: this.clock.nowMs(), summary });
+  }
+
+  /** Every CONTROL_INTERVAL_MS: adapt the rate to the loss clients report, end quiet transfers, note idleness. */
+  private controlStep(): void {
+    const nowMs = this.clock.nowMs();
+    const samples = this.lossReports.take(nowMs);
+    if (this.o.adaptiveRate) {
+      const step = nextRate(this.law, this.rate, samples);
+      if (Math.abs(step.rate - this.rate) / this.rate > RATE_CHANGE_FRACTION) {
+        const previousBitsPerSecond = this.rate;
+        this.rate = step.rate;
+        this.bucket.setRate(this.rate);
+        this.emit({ kind: "rate-changed", atMs: nowMs, rateBitsPerSecond: this.rate, lossFraction: step.medianLoss ?? 0, previousBitsPerSecond, reports: samples.length });
+      }
+    }
+    const s = this.transfer;
+    if (s !== null && this.queue.empty && nowMs - s.lastRequestMs > SESSION_IDLE_MS) this.closeTransfer();
+    const idleMs = this.o.idleMs;
+    if (idleMs !== null && !this.idleSignalled && this.transfer === null && nowMs - this.lastActivityMs > idleMs) {
+      this.idleSignalled = true;
+      this.emit({ kind: "idle", atMs: nowMs });
+    }
+  }
+
+  // ---- output --------------------------------------------------------------------------------
+
+  private scheduleAnnounce(): void {
+    if (this.announceTimer !== null) return;
+    const waitMs = Math.max(0, this.lastAnnounceMs + ANNOUNCE_MIN_INTERVAL_MS - this.clock.nowMs());
+    this.announceTimer = this.clock.setTimer(waitMs, () => {
+      this.announceTimer = null;
+      this.lastAnnounceMs = this.clock.nowMs();
+      this.transport?.send(encodeAnnounce(this.self, this.announceBody()));
+    });
+  }
+
+  private announceBody(): AnnounceBody {
+    const t = this.image.trailer;
+    return {
+      chunkBytes: t.chunkBytes,
+      blockBytes: this.blockBytes,
+      dataChunkCount: t.dataChunkCount,
+      manifestPartCount: t.manifestPartCount,
+      manifestBytes: t.manifestBytes,
+      sourceBytes: this.image.manifest.sourceBytes,
+      rateBitsPerSecond: this.rate,
+      manifestSha256: t.manifestSha256,
+    };
+  }
+
+  private scheduleSend(waitMs: number): void {
+    if (this.sendTimer !== null || this.phase !== "running") return;
+    this.sendTimer = this.clock.setTimer(waitMs, () => this.sendSome());
+  }
+
+  /** Sends what the token bucket allows, block by block off the round-robin queue. */
+  private sendSome(): void {
+    this.sendTimer = null;
+    const nowMs = this.clock.nowMs();
+    const chunkBytes = this.image.trailer.chunkBytes;
+    let tokens = this.bucket.refill(nowMs);
+    let sent = 0;
+    while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
+      // A chunk source that reads asynchronously may not have the next chunk yet: onLoaded resumes.
+      const data = this.cache.get(this.queue.upcoming(1)[0]!);
+      if (data === null) break;
+      const next = this.queue.take();
+      assert(next !== null, "a non-empty queue yields a block");
+      const start = next.block * this.blockBytes;
+      const block = data.subarray(start, Math.min(chunkBytes, start + this.blockBytes));
+      this.transport?.send(encodeBlock(this.self, next.chunk, this.seq, next.block, block));
+      this.seq = (this.seq + 1) >>> 0;
+      const cost = packetWireBytes(block.length);
+      this.bucket.spend(cost);
+      tokens -= cost;
+      sent++;
+      this.counted(nowMs, block.length);
+    }
+    if (sent > 0) this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
+    if (!this.queue.empty && tokens >= this.fullPacketWireBytes) return; // waiting for a chunk read
+    if (!this.queue.empty) this.scheduleSend(Math.max(MIN_TICK_MS, this.bucket.waitMs(this.fullPacketWireBytes)));
+  }
+
+  private counted(nowMs: number, bytes: number): void {
+    this.blocksSent++;
+    this.bytesSent += bytes;
+    const s = this.transfer;
+    if (s === null) return;
+    s.lastSendMs = nowMs;
+    s.blocksSent++;
+    s.bytesSent += bytes;
+  }
+}
+
+function packetWireBytes(dataBytes: number): number {
+  return wireBytes(HEADER_BYTES + BLOCK_PREFIX_BYTES + dataBytes);
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
