@@ -1,8 +1,9 @@
 // The discus multicast wire protocol v1 (docs/PROTOCOL.md): packet layouts, encoders and a
 // decoder that never throws on bad input. Little-endian throughout. Pure: no sockets here.
-import { getU64, setU64, utf8, fromUtf8, view } from "../util/bytes.ts";
+import { utf8, fromUtf8, view } from "../util/bytes.ts";
 import { assert } from "../util/assert.ts";
-import { IMAGE_ID_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES } from "../image/constants.ts";
+import { Layout } from "../util/layout.ts";
+import { DIGEST_BYTES, IMAGE_ID_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES } from "../image/constants.ts";
 import { DIGEST_ENTRY_BYTES, MAX_DATA_CHUNKS, MAX_INFO_BYTES } from "../image/manifest.ts";
 
 export const PROTOCOL_MAGIC = 0x50435344; // "DSCP" as little-endian bytes
@@ -13,6 +14,8 @@ export const HEADER_BYTES = 32;
 /** Bytes before a block's data: chunk u32, seq u32, block u16, reserved u16. */
 export const BLOCK_PREFIX_BYTES = 12;
 export const ANNOUNCE_BODY_BYTES = 72;
+/** A request's chunk u32, block count u16, reserved u16; the bitmap follows. */
+export const REQUEST_FIXED_BYTES = 8;
 export const REPORT_FIXED_BYTES = 64;
 export const MAX_REPORT_MESSAGE_BYTES = 256;
 /** Bound on blocks per chunk, so a request's bitmap (1 KiB at most) fits one 1500-byte datagram. */
@@ -112,12 +115,64 @@ export type Packet = QueryPacket | AnnouncePacket | RequestPacket | BlockPacket 
 export type DropReason = "short" | "magic" | "version" | "type" | "crc" | "length" | "field";
 export type Decoded = { ok: true; packet: Packet } | { ok: false; reason: DropReason };
 
-const OFF_VERSION = 4;
-const OFF_TYPE = 5;
-const OFF_FLAGS = 6;
-const OFF_IMAGE_ID = 8;
-const OFF_SENDER = 24;
-const OFF_CRC = 28;
+// Every layout once: the header and each body's fixed part, offsets by field order, sizes asserted.
+const HEADER = new Layout("packet header", HEADER_BYTES, [
+  { name: "magic", kind: "u32" },
+  { name: "version", kind: "u8" },
+  { name: "type", kind: "u8" },
+  { name: "flags", kind: "reserved", width: 2 },
+  { name: "imageId", kind: "bytes", width: IMAGE_ID_BYTES },
+  { name: "sender", kind: "u32" },
+  { name: "crc", kind: "u32" },
+] as const);
+const OFF_TYPE = HEADER.offset("type");
+const OFF_CRC = HEADER.offset("crc");
+
+const ANNOUNCE = new Layout("announce body", ANNOUNCE_BODY_BYTES, [
+  { name: "chunkBytes", kind: "u32" },
+  { name: "blockBytes", kind: "u16" },
+  { name: "reserved", kind: "reserved", width: 2 },
+  { name: "dataChunkCount", kind: "u32" },
+  { name: "manifestPartCount", kind: "u32" },
+  { name: "manifestBytes", kind: "u64" },
+  { name: "sourceBytes", kind: "u64" },
+  { name: "rateBitsPerSecond", kind: "u64" },
+  { name: "manifestSha256", kind: "bytes", width: DIGEST_BYTES },
+] as const);
+
+/** A request's fixed part; its bitmap follows. */
+const REQUEST = new Layout("request body", REQUEST_FIXED_BYTES, [
+  { name: "chunk", kind: "u32" },
+  { name: "blockCount", kind: "u16" },
+  { name: "reserved", kind: "reserved", width: 2 },
+] as const);
+
+/** A block's prefix; its data follows. */
+const BLOCK = new Layout("block prefix", BLOCK_PREFIX_BYTES, [
+  { name: "chunk", kind: "u32" },
+  { name: "seq", kind: "u32" },
+  { name: "block", kind: "u16" },
+  { name: "reserved", kind: "reserved", width: 2 },
+] as const);
+
+/** A report's fixed part; its UTF-8 message follows. */
+const REPORT = new Layout("report body", REPORT_FIXED_BYTES, [
+  { name: "state", kind: "u8" },
+  { name: "reserved1", kind: "reserved", width: 3 },
+  { name: "elapsedMs", kind: "u32" },
+  { name: "chunksDone", kind: "u32" },
+  { name: "chunksTotal", kind: "u32" },
+  { name: "bytesWritten", kind: "u64" },
+  { name: "blocksReceived", kind: "u64" },
+  { name: "duplicateBlocks", kind: "u64" },
+  { name: "requestsSent", kind: "u32" },
+  { name: "rerequests", kind: "u32" },
+  { name: "chunksRejected", kind: "u32" },
+  { name: "intervalReceived", kind: "u32" },
+  { name: "intervalSeqSpan", kind: "u32" },
+  { name: "messageBytes", kind: "u16" },
+  { name: "reserved2", kind: "reserved", width: 2 },
+] as const);
 
 function packetCrc(bytes: Uint8Array): number {
   // CRC-32 of the header before the CRC field, chained with everything after it.
@@ -125,16 +180,11 @@ function packetCrc(bytes: Uint8Array): number {
   return Number(Bun.hash.crc32(bytes.subarray(HEADER_BYTES), head)) >>> 0;
 }
 
-function frame(type: PacketType, c: Common, bodyBytes: number): { bytes: Uint8Array; dv: DataView } {
-  assert(c.imageId.length === IMAGE_ID_BYTES, "image id is 16 bytes");
+/** A packet of `type` with room for `bodyBytes`; the CRC is filled in by seal. */
+function frame(type: PacketType, c: Common, bodyBytes: number): Uint8Array {
   const bytes = new Uint8Array(HEADER_BYTES + bodyBytes);
-  const dv = view(bytes);
-  dv.setUint32(0, PROTOCOL_MAGIC, true);
-  bytes[OFF_VERSION] = PROTOCOL_VERSION;
-  bytes[OFF_TYPE] = type;
-  bytes.set(c.imageId, OFF_IMAGE_ID);
-  dv.setUint32(OFF_SENDER, c.sender >>> 0, true);
-  return { bytes, dv };
+  HEADER.write(bytes, 0, { magic: PROTOCOL_MAGIC, version: PROTOCOL_VERSION, type, imageId: c.imageId, sender: c.sender >>> 0, crc: 0 });
+  return bytes;
 }
 
 function seal(bytes: Uint8Array): Uint8Array {
@@ -143,39 +193,28 @@ function seal(bytes: Uint8Array): Uint8Array {
 }
 
 export function encodeQuery(c: Common): Uint8Array {
-  return seal(frame(PacketType.query, c, 0).bytes);
+  return seal(frame(PacketType.query, c, 0));
 }
 
 export function encodeAnnounce(c: Common, a: AnnounceBody): Uint8Array {
-  const { bytes, dv } = frame(PacketType.announce, c, ANNOUNCE_BODY_BYTES);
-  const b = HEADER_BYTES;
-  dv.setUint32(b + 0, a.chunkBytes, true);
-  dv.setUint16(b + 4, a.blockBytes, true);
-  dv.setUint32(b + 8, a.dataChunkCount, true);
-  dv.setUint32(b + 12, a.manifestPartCount, true);
-  setU64(dv, b + 16, a.manifestBytes);
-  setU64(dv, b + 24, a.sourceBytes);
-  setU64(dv, b + 32, Math.round(a.rateBitsPerSecond));
-  bytes.set(a.manifestSha256, b + 40);
+  const bytes = frame(PacketType.announce, c, ANNOUNCE_BODY_BYTES);
+  ANNOUNCE.write(bytes, HEADER_BYTES, { ...a, rateBitsPerSecond: Math.round(a.rateBitsPerSecond) });
   return seal(bytes);
 }
 
 export function encodeRequest(c: Common, chunk: number, blockCount: number, bitmap: Uint8Array): Uint8Array {
   assert(blockCount >= 1 && blockCount <= MAX_BLOCKS_PER_CHUNK, "request block count within bounds");
   assert(bitmap.length === bitmapBytes(blockCount), "bitmap length matches block count");
-  const { bytes, dv } = frame(PacketType.request, c, 8 + bitmap.length);
-  dv.setUint32(HEADER_BYTES, chunk, true);
-  dv.setUint16(HEADER_BYTES + 4, blockCount, true);
-  bytes.set(bitmap, HEADER_BYTES + 8);
+  const bytes = frame(PacketType.request, c, REQUEST_FIXED_BYTES + bitmap.length);
+  REQUEST.write(bytes, HEADER_BYTES, { chunk, blockCount });
+  bytes.set(bitmap, HEADER_BYTES + REQUEST_FIXED_BYTES);
   return seal(bytes);
 }
 
 /** A block packet: a fresh buffer each time, since a datagram send may read it after returning. */
 export function encodeBlock(c: Common, chunk: number, seq: number, block: number, data: Uint8Array): Uint8Array {
-  const { bytes, dv } = frame(PacketType.block, c, BLOCK_PREFIX_BYTES + data.length);
-  dv.setUint32(HEADER_BYTES, chunk, true);
-  dv.setUint32(HEADER_BYTES + 4, seq >>> 0, true);
-  dv.setUint16(HEADER_BYTES + 8, block, true);
+  const bytes = frame(PacketType.block, c, BLOCK_PREFIX_BYTES + data.length);
+  BLOCK.write(bytes, HEADER_BYTES, { chunk, seq: seq >>> 0, block });
   bytes.set(data, HEADER_BYTES + BLOCK_PREFIX_BYTES);
   return seal(bytes);
 }
@@ -183,22 +222,18 @@ export function encodeBlock(c: Common, chunk: number, seq: number, block: number
 export function encodeReport(c: Common, r: ReportBody): Uint8Array {
   let message = utf8(r.message);
   if (message.length > MAX_REPORT_MESSAGE_BYTES) message = message.subarray(0, MAX_REPORT_MESSAGE_BYTES);
-  const { bytes, dv } = frame(PacketType.report, c, REPORT_FIXED_BYTES + message.length);
-  const b = HEADER_BYTES;
-  bytes[b] = r.state;
-  dv.setUint32(b + 4, r.elapsedMs >>> 0, true);
-  dv.setUint32(b + 8, r.chunksDone, true);
-  dv.setUint32(b + 12, r.chunksTotal, true);
-  setU64(dv, b + 16, r.bytesWritten);
-  setU64(dv, b + 24, r.blocksReceived);
-  setU64(dv, b + 32, r.duplicateBlocks);
-  dv.setUint32(b + 40, r.requestsSent >>> 0, true);
-  dv.setUint32(b + 44, r.rerequests >>> 0, true);
-  dv.setUint32(b + 48, r.chunksRejected >>> 0, true);
-  dv.setUint32(b + 52, r.intervalReceived >>> 0, true);
-  dv.setUint32(b + 56, r.intervalSeqSpan >>> 0, true);
-  dv.setUint16(b + 60, message.length, true);
-  bytes.set(message, b + REPORT_FIXED_BYTES);
+  const bytes = frame(PacketType.report, c, REPORT_FIXED_BYTES + message.length);
+  REPORT.write(bytes, HEADER_BYTES, {
+    ...r,
+    elapsedMs: r.elapsedMs >>> 0,
+    requestsSent: r.requestsSent >>> 0,
+    rerequests: r.rerequests >>> 0,
+    chunksRejected: r.chunksRejected >>> 0,
+    intervalReceived: r.intervalReceived >>> 0,
+    intervalSeqSpan: r.intervalSeqSpan >>> 0,
+    messageBytes: message.length,
+  });
+  bytes.set(message, HEADER_BYTES + REPORT_FIXED_BYTES);
   return seal(bytes);
 }
 
@@ -224,7 +259,7 @@ assert(blockBytesForMtu(MIN_MTU_BYTES - 1) < MIN_BLOCK_BYTES, "MIN_MTU_BYTES is 
 assert(blockBytesForMtu(MAX_MTU_BYTES) <= MAX_BLOCK_BYTES && MAX_BLOCK_BYTES <= 0xffff, "the largest MTU gives blocks within bounds");
 assert(MIN_BLOCK_BYTES % 8 === 0 && MIN_BLOCK_BYTES <= MIN_CHUNK_BYTES, "a chunk holds at least one block");
 assert(MAX_BLOCKS_PER_CHUNK - 1 <= 0xffff, "a block index fits the u16 field");
-assert(IP_UDP_HEADER_BYTES + HEADER_BYTES + 8 + bitmapBytes(MAX_BLOCKS_PER_CHUNK) <= 1500, "a full request bitmap fits one 1500-byte datagram");
+assert(IP_UDP_HEADER_BYTES + HEADER_BYTES + REQUEST_FIXED_BYTES + bitmapBytes(MAX_BLOCKS_PER_CHUNK) <= 1500, "a full request bitmap fits one 1500-byte datagram");
 assert(HEADER_BYTES + Math.max(ANNOUNCE_BODY_BYTES, REPORT_FIXED_BYTES + MAX_REPORT_MESSAGE_BYTES) + IP_UDP_HEADER_BYTES <= MIN_MTU_BYTES, "control packets fit the smallest MTU");
 
 /** Bytes a packet of `payloadBytes` occupies on an Ethernet link (what pacing counts). */
@@ -241,93 +276,64 @@ export function peekType(bytes: Uint8Array): number {
 export function decodePacket(bytes: Uint8Array): Decoded {
   if (bytes.length < HEADER_BYTES) return { ok: false, reason: "short" };
   const dv = view(bytes);
-  if (dv.getUint32(0, true) !== PROTOCOL_MAGIC) return { ok: false, reason: "magic" };
-  if (bytes[OFF_VERSION] !== PROTOCOL_VERSION) return { ok: false, reason: "version" };
-  if (dv.getUint16(OFF_FLAGS, true) !== 0) return { ok: false, reason: "field" };
-  if (dv.getUint32(OFF_CRC, true) !== packetCrc(bytes)) return { ok: false, reason: "crc" };
-  const common: Common = {
-    imageId: bytes.subarray(OFF_IMAGE_ID, OFF_IMAGE_ID + IMAGE_ID_BYTES),
-    sender: dv.getUint32(OFF_SENDER, true),
-  };
-  const bodyBytes = bytes.length - HEADER_BYTES;
-  const b = HEADER_BYTES;
-  switch (bytes[OFF_TYPE]) {
+  if (dv.getUint32(HEADER.offset("magic"), true) !== PROTOCOL_MAGIC) return { ok: false, reason: "magic" };
+  if (bytes[HEADER.offset("version")] !== PROTOCOL_VERSION) return { ok: false, reason: "version" };
+  const header = HEADER.read(bytes, 0);
+  if (!header.ok) return { ok: false, reason: "field" };
+  if (header.values.crc !== packetCrc(bytes)) return { ok: false, reason: "crc" };
+  const common: Common = { imageId: header.values.imageId, sender: header.values.sender };
+  const body = bytes.subarray(HEADER_BYTES);
+  switch (header.values.type) {
     case PacketType.query:
-      return bodyBytes === 0 ? { ok: true, packet: { type: PacketType.query, ...common } } : { ok: false, reason: "length" };
-    case PacketType.announce: {
-      if (bodyBytes !== ANNOUNCE_BODY_BYTES) return { ok: false, reason: "length" };
-      if (!u64sSafe(dv, [b + 16, b + 24, b + 32])) return { ok: false, reason: "field" };
-      const packet: AnnouncePacket = {
-        type: PacketType.announce,
-        ...common,
-        chunkBytes: dv.getUint32(b, true),
-        blockBytes: dv.getUint16(b + 4, true),
-        dataChunkCount: dv.getUint32(b + 8, true),
-        manifestPartCount: dv.getUint32(b + 12, true),
-        manifestBytes: getU64(dv, b + 16),
-        sourceBytes: getU64(dv, b + 24),
-        rateBitsPerSecond: getU64(dv, b + 32),
-        manifestSha256: bytes.subarray(b + 40, b + 72),
-      };
-      return announceFieldsValid(packet) ? { ok: true, packet } : { ok: false, reason: "field" };
-    }
-    case PacketType.request: {
-      if (bodyBytes < 8) return { ok: false, reason: "length" };
-      const blockCount = dv.getUint16(b + 4, true);
-      if (blockCount < 1 || blockCount > MAX_BLOCKS_PER_CHUNK) return { ok: false, reason: "field" };
-      if (bodyBytes !== 8 + bitmapBytes(blockCount)) return { ok: false, reason: "length" };
-      const packet: RequestPacket = { type: PacketType.request, ...common, chunk: dv.getUint32(b, true), blockCount, bitmap: bytes.subarray(b + 8) };
-      return { ok: true, packet };
-    }
-    case PacketType.block: {
-      if (bodyBytes < BLOCK_PREFIX_BYTES + 1) return { ok: false, reason: "length" };
-      if (dv.getUint16(b + 10, true) !== 0) return { ok: false, reason: "field" };
-      const packet: BlockPacket = {
-        type: PacketType.block,
-        ...common,
-        chunk: dv.getUint32(b, true),
-        seq: dv.getUint32(b + 4, true),
-        block: dv.getUint16(b + 8, true),
-        data: bytes.subarray(b + BLOCK_PREFIX_BYTES),
-      };
-      return { ok: true, packet };
-    }
-    case PacketType.report: {
-      if (bodyBytes < REPORT_FIXED_BYTES) return { ok: false, reason: "length" };
-      const messageBytes = dv.getUint16(b + 60, true);
-      if (messageBytes > MAX_REPORT_MESSAGE_BYTES || bodyBytes !== REPORT_FIXED_BYTES + messageBytes) return { ok: false, reason: "length" };
-      const state = bytes[b]!;
-      if (state < ReportState.progress || state > ReportState.failed) return { ok: false, reason: "field" };
-      if (!u64sSafe(dv, [b + 16, b + 24, b + 32])) return { ok: false, reason: "field" };
-      const packet: ReportPacket = {
-        type: PacketType.report,
-        ...common,
-        state,
-        elapsedMs: dv.getUint32(b + 4, true),
-        chunksDone: dv.getUint32(b + 8, true),
-        chunksTotal: dv.getUint32(b + 12, true),
-        bytesWritten: getU64(dv, b + 16),
-        blocksReceived: getU64(dv, b + 24),
-        duplicateBlocks: getU64(dv, b + 32),
-        requestsSent: dv.getUint32(b + 40, true),
-        rerequests: dv.getUint32(b + 44, true),
-        chunksRejected: dv.getUint32(b + 48, true),
-        intervalReceived: dv.getUint32(b + 52, true),
-        intervalSeqSpan: dv.getUint32(b + 56, true),
-        message: fromUtf8(bytes.subarray(b + REPORT_FIXED_BYTES)),
-      };
-      return { ok: true, packet };
-    }
+      return body.length === 0 ? { ok: true, packet: { type: PacketType.query, ...common } } : { ok: false, reason: "length" };
+    case PacketType.announce:
+      return decodeAnnounce(common, body);
+    case PacketType.request:
+      return decodeRequest(common, body);
+    case PacketType.block:
+      return decodeBlock(common, body);
+    case PacketType.report:
+      return decodeReport(common, body);
     default:
       return { ok: false, reason: "type" };
   }
 }
 
-/** True when every u64 at these offsets fits a JavaScript number (getU64 would assert otherwise). */
-function u64sSafe(dv: DataView, offsets: number[]): boolean {
-  return offsets.every((o) => dv.getBigUint64(o, true) <= MAX_SAFE_U64);
+function decodeAnnounce(common: Common, body: Uint8Array): Decoded {
+  if (body.length !== ANNOUNCE_BODY_BYTES) return { ok: false, reason: "length" };
+  const r = ANNOUNCE.read(body, 0);
+  if (!r.ok) return { ok: false, reason: "field" };
+  const packet: AnnouncePacket = { type: PacketType.announce, ...common, ...r.values };
+  return announceFieldsValid(packet) ? { ok: true, packet } : { ok: false, reason: "field" };
 }
-const MAX_SAFE_U64 = BigInt(Number.MAX_SAFE_INTEGER);
+
+function decodeRequest(common: Common, body: Uint8Array): Decoded {
+  if (body.length < REQUEST_FIXED_BYTES) return { ok: false, reason: "length" };
+  const r = REQUEST.read(body, 0);
+  if (!r.ok) return { ok: false, reason: "field" };
+  const { chunk, blockCount } = r.values;
+  if (blockCount < 1 || blockCount > MAX_BLOCKS_PER_CHUNK) return { ok: false, reason: "field" };
+  if (body.length !== REQUEST_FIXED_BYTES + bitmapBytes(blockCount)) return { ok: false, reason: "length" };
+  return { ok: true, packet: { type: PacketType.request, ...common, chunk, blockCount, bitmap: body.subarray(REQUEST_FIXED_BYTES) } };
+}
+
+function decodeBlock(common: Common, body: Uint8Array): Decoded {
+  if (body.length < BLOCK_PREFIX_BYTES + 1) return { ok: false, reason: "length" };
+  const r = BLOCK.read(body, 0);
+  if (!r.ok) return { ok: false, reason: "field" };
+  return { ok: true, packet: { type: PacketType.block, ...common, ...r.values, data: body.subarray(BLOCK_PREFIX_BYTES) } };
+}
+
+function decodeReport(common: Common, body: Uint8Array): Decoded {
+  if (body.length < REPORT_FIXED_BYTES) return { ok: false, reason: "length" };
+  const r = REPORT.read(body, 0);
+  if (!r.ok) return { ok: false, reason: "field" };
+  const { messageBytes, state, ...counts } = r.values;
+  if (messageBytes > MAX_REPORT_MESSAGE_BYTES || body.length !== REPORT_FIXED_BYTES + messageBytes) return { ok: false, reason: "length" };
+  if (state < ReportState.progress || state > ReportState.failed) return { ok: false, reason: "field" };
+  const message = fromUtf8(body.subarray(REPORT_FIXED_BYTES));
+  return { ok: true, packet: { type: PacketType.report, ...common, ...counts, state, message } };
+}
 
 /**
  * Bounds a client relies on before it sizes anything from an announcement: the image format's own

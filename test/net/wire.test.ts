@@ -200,4 +200,32 @@ describe("wire protocol v1", () => {
     bytes[4] = 2;
     expect(decodePacket(bytes)).toEqual({ ok: false, reason: "version" });
   });
+
+  test("a reserved byte that is not zero is dropped as a bad field, in every body that has one", () => {
+    const [, announce, request, block, report] = samples();
+    // Reserved bytes by body (docs/PROTOCOL.md): announce 6-7, request 6-7, block 10-11, report 1-3 and 62-63.
+    const cases: [Uint8Array, number[]][] = [
+      [announce!, [6, 7]],
+      [request!, [6, 7]],
+      [block!, [10, 11]],
+      [report!, [1, 2, 3, 62, 63]],
+    ];
+    for (const [packet, offsets] of cases) {
+      expect(decodePacket(packet).ok).toBe(true);
+      for (const off of offsets) {
+        const bytes = packet.slice();
+        bytes[HEADER_BYTES + off] = 1;
+        resealCrc(bytes);
+        expect(decodePacket(bytes)).toEqual({ ok: false, reason: "field" });
+      }
+    }
+  });
 });
+
+/** Recomputes a packet's CRC after a test changed its bytes, so only the change is judged. */
+function resealCrc(bytes: Uint8Array): void {
+  const dv = view(bytes);
+  dv.setUint32(28, 0, true);
+  const head = Bun.hash.crc32(bytes.subarray(0, 28));
+  dv.setUint32(28, Number(Bun.hash.crc32(bytes.subarray(HEADER_BYTES), head)) >>> 0, true);
+}
