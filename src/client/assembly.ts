@@ -5,25 +5,36 @@ import { bitmapFor, setBit, testBit } from "../util/bitmap.ts";
 
 export class BufferPool {
   private readonly free: Uint8Array[] = [];
+  /** Buffers made so far: made on demand, so an idle or small load holds little memory. */
+  private made = 0;
 
   constructor(
     readonly bufferBytes: number,
     readonly bufferCount: number,
   ) {
     assert(bufferCount >= 2, "at least two chunk buffers");
-    for (let i = 0; i < bufferCount; i++) this.free.push(new Uint8Array(bufferBytes));
   }
 
+  /** Buffers that take() can still hand out (free ones and those not yet made). */
   get freeCount(): number {
-    return this.free.length;
+    return this.free.length + (this.bufferCount - this.made);
+  }
+
+  /** Buffers allocated so far (at most bufferCount). */
+  get allocatedCount(): number {
+    return this.made;
   }
 
   take(): Uint8Array | null {
-    return this.free.pop() ?? null;
+    const reused = this.free.pop();
+    if (reused !== undefined) return reused;
+    if (this.made >= this.bufferCount) return null;
+    this.made++;
+    return new Uint8Array(this.bufferBytes);
   }
 
   give(buffer: Uint8Array): void {
-    assert(buffer.byteLength === this.bufferBytes && this.free.length < this.bufferCount, "a returned buffer is one of ours");
+    assert(buffer.byteLength === this.bufferBytes && this.free.length < this.made, "a returned buffer is one of ours");
     this.free.push(buffer);
   }
 }
