@@ -29,6 +29,8 @@ export interface RelocatedGpt {
   backupEntriesLba: number;
   /** The entry array, padded to whole sectors. */
   entries: Uint8Array;
+  /** Where the old backup header was (the primary's AlternateLBA): now inside the usable area. */
+  oldBackupHeaderLba: number;
 }
 
 /** MBR sector counts are 32 bits; a protective entry for a bigger disk says 0xFFFFFFFF. */
@@ -47,10 +49,14 @@ export function relocateGpt(
   assert(Number.isSafeInteger(newDiskBytes) && newDiskBytes % sectorBytes === 0, `new disk size ${newDiskBytes} is whole sectors`);
   const newDiskSectors = newDiskBytes / sectorBytes;
 
+  // The one header decoder capture uses (part/gpt.ts), with the same bounds; what the image or the
+  // target size can make wrong is a PartitionTableError, so a caller can refuse before writing.
   const header = decodeGptHeader(primaryHeaderSector, sectorBytes, newDiskSectors);
-  assert(header.myLba === primaryHeaderLba, "the header given is the primary one");
+  if (header.myLba !== primaryHeaderLba) throw new PartitionTableError(`the header at LBA ${primaryHeaderLba} says it is at LBA ${header.myLba}`);
   const oldDiskSectors = header.alternateLba + 1;
-  assert(newDiskSectors >= oldDiskSectors, `new disk (${newDiskSectors} sectors) is at least the old one (${oldDiskSectors})`);
+  if (newDiskSectors <= header.alternateLba) {
+    throw new PartitionTableError(`the backup header (LBA ${header.alternateLba}) lies past the end of a ${newDiskSectors}-sector disk`);
+  }
   const entryArrayBytes = header.entryCount * header.entryBytes;
   assert(entryArray.length >= entryArrayBytes, "the whole entry array is given");
   if (crc32(entryArray.subarray(0, entryArrayBytes)) !== header.entryArrayCrc) {
@@ -61,7 +67,9 @@ export function relocateGpt(
   const backupHeaderLba = newDiskSectors - 1;
   const backupEntriesLba = backupHeaderLba - entrySectors;
   const lastUsableLba = backupEntriesLba - 1;
-  assert(lastUsableLba >= header.lastUsableLba, "the usable area only grows");
+  if (lastUsableLba < header.lastUsableLba) {
+    throw new PartitionTableError(`a backup table of ${entrySectors + 1} sectors at the end of a ${newDiskSectors}-sector disk would cut into the usable area (last usable LBA ${header.lastUsableLba})`);
+  }
 
   const primaryHeader = primaryHeaderSector.slice();
   const primaryView = new DataView(primaryHeader.buffer);
@@ -88,6 +96,7 @@ export function relocateGpt(
     backupHeaderLba,
     backupEntriesLba,
     entries,
+    oldBackupHeaderLba: header.alternateLba,
   };
 }
 

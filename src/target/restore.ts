@@ -13,7 +13,7 @@ import { formatBytes } from "../util/units.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { applyJobFor, type ApplyResult, type FreeMode } from "./apply.ts";
 import { InFlight } from "../util/in-flight.ts";
-import { growGpt } from "./gpt-grow.ts";
+import { checkGptGrowth, growGpt } from "./gpt-grow.ts";
 import { closeTarget, openTarget, type Target } from "./target.ts";
 import { WORKER_URL } from "./worker-url.ts";
 import { chunkOrder, type ChunkOrder } from "../util/shuffle.ts";
@@ -95,6 +95,12 @@ export async function restoreImage(opts: RestoreOptions, events: RestoreEvents =
     const signature = checkSignature(m, image.manifestBody, image.path, opts.publicKey, opts.keyPath);
     checkBeforeWriting(image);
     const target = openTarget(opts.target, m.sourceBytes);
+    try {
+      checkGptGrowth(image, target.sizeBytes); // growth at the end must not fail after every chunk is written
+    } catch (e) {
+      closeTarget(target, true);
+      throw e;
+    }
     const pool = new WorkerPool<CodecJob, ApplyResult>(WORKER_URL, { workerCount: Math.max(1, opts.workers), maxJobsPerWorker: MAX_CHUNKS_PER_WORKER });
     const stats: RestoreStats = {
       seconds: 0,
