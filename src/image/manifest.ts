@@ -1,7 +1,8 @@
 // Image manifest v1: what the image holds, per-chunk digests, optional signature. Layout in docs/FORMAT.md.
 // It is plain data (not tied to the file trailer) so the multicast protocol can ship it in parts.
 import { assert } from "../util/assert.ts";
-import { fromUtf8, getAscii, putAscii, setU64, tryGetU64, utf8, view } from "../util/bytes.ts";
+import { equalBytes, fromUtf8, getAscii, putAscii, setU64, tryGetU64, utf8, view } from "../util/bytes.ts";
+import { Layout } from "../util/layout.ts";
 import { SchemaError } from "../util/schema.ts";
 import { imageInfo, type ImageInfo } from "./info.ts";
 import { Codec, DIGEST_BYTES, FORMAT_VERSION, IMAGE_ID_BYTES, MANIFEST_MAGIC, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, SIGNATURE_MAGIC } from "./constants.ts";
@@ -28,7 +29,20 @@ export interface Manifest {
 
 export const DIGEST_ENTRY_BYTES = 2 * DIGEST_BYTES;
 const FIXED_BYTES = 128;
-const SIGNATURE_BLOCK_BYTES = 8 + 2 + 2 + 4 + 32 + 4 + 64;
+const SIGNATURE_BLOCK_BYTES = 116;
+const ED25519_PUBLIC_KEY_BYTES = 32;
+const ED25519_SIGNATURE_BYTES = 64;
+/** The signature block after the manifest body (docs/FORMAT.md), defined once for both directions. */
+const SIGNATURE_BLOCK = new Layout("signature block", SIGNATURE_BLOCK_BYTES, [
+  { name: "magic", kind: "bytes", width: SIGNATURE_MAGIC.length },
+  { name: "algorithm", kind: "u16" },
+  { name: "reserved", kind: "reserved", width: 2 },
+  { name: "publicKeyBytes", kind: "u32" },
+  { name: "publicKey", kind: "bytes", width: ED25519_PUBLIC_KEY_BYTES },
+  { name: "signatureBytes", kind: "u32" },
+  { name: "signature", kind: "bytes", width: ED25519_SIGNATURE_BYTES },
+] as const);
+const SIGNATURE_MAGIC_BYTES = utf8(SIGNATURE_MAGIC);
 const FLAG_SIGNED = 1;
 /** Bound on the info JSON: it is a summary, never per-block data. */
 export const MAX_INFO_BYTES = 1 << 20;
@@ -98,19 +112,16 @@ export function encodeManifestBody(m: Manifest, signed: boolean): Uint8Array {
 export function encodeManifest(m: Manifest): Uint8Array {
   const body = encodeManifestBody(m, m.signature !== null);
   if (m.signature === null) return body;
-  assert(m.signature.publicKey.length === 32 && m.signature.signature.length === 64, "Ed25519 sizes");
   const out = new Uint8Array(body.length + SIGNATURE_BLOCK_BYTES);
   out.set(body, 0);
-  const dv = view(out);
-  let off = body.length;
-  putAscii(out, off, SIGNATURE_MAGIC);
-  dv.setUint16(off + 8, ALG_ED25519, true);
-  dv.setUint32(off + 12, 32, true);
-  out.set(m.signature.publicKey, off + 16);
-  dv.setUint32(off + 48, 64, true);
-  out.set(m.signature.signature, off + 52);
-  off += SIGNATURE_BLOCK_BYTES;
-  assert(off === out.length, "signature block fills the tail");
+  SIGNATURE_BLOCK.write(out, body.length, {
+    magic: SIGNATURE_MAGIC_BYTES,
+    algorithm: ALG_ED25519,
+    publicKeyBytes: ED25519_PUBLIC_KEY_BYTES,
+    publicKey: m.signature.publicKey,
+    signatureBytes: ED25519_SIGNATURE_BYTES,
+    signature: m.signature.signature,
+  });
   return out;
 }
 
@@ -153,6 +164,17 @@ function decodeInfo(bytes: Uint8Array): ImageInfo {
   }
 }
 
+/** The signature block at `offset`: magic, a known algorithm, Ed25519 sizes, reserved bytes zero. */
+function decodeSignatureBlock(bytes: Uint8Array, offset: number): ManifestSignature {
+  const r = SIGNATURE_BLOCK.read(bytes, offset);
+  if (!r.ok) throw new ManifestError(r.why);
+  const v = r.values;
+  if (!equalBytes(v.magic, SIGNATURE_MAGIC_BYTES)) throw new ManifestError("signature block missing");
+  if (v.algorithm !== ALG_ED25519) throw new ManifestError("unknown signature algorithm");
+  if (v.publicKeyBytes !== ED25519_PUBLIC_KEY_BYTES || v.signatureBytes !== ED25519_SIGNATURE_BYTES) throw new ManifestError("bad signature sizes");
+  return { publicKey: v.publicKey.slice(), signature: v.signature.slice() };
+}
+
 export function decodeManifest(bytes: Uint8Array): DecodedManifest {
   if (bytes.length < FIXED_BYTES || getAscii(bytes, 0, 8) !== MANIFEST_MAGIC) throw new ManifestError("not a discus manifest");
   const dv = view(bytes);
@@ -173,14 +195,7 @@ export function decodeManifest(bytes: Uint8Array): DecodedManifest {
   const codec = dv.getUint8(OFF_CODEC);
   if (codec !== Codec.zlib && codec !== Codec.zstd) throw new ManifestError(`unknown codec ${codec}`);
   const info = decodeInfo(bytes.subarray(FIXED_BYTES, FIXED_BYTES + infoBytes));
-  let signature: ManifestSignature | null = null;
-  if (signed) {
-    const off = bodyBytes;
-    if (getAscii(bytes, off, 8) !== SIGNATURE_MAGIC) throw new ManifestError("signature block missing");
-    if (dv.getUint16(off + 8, true) !== ALG_ED25519) throw new ManifestError("unknown signature algorithm");
-    if (dv.getUint32(off + 12, true) !== 32 || dv.getUint32(off + 48, true) !== 64) throw new ManifestError("bad signature sizes");
-    signature = { publicKey: bytes.slice(off + 16, off + 48), signature: bytes.slice(off + 52, off + 116) };
-  }
+  const signature = signed ? decodeSignatureBlock(bytes, bodyBytes) : null;
   const manifest: Manifest = {
     imageId: bytes.slice(OFF_IMAGE_ID, OFF_IMAGE_ID + IMAGE_ID_BYTES),
     ...decodeGeometry(dv),

@@ -170,3 +170,35 @@ function mutateJson(r: Rng, value: unknown): unknown {
   else obj[key] = mutateJson(r, obj[key]);
   return value;
 }
+
+describe("manifest signature block", () => {
+  const signed = (): Manifest => ({
+    ...manifest(),
+    signature: { publicKey: Uint8Array.from({ length: 32 }, (_, i) => i + 100), signature: Uint8Array.from({ length: 64 }, (_, i) => 255 - i) },
+  });
+
+  test("round-trips, and its reserved bytes (10-11 of the block) must be zero", () => {
+    const bytes = encodeManifest(signed());
+    const decoded = decodeManifest(bytes);
+    expect(decoded.manifest.signature).toEqual(signed().signature);
+    expect(decoded.body.length).toBe(bytes.length - 116);
+    for (const off of [10, 11]) {
+      const bad = bytes.slice();
+      bad[decoded.body.length + off] = 1;
+      expect(() => decodeManifest(bad)).toThrow(/signature block reserved field reserved is not zero/);
+    }
+  });
+
+  test("every byte of the block changed alone is refused by a ManifestError or carried into the signature", () => {
+    const bytes = encodeManifest(signed());
+    const start = bytes.length - 116;
+    for (let off = start; off < bytes.length; off++) {
+      const bad = bytes.slice();
+      bad[off]! ^= 0x41;
+      const outcome = expectOnly(ManifestError, () => decodeManifest(bad));
+      // Only the key and the signature themselves are free bytes; the signature check judges them.
+      const inKeyOrSignature = (off - start >= 16 && off - start < 48) || off - start >= 52;
+      expect(outcome).toBe(inKeyOrSignature ? "ok" : "refused");
+    }
+  });
+});
