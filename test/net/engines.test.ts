@@ -1,0 +1,172 @@
+// The server and the loader as engines (issue 10): driven in one process on virtual time over an
+// in-memory LAN, they must write exactly the disk a local restore writes, report what happens
+// through events (the server's client progress comes from the clients' reports), give the same
+// events for the same seeds, and keep a long-running server's statistics bounded.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { $ } from "bun";
+import { closeImage, openImage, type OpenImage } from "../../src/image/reader.ts";
+import { ServeSession, MAX_SESSION_SUMMARIES, type ServeEvent } from "../../src/server/session.ts";
+import { Loader, type LoadEvent } from "../../src/client/loader.ts";
+import { TargetSink } from "../../src/client/sink.ts";
+import { blockBytesForMtu, blocksPerChunk, encodeRequest } from "../../src/net/wire.ts";
+import { readFully } from "../../src/util/io.ts";
+import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { MemoryLan, VirtualClock } from "./virtual.ts";
+
+const PORT = 4520;
+const GROUP = "239.77.0.1";
+const SERVER_ADDRESS = "198.18.0.1";
+const LATENCY_MS = 0.2;
+const CLIENTS = 3;
+/** Virtual time allowed for a load: the image takes about a second at the rate below. */
+const LOAD_LIMIT_MS = 120_000;
+const RATE_BITS_PER_SECOND = 100e6;
+
+let dir = "";
+let imagePath = "";
+let referenceSha = "";
+
+beforeAll(async () => {
+  dir = await tmpDir();
+  // A 12 MiB source: random data with runs of zeros, in 256 KiB chunks (dozens of chunks).
+  const source = new Uint8Array(12 << 20);
+  for (let off = 0; off < source.length; off += 1 << 20) source.set(randomBytes(512 << 10), off);
+  writeFileSync(join(dir, "source.img"), source);
+  imagePath = join(dir, "disk.dsc");
+  await discusOk(["create", join(dir, "source.img"), imagePath, "--raw", "--chunk-size", "256K", "--quiet"]);
+  await discusOk(["restore", imagePath, join(dir, "reference.img"), "--quiet"]);
+  referenceSha = await sha256File(join(dir, "reference.img"));
+}, FIXTURE_TIMEOUT_MS);
+
+afterAll(async () => {
+  if (dir) await $`rm -rf ${dir}`;
+});
+
+/** The image's chunks read straight from its file, as an asynchronous chunk source. */
+function fileChunks(image: OpenImage): (index: number) => Promise<Uint8Array> {
+  return (index) => {
+    const bytes = new Uint8Array(image.trailer.chunkBytes);
+    readFully(image.fd, bytes, index * image.trailer.chunkBytes);
+    return Promise.resolve(bytes);
+  };
+}
+
+interface Scenario {
+  serverEvents: ServeEvent[];
+  loadEvents: LoadEvent[][];
+  targets: string[];
+  endMs: number;
+}
+
+/** One ServeSession and CLIENTS loaders on one virtual LAN, until every load settles. */
+async function runScenario(name: string, seed: number): Promise<Scenario> {
+  const image = openImage(imagePath);
+  const clock = new VirtualClock();
+  const lan = new MemoryLan(clock, LATENCY_MS);
+  try {
+    const server = new ServeSession(
+      image,
+      { imageName: imagePath, group: GROUP, port: PORT, rateBitsPerSecond: RATE_BITS_PER_SECOND, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed },
+      { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
+    );
+    const serverEvents: ServeEvent[] = [];
+    server.on((e) => serverEvents.push(e));
+    await server.start();
+    const targets = Array.from({ length: CLIENTS }, (_, i) => join(dir, `${name}-${i}.img`));
+    const loadEvents: LoadEvent[][] = targets.map(() => []);
+    let settled = 0;
+    const runs = targets.map((target, i) => {
+      const loader = new Loader(
+        { group: GROUP, port: PORT, publicKey: null, keyPath: null, imageId: null, giveUpMs: 30_000, bufferBytes: 2 << 20, requestWindowChunks: 4, seed: seed + 1 + i },
+        { clock, openTransport: lan.transport(`198.18.0.${10 + i}`, PORT), sink: new TargetSink({ target, freeMode: "skip", workers: 0 }) },
+      );
+      loader.on((e) => loadEvents[i]!.push(e));
+      return loader.run().finally(() => settled++);
+    });
+    await clock.runUntil(() => settled === CLIENTS, LOAD_LIMIT_MS);
+    await Promise.all(runs);
+    // The clients' final reports reach the server before it stops.
+    await clock.runUntil(() => false, clock.nowMs() + 200);
+    await server.stop();
+    return { serverEvents, loadEvents, targets, endMs: clock.nowMs() };
+  } finally {
+    closeImage(image);
+  }
+}
+
+describe("engines on virtual time", () => {
+  test("one ServeSession, three Loaders: identical disks, and events from both sides", async () => {
+    const s = await runScenario("virtual", 7);
+    for (const t of s.targets) expect(await sha256File(t)).toBe(referenceSha);
+    const kinds = s.serverEvents.map((e) => e.kind);
+    expect(kinds[0]).toBe("started");
+    expect(kinds.at(-1)).toBe("ended");
+    // The clients' progress reports reach the server's face; each client is done exactly once.
+    const progress = s.serverEvents.filter((e) => e.kind === "client-progress");
+    expect(progress.length).toBeGreaterThan(0);
+    const done = s.serverEvents.filter((e) => e.kind === "client-done").map((e) => e.client);
+    expect(new Set(done).size).toBe(CLIENTS);
+    expect(done.length).toBe(CLIENTS);
+    for (const events of s.loadEvents) {
+      expect(events[0]!.kind).toBe("server");
+      const last = events.at(-1)!;
+      expect(last.kind).toBe("done");
+      const steps = events.filter((e) => e.kind === "progress");
+      const total = steps[0]!.kind === "progress" ? steps[0]!.chunksTotal : 0;
+      expect(steps.map((e) => (e.kind === "progress" ? e.chunksDone : -1))).toEqual(Array.from({ length: total + 1 }, (_, k) => k));
+    }
+    // Virtual time, not the wall clock: the whole load took simulated seconds.
+    expect(s.endMs).toBeGreaterThan(500);
+    expect(s.endMs).toBeLessThan(LOAD_LIMIT_MS);
+    await $`rm -f ${s.targets}`;
+  }, 120_000);
+
+  test("the same seeds give the same events at the same virtual times", async () => {
+    const trace = (s: Scenario) => [
+      ...s.serverEvents.map((e) => `${e.atMs.toFixed(3)} ${e.kind} ${"client" in e ? e.client : ""}`),
+      ...s.loadEvents.flatMap((events, i) => events.map((e) => `${i} ${e.atMs.toFixed(3)} ${e.kind}`)),
+    ];
+    const a = await runScenario("seed-a", 11);
+    const b = await runScenario("seed-b", 11);
+    expect(trace(b)).toEqual(trace(a));
+    expect(a.serverEvents.length).toBeGreaterThan(CLIENTS * 2);
+    await $`rm -f ${a.targets} ${b.targets}`;
+  }, 120_000);
+
+  test("a server through many transfers keeps the last MAX_SESSION_SUMMARIES of them, and counts them all", async () => {
+    const image = openImage(imagePath);
+    const clock = new VirtualClock();
+    const lan = new MemoryLan(clock, LATENCY_MS);
+    try {
+      const server = new ServeSession(
+        image,
+        { imageName: imagePath, group: GROUP, port: PORT, rateBitsPerSecond: RATE_BITS_PER_SECOND, adaptiveRate: false, mtuBytes: 1500, idleMs: null, seed: 3 },
+        { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
+      );
+      let ended = 0;
+      server.on((e) => void (e.kind === "transfer-ended" && ended++));
+      await server.start();
+      const client = await lan.transport("198.18.0.9", PORT)(() => {});
+      const transfers = MAX_SESSION_SUMMARIES + 6;
+      const blockCount = blocksPerChunk(image.trailer.chunkBytes, blockBytesForMtu(1500));
+      const bitmap = new Uint8Array(Math.ceil(blockCount / 8)).fill(0);
+      bitmap[0] = 1;
+      for (let k = 0; k < transfers; k++) {
+        client.send(encodeRequest({ imageId: image.manifest.imageId, sender: 0x1001 + k }, k % image.trailer.dataChunkCount, blockCount, bitmap));
+        // Longer than a transfer's idle time: the next request opens a new transfer.
+        await clock.runUntil(() => false, clock.nowMs() + 5000);
+      }
+      expect(server.snapshot().blocksSent).toBe(transfers);
+      const stats = await server.stop();
+      expect(ended).toBe(transfers);
+      expect(stats.sessionsEnded).toBe(transfers);
+      expect(stats.sessions.length).toBe(MAX_SESSION_SUMMARIES);
+      expect(stats.sessions.every((s) => s.blocksSent === 1 && s.clients === 1)).toBe(true);
+    } finally {
+      closeImage(image);
+    }
+  }, 60_000);
+});
