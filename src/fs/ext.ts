@@ -1,5 +1,6 @@
 // ext2/ext3/ext4: allocated blocks from the block-group bitmaps (plus computed metadata for BLOCK_UNINIT groups).
 import { assert } from "../util/assert.ts";
+import { bitSet, isPowerOfTwo, u64FromHalves } from "../util/bytes.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
 import { bitmapRuns, clipRanges, normalizeRanges, rangeEnd, totalLength, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsKind, FsParser } from "./types.ts";
@@ -163,8 +164,8 @@ function u32(bytes: Uint8Array, offset: number): number {
 
 /** A 64-bit block number from lo/hi halves; must be exact in a JS number. */
 function u64Parts(lo: number, hi: number, what: string): number {
-  const value = hi * 2 ** 32 + lo;
-  if (!Number.isSafeInteger(value)) throw new FsUnsupportedError(`ext: ${what} ${value} is too large`);
+  const value = u64FromHalves(lo, hi);
+  if (value === null) throw new FsUnsupportedError(`ext: ${what} ${hi * 2 ** 32 + lo} is too large`);
   return value;
 }
 
@@ -219,10 +220,6 @@ interface ExtGeometry extends BlockLayout {
   descChecksum: DescChecksum;
   /** crc32c seed for metadata_csum (0 when unused). */
   csumSeed: number;
-}
-
-function isPowerOfTwo(n: number): boolean {
-  return n > 0 && (n & (n - 1)) === 0;
 }
 
 /** Refuses features that change what the bitmaps mean or that leave them possibly stale. */
@@ -574,10 +571,6 @@ function verifyBitmapChecksum(geo: ExtGeometry, d: GroupDesc, bitmap: Uint8Array
   let computed = crc32cUpdate(geo.csumSeed, bitmap.subarray(0, geo.blocksPerGroup / 8));
   if (geo.descBytes < descBytesBitmapCsumHiEnd) computed &= 0xffff;
   if (computed >>> 0 !== d.bitmapCsum) throw new FsUnsupportedError(`ext: group ${d.group} block bitmap checksum mismatch`);
-}
-
-function bitSet(bitmap: Uint8Array, bit: number): boolean {
-  return ((bitmap[bit >>> 3]! >>> (bit & 7)) & 1) === 1;
 }
 
 /**

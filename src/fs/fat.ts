@@ -1,22 +1,13 @@
 // FAT12/16/32 (including EFI System Partitions): allocation from the first FAT, cross-checked
 // against every other FAT copy. Layout per Microsoft's "FAT: General Overview of On-Disk Format".
 import { assert } from "../util/assert.ts";
+import { BS_JUMP, BS_OEM_NAME, BPB_BYTES_PER_SECTOR, BPB_SECTORS_PER_CLUSTER, BPB_RESERVED_SECTORS, BPB_FAT_COUNT, BPB_ROOT_ENTRY_COUNT, BPB_TOTAL_SECTORS_16, BPB_MEDIA, BPB_FAT_SECTORS_16, BPB_TOTAL_SECTORS_32 } from "./fat-bpb.ts";
+import { isPowerOfTwo } from "../util/bytes.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
 import { normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsParser } from "./types.ts";
 
-// Boot sector / BPB offsets shared by all FAT types.
-const BS_JUMP = 0x00;
-const BS_OEM_NAME = 0x03;
-const BPB_BYTES_PER_SECTOR = 0x0b;
-const BPB_SECTORS_PER_CLUSTER = 0x0d;
-const BPB_RESERVED_SECTORS = 0x0e;
-const BPB_FAT_COUNT = 0x10;
-const BPB_ROOT_ENTRY_COUNT = 0x11;
-const BPB_TOTAL_SECTORS_16 = 0x13;
-const BPB_MEDIA = 0x15;
-const BPB_FAT_SECTORS_16 = 0x16;
-const BPB_TOTAL_SECTORS_32 = 0x20;
+// Boot sector / BPB offsets shared by all FAT types are in fs/fat-bpb.ts.
 // FAT32-only BPB fields.
 const BPB32_FAT_SECTORS_32 = 0x24;
 const BPB32_EXT_FLAGS = 0x28;
@@ -88,10 +79,6 @@ export interface FatGeometry {
   ebrOffset: number;
   /** The BPB's media descriptor byte, which FAT[0] repeats. */
   media: number;
-}
-
-function isPowerOfTwo(n: number): boolean {
-  return n > 0 && (n & (n - 1)) === 0;
 }
 
 function latin1(bytes: Uint8Array): string {

@@ -1,20 +1,13 @@
 // NTFS: allocation from the $Bitmap system file (MFT record 6), read through the $MFT runlist.
 // Refuses volumes whose maps may be stale: dirty flag, unclean or Windows-cached $LogFile.
 import { assert } from "../util/assert.ts";
+import { BS_OEM_NAME, BPB_BYTES_PER_SECTOR, BPB_SECTORS_PER_CLUSTER, BPB_RESERVED_SECTORS, BPB_FAT_COUNT, BPB_ROOT_ENTRY_COUNT, BPB_TOTAL_SECTORS_16, BPB_FAT_SECTORS_16, BPB_TOTAL_SECTORS_32 } from "./fat-bpb.ts";
+import { bitSet, isPowerOfTwo, tryGetU64 } from "../util/bytes.ts";
 import { FsUnsupportedError } from "../util/errors.ts";
 import { bitmapRuns, normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsParser } from "./types.ts";
 
-// Boot sector (BPB) offsets.
-const BS_OEM_ID = 0x03;
-const BPB_BYTES_PER_SECTOR = 0x0b;
-const BPB_SECTORS_PER_CLUSTER = 0x0d;
-const BPB_RESERVED_SECTORS = 0x0e;
-const BPB_FAT_COUNT = 0x10;
-const BPB_ROOT_ENTRIES = 0x11;
-const BPB_SECTORS_16 = 0x13;
-const BPB_FAT_SECTORS = 0x16;
-const BPB_SECTORS_32 = 0x20;
+// NTFS boot-sector fields after the DOS BPB (shared offsets: fs/fat-bpb.ts).
 const BPB_TOTAL_SECTORS = 0x28;
 const BPB_MFT_LCN = 0x30;
 const BPB_MFT_MIRROR_LCN = 0x38;
@@ -148,20 +141,16 @@ function latin1(bytes: Uint8Array): string {
   return s;
 }
 
-function isPowerOfTwo(n: number): boolean {
-  return n > 0 && (n & (n - 1)) === 0;
-}
-
 /** A 64-bit little-endian field that must fit in a JavaScript number. */
 function u64(view: DataView, at: number, what: string): number {
-  const value = Number(view.getBigUint64(at, true));
-  if (!Number.isSafeInteger(value)) unsupported(`${what} is too large`);
+  const value = tryGetU64(view, at);
+  if (value === null) unsupported(`${what} is too large`);
   return value;
 }
 
 function looksLikeNtfsBootSector(boot: Uint8Array): boolean {
   if (boot.length < BOOT_SECTOR_BYTES) return false;
-  if (latin1(boot.subarray(BS_OEM_ID, BS_OEM_ID + 8)) !== OEM_ID) return false;
+  if (latin1(boot.subarray(BS_OEM_NAME, BS_OEM_NAME + 8)) !== OEM_ID) return false;
   const view = viewOf(boot);
   if (view.getUint16(SIGNATURE_OFFSET, true) !== 0xaa55) return false;
   const sectorBytes = view.getUint16(BPB_BYTES_PER_SECTOR, true);
@@ -183,10 +172,10 @@ export function parseNtfsBootSector(boot: Uint8Array): NtfsGeometry {
   const zeroFields =
     view.getUint16(BPB_RESERVED_SECTORS, true) |
     boot[BPB_FAT_COUNT]! |
-    view.getUint16(BPB_ROOT_ENTRIES, true) |
-    view.getUint16(BPB_SECTORS_16, true) |
-    view.getUint16(BPB_FAT_SECTORS, true) |
-    view.getUint32(BPB_SECTORS_32, true);
+    view.getUint16(BPB_ROOT_ENTRY_COUNT, true) |
+    view.getUint16(BPB_TOTAL_SECTORS_16, true) |
+    view.getUint16(BPB_FAT_SECTORS_16, true) |
+    view.getUint32(BPB_TOTAL_SECTORS_32, true);
   if (zeroFields !== 0) unsupported("FAT fields of the BPB are not zero");
 
   const totalSectors = u64(view, BPB_TOTAL_SECTORS, "sector count");
@@ -530,12 +519,8 @@ function clusterBitmap(reader: BlockReader, geo: NtfsGeometry, runs: readonly Ru
   return readRuns(reader, geo, info.runs, 0, neededBytes);
 }
 
-function bitSet(bitmap: Uint8Array, index: number): boolean {
-  return ((bitmap[index >>> 3]! >>> (index & 7)) & 1) === 1;
-}
-
 function sameVolumeFields(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = BS_OEM_ID; i < VOLUME_FIELDS_END; i++) if (a[i] !== b[i]) return false;
+  for (let i = BS_OEM_NAME; i < VOLUME_FIELDS_END; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 

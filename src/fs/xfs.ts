@@ -16,7 +16,7 @@ import { invertRanges, normalizeRanges, type Range } from "../util/ranges.ts";
 import type { BlockReader, FsAllocation, FsParser } from "./types.ts";
 import { decodeLabel, formatUuid } from "./names.ts";
 import { crc32cUpdate } from "../util/crc32c.ts";
-import { equalBytes, view } from "../util/bytes.ts";
+import { equalBytes, isPowerOfTwo, tryGetU64, view } from "../util/bytes.ts";
 import { BASIC_BLOCK_BYTES, checkLogClean, unsupported, type LogArea } from "./xfs-log.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -190,13 +190,9 @@ interface FreeExtent {
 
 /** A 64-bit big-endian count that must fit a JavaScript number exactly. */
 function readU64(dv: DataView, offset: number, what: string): number {
-  const value = dv.getBigUint64(offset, false);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) unsupported(`${what} ${value} is too large`);
-  return Number(value);
-}
-
-function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
+  const value = tryGetU64(dv, offset, false);
+  if (value === null) unsupported(`${what} ${dv.getBigUint64(offset, false)} is too large`);
+  return value;
 }
 
 

@@ -1,6 +1,6 @@
 // Chunk header v1: encode and decode (pure). Layout in docs/FORMAT.md.
 import { assert } from "../util/assert.ts";
-import { crc32, getAscii, putAscii, setU64, tryGetU64, view } from "../util/bytes.ts";
+import { crc32, getAscii, isPowerOfTwo, putAscii, setU64, tryGetU64, view } from "../util/bytes.ts";
 import type { Range } from "../util/ranges.ts";
 import {
   CHUNK_FIXED_HEADER_BYTES,
@@ -124,7 +124,7 @@ export function decodeChunkHeader(bytes: Uint8Array, chunkBytes: number): ChunkH
   const sectorBytes = dv.getUint32(OFF_SECTOR_BYTES, true);
   if (payloadBytes < 1 || headerBytes + payloadBytes > chunkBytes) throw new ChunkFormatError("payload does not fit the chunk");
   if (rawBytes > MAX_CHUNK_RAW_BYTES) throw new ChunkFormatError("raw size above the format's bound");
-  if (sectorBytes < 512 || sectorBytes > 65536 || (sectorBytes & (sectorBytes - 1)) !== 0) throw new ChunkFormatError("bad sector size");
+  if (sectorBytes < 512 || sectorBytes > 65536 || !isPowerOfTwo(sectorBytes)) throw new ChunkFormatError("bad sector size");
   const firstSector = sectorField(dv, OFF_FIRST_SECTOR, sectorBytes, "first sector");
   const endSector = sectorField(dv, OFF_END_SECTOR, sectorBytes, "end sector");
   if (endSector <= firstSector) throw new ChunkFormatError("empty responsibility range");

@@ -1,7 +1,7 @@
 // Image manifest v1: what the image holds, per-chunk digests, optional signature. Layout in docs/FORMAT.md.
 // It is plain data (not tied to the file trailer) so the multicast protocol can ship it in parts.
 import { assert } from "../util/assert.ts";
-import { equalBytes, fromUtf8, getAscii, putAscii, setU64, tryGetU64, utf8, view } from "../util/bytes.ts";
+import { equalBytes, fromUtf8, getAscii, isPowerOfTwo, putAscii, setU64, tryGetU64, utf8, view } from "../util/bytes.ts";
 import { Layout } from "../util/layout.ts";
 import { SchemaError } from "../util/schema.ts";
 import { imageInfo, type ImageInfo } from "./info.ts";
@@ -141,7 +141,7 @@ function decodeGeometry(dv: DataView): Pick<Manifest, "sectorBytes" | "chunkByte
   const chunkBytes = dv.getUint32(OFF_CHUNK_BYTES, true);
   const sourceBytes = tryGetU64(dv, OFF_SOURCE_BYTES);
   const dataSectors = tryGetU64(dv, OFF_DATA_SECTORS);
-  if (sectorBytes < 512 || sectorBytes > 65536 || (sectorBytes & (sectorBytes - 1)) !== 0) throw new ManifestError(`sector size ${sectorBytes} is not a power of two in 512..65536`);
+  if (sectorBytes < 512 || sectorBytes > 65536 || !isPowerOfTwo(sectorBytes)) throw new ManifestError(`sector size ${sectorBytes} is not a power of two in 512..65536`);
   if (chunkBytes < MIN_CHUNK_BYTES || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 512 !== 0) throw new ManifestError(`chunk size ${chunkBytes} is outside the format's bounds`);
   if (sourceBytes === null || sourceBytes === 0 || sourceBytes % sectorBytes !== 0) throw new ManifestError("source size is not a whole number of sectors below 2^53 bytes");
   if (dataSectors === null || dataSectors * sectorBytes > sourceBytes) throw new ManifestError("more data sectors than the source holds");

@@ -2,6 +2,7 @@
 // copy at the end of the disk, both guarded by CRC32s. Reads the primary, falls back to the backup.
 import type { BlockReader } from "../fs/types.ts";
 import { assert } from "../util/assert.ts";
+import { isPowerOfTwo, tryGetU64 } from "../util/bytes.ts";
 import { normalizeRanges, type Range } from "../util/ranges.ts";
 import { checkDisjoint, type GptInfo, type Partition, type PartitionTable, PartitionTableError, type Span } from "./types.ts";
 
@@ -50,17 +51,9 @@ export function crc32(bytes: Uint8Array): number {
 
 /** A little-endian u64 that must fit in a JavaScript number; larger means corrupt input. */
 export function readU64(view: DataView, offset: number, what: string): number {
-  const low = view.getUint32(offset, true);
-  const high = view.getUint32(offset + 4, true);
-  const value = high * 2 ** 32 + low;
-  if (!Number.isSafeInteger(value)) throw new PartitionTableError(`${what} ${high}:${low} is beyond 2^53`);
+  const value = tryGetU64(view, offset);
+  if (value === null) throw new PartitionTableError(`${what} ${view.getBigUint64(offset, true)} is beyond 2^53`);
   return value;
-}
-
-export function writeU64(view: DataView, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 ${value} is a safe non-negative integer`);
-  view.setUint32(offset, value % 2 ** 32, true);
-  view.setUint32(offset + 4, Math.floor(value / 2 ** 32), true);
 }
 
 /** Mixed-endian GUID bytes to "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lowercase. */
@@ -135,7 +128,7 @@ export function decodeGptHeader(sector: Uint8Array, sectorBytes: number, diskSec
 
 function checkHeaderGeometry(h: GptHeader, sectorBytes: number, diskSectors: number): void {
   // The spec requires 128 × 2^n bytes per entry.
-  if (h.entryBytes < entryBytesMin || h.entryBytes % entryBytesMin !== 0 || (h.entryBytes & (h.entryBytes - 1)) !== 0) {
+  if (h.entryBytes < entryBytesMin || h.entryBytes % entryBytesMin !== 0 || !isPowerOfTwo(h.entryBytes)) {
     throw new PartitionTableError(`entry size ${h.entryBytes} is not 128 × 2^n`);
   }
   if (h.entryCount * h.entryBytes > entryArrayBytesMax) {

@@ -2,6 +2,8 @@
 // inside one extended partition. Also tells an MBR apart from a filesystem boot sector at offset 0.
 import type { BlockReader } from "../fs/types.ts";
 import { assert } from "../util/assert.ts";
+import { isPowerOfTwo } from "../util/bytes.ts";
+import { BPB_BYTES_PER_SECTOR, BPB_FAT_COUNT, BPB_MEDIA, BPB_RESERVED_SECTORS, BPB_SECTORS_PER_CLUSTER, BS_OEM_NAME } from "../fs/fat-bpb.ts";
 import { normalizeRanges, type Range } from "../util/ranges.ts";
 import { checkDisjoint, mbrBytes, type Partition, type PartitionTable, PartitionTableError, type Span } from "./types.ts";
 
@@ -71,17 +73,7 @@ function bootFlagsValid(entries: readonly MbrEntry[]): boolean {
   return entries.every((e) => e.bootFlag === bootFlagInactive || e.bootFlag === bootFlagActive);
 }
 
-function isPowerOfTwo(n: number): boolean {
-  return n > 0 && (n & (n - 1)) === 0;
-}
-
-// Volume boot record fields (FAT BPB, NTFS and exFAT OEM names).
-const oemNameOffset = 3;
-const bpbBytesPerSectorOffset = 11;
-const bpbSectorsPerClusterOffset = 13;
-const bpbReservedSectorsOffset = 14;
-const bpbFatCountOffset = 16;
-const bpbMediaOffset = 21;
+// Volume boot record fields: the DOS BPB offsets are fs/fat-bpb.ts; the XFS magic is at byte 0.
 const xfsMagicOffset = 0;
 
 function asciiAt(sector: Uint8Array, offset: number, length: number): string {
@@ -94,18 +86,18 @@ function asciiAt(sector: Uint8Array, offset: number, length: number): string {
  * decides between "no partition table" and "ambiguous", never which partitions exist.
  */
 export function looksLikeFilesystemBootSector(sector: Uint8Array): boolean {
-  const oem = asciiAt(sector, oemNameOffset, 8);
+  const oem = asciiAt(sector, BS_OEM_NAME, 8);
   if (oem === "NTFS    " || oem === "EXFAT   ") return true;
   if (asciiAt(sector, xfsMagicOffset, 4) === "XFSB") return true;
   const view = new DataView(sector.buffer, sector.byteOffset, mbrBytes);
   const jumpShort = sector[0] === 0xeb && sector[2] === 0x90;
   const jumpNear = sector[0] === 0xe9;
   if (!jumpShort && !jumpNear) return false;
-  const bytesPerSector = view.getUint16(bpbBytesPerSectorOffset, true);
-  const sectorsPerCluster = view.getUint8(bpbSectorsPerClusterOffset);
-  const reservedSectors = view.getUint16(bpbReservedSectorsOffset, true);
-  const fatCount = view.getUint8(bpbFatCountOffset);
-  const media = view.getUint8(bpbMediaOffset);
+  const bytesPerSector = view.getUint16(BPB_BYTES_PER_SECTOR, true);
+  const sectorsPerCluster = view.getUint8(BPB_SECTORS_PER_CLUSTER);
+  const reservedSectors = view.getUint16(BPB_RESERVED_SECTORS, true);
+  const fatCount = view.getUint8(BPB_FAT_COUNT);
+  const media = view.getUint8(BPB_MEDIA);
   return (
     isPowerOfTwo(bytesPerSector) && bytesPerSector >= 512 && bytesPerSector <= 4096 &&
     isPowerOfTwo(sectorsPerCluster) &&

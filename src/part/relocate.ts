@@ -1,6 +1,7 @@
 // Moves a GPT's backup to the end of a larger disk, for an image of a smaller disk restored to a bigger
 // one. Pure: takes the primary structures as bytes and returns every sector to write, CRCs recomputed.
 import { assert } from "../util/assert.ts";
+import { isPowerOfTwo, setU64 } from "../util/bytes.ts";
 import {
   crc32,
   decodeGptHeader,
@@ -12,7 +13,6 @@ import {
   headerLastUsableLbaOffset,
   headerMyLbaOffset,
   primaryHeaderLba,
-  writeU64,
 } from "./gpt.ts";
 import { decodeEntries, typeGptProtective, writeEntrySectorCount } from "./mbr.ts";
 import { mbrBytes, PartitionTableError } from "./types.ts";
@@ -43,7 +43,7 @@ export function relocateGpt(
   sectorBytes: number,
   newDiskBytes: number,
 ): RelocatedGpt {
-  assert(sectorBytes >= mbrBytes && (sectorBytes & (sectorBytes - 1)) === 0, `sector size ${sectorBytes} is a power of two >= 512`);
+  assert(sectorBytes >= mbrBytes && isPowerOfTwo(sectorBytes), `sector size ${sectorBytes} is a power of two >= 512`);
   assert(primaryHeaderSector.length === sectorBytes, "the primary header is one whole sector");
   assert(protectiveMbr.length >= mbrBytes, "the protective MBR holds 512 bytes");
   assert(Number.isSafeInteger(newDiskBytes) && newDiskBytes % sectorBytes === 0, `new disk size ${newDiskBytes} is whole sectors`);
@@ -73,17 +73,17 @@ export function relocateGpt(
 
   const primaryHeader = primaryHeaderSector.slice();
   const primaryView = new DataView(primaryHeader.buffer);
-  writeU64(primaryView, headerAlternateLbaOffset, backupHeaderLba);
-  writeU64(primaryView, headerLastUsableLbaOffset, lastUsableLba);
+  setU64(primaryView, headerAlternateLbaOffset, backupHeaderLba);
+  setU64(primaryView, headerLastUsableLbaOffset, lastUsableLba);
   primaryView.setUint32(headerCrcOffset, headerCrc(primaryHeader, header.headerBytes), true);
 
   // The backup is the primary with its own location, the primary's as alternate, and its own entries.
   const backupHeader = new Uint8Array(sectorBytes);
   backupHeader.set(primaryHeader.subarray(0, header.headerBytes));
   const backupView = new DataView(backupHeader.buffer);
-  writeU64(backupView, headerMyLbaOffset, backupHeaderLba);
-  writeU64(backupView, headerAlternateLbaOffset, primaryHeaderLba);
-  writeU64(backupView, headerEntryArrayLbaOffset, backupEntriesLba);
+  setU64(backupView, headerMyLbaOffset, backupHeaderLba);
+  setU64(backupView, headerAlternateLbaOffset, primaryHeaderLba);
+  setU64(backupView, headerEntryArrayLbaOffset, backupEntriesLba);
   backupView.setUint32(headerCrcOffset, headerCrc(backupHeader, header.headerBytes), true);
 
   const entries = new Uint8Array(entrySectors * sectorBytes);

@@ -2,6 +2,7 @@
 // table itself (and to boot code hidden around it) and so must always be captured.
 import type { BlockReader } from "../fs/types.ts";
 import { assert, assertCount } from "../util/assert.ts";
+import { isPowerOfTwo } from "../util/bytes.ts";
 import { readGpt } from "./gpt.ts";
 import { readMbr } from "./mbr.ts";
 import type { PartitionTable } from "./types.ts";
@@ -16,7 +17,7 @@ const sectorBytesMax = 65536;
  */
 export function readPartitionTable(reader: BlockReader, sectorBytes: number): PartitionTable | null {
   assert(
-    sectorBytes >= sectorBytesMin && sectorBytes <= sectorBytesMax && (sectorBytes & (sectorBytes - 1)) === 0,
+    sectorBytes >= sectorBytesMin && sectorBytes <= sectorBytesMax && isPowerOfTwo(sectorBytes),
     `sector size ${sectorBytes} is a power of two in [${sectorBytesMin}, ${sectorBytesMax}]`,
   );
   assertCount(reader.sizeBytes, "disk bytes");
