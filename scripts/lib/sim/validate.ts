@@ -1,0 +1,62 @@
+// Validation of the simulator against real processes (`bash scripts/sim --validate`, root): the
+// same image served by `discus serve` to `discus load` in network namespaces at 100 Mbit/s.
+// 1. Calibrate: N = 1, no loss; each process's CPU time per packet (less a bare start-up) gives
+//    the per-packet main-thread costs of the host CPU model.
+// 2. Validate: N = 4, no loss and 5 % loss; real times (median of REPEATS) against the simulator on
+//    the same machine model (all hosts on this machine's cores), and on a machine per host.
+import { cpus } from "node:os";
+import { realRun, type RealRun } from "./real.ts";
+import { cli as treeCli } from "../../../test/helpers.ts";
+import { simulate, type SimConfig } from "./run.ts";
+import { summarize } from "./summary.ts";
+import type { Loaded } from "../../sim.ts";
+
+const REPEATS = 3;
+const VALIDATE_CLIENTS = 4;
+const LINK_MBIT = 100;
+const TOLERANCE = 0.15;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** CPU seconds a bare `bun cli --version` costs: the start-up every real process pays. */
+async function startupCpuSeconds(cli: string): Promise<number> {
+  const p = Bun.spawn(["bun", cli, "--version"], { stdout: "ignore", stderr: "ignore" });
+  await p.exited;
+  return Number(p.resourceUsage()!.cpuTime.total) / 1e6;
+}
+
+async function realRuns(img: Loaded, cli: string, clients: number, loss: number): Promise<RealRun[]> {
+  const runs: RealRun[] = [];
+  for (let i = 0; i < REPEATS; i++) {
+    const r = await realRun(img.imagePath, img.diskPath, clients, LINK_MBIT, loss, cli);
+    console.error(`real N=${clients} loss ${loss}%: ${r.seconds.toFixed(2)} s${r.failures.length ? ` FAILED: ${r.failures[0]}` : ""}`);
+    runs.push(r);
+  }
+  return runs;
+}
+
+export async function validate(base: SimConfig, img: Loaded): Promise<void> {
+  // SIM_REAL_CLI: another checkout's src/cli.ts, when this tree is mid-edit.
+  const cli = process.env.SIM_REAL_CLI ?? treeCli;
+  const startup = await startupCpuSeconds(cli);
+  const one = await realRuns(img, cli, 1, 0);
+  const cal = one.filter((r) => r.failures.length === 0);
+  const receiveUs = median(cal.map((r) => ((r.clientCpuSeconds[0]! - startup) / r.blocksReceivedPerClient) * 1e6));
+  const sendUs = median(cal.map((r) => ((r.serverCpuSeconds - startup) / r.serverBlocksSent) * 1e6));
+  const cores = cpus().length;
+  console.log(`calibration (real N = 1, ${cal.length} runs): client ${receiveUs.toFixed(1)} µs per packet heard, server ${sendUs.toFixed(1)} µs per packet sent (process CPU less ${startup.toFixed(2)} s start-up); real T(1) ${median(cal.map((r) => r.seconds)).toFixed(2)} s`);
+  console.log();
+  console.log(`| loss | real s (median of ${REPEATS}) | real runs | sim s, ${cores} shared cores | sim/real | sim s, a machine per host | sim/real | within ${TOLERANCE * 100}% |`);
+  console.log("|---:|---:|---|---:|---:|---:|---:|---|");
+  for (const loss of [0, 5]) {
+    const runs = await realRuns(img, cli, VALIDATE_CLIENTS, loss);
+    const ok = runs.filter((r) => r.failures.length === 0 && r.allCorrect);
+    const real = median(ok.map((r) => r.seconds));
+    const config: SimConfig = { ...base, clients: VALIDATE_CLIENTS, linkBitsPerSecond: LINK_MBIT * 1e6, lossProbability: loss / 100, skew: "simultaneous", hostile: false, restart: null, slowClientBitsPerSecond: null, bufferBytes: 64 << 20 };
+    const shared = summarize(await simulate({ ...config, sharedCores: cores, hostReceiveMs: receiveUs / 1000, hostSendMs: sendUs / 1000 }, img.image, img.chunks, img.allChunks), img.imageBytes);
+    const apart = summarize(await simulate({ ...config, sharedCores: null }, img.image, img.chunks, img.allChunks), img.imageBytes);
+    const ratio = shared.clientSecondsMax / real;
+    console.log(`| ${loss}% | ${real.toFixed(2)} | ${ok.map((r) => r.seconds.toFixed(2)).join(", ")} | ${shared.clientSecondsMax.toFixed(2)} | ${ratio.toFixed(2)} | ${apart.clientSecondsMax.toFixed(2)} | ${(apart.clientSecondsMax / real).toFixed(2)} | ${Math.abs(ratio - 1) <= TOLERANCE ? "yes" : "NO"} |`);
+    console.log(`|  | requests/client real ${median(ok.map((r) => r.requestsPerClient)).toFixed(0)}, sim ${shared.requestsPerClient.toFixed(0)}; duplicate blocks real ${(100 * median(ok.map((r) => r.duplicateFraction))).toFixed(1)} %, sim ${(100 * shared.duplicateFraction).toFixed(1)} % | | | | | | |`);
+  }
+}
