@@ -2,7 +2,7 @@
 // virtual time over an in-memory LAN (scripts/lib/sim). Seeded and reproducible.
 // Usage: bash scripts/sim [--clients N] [--loss PERCENT] [--rate-mbit R] [--mtu M] [--latency-ms L]
 //          [--latency-spread-ms S] [--slow-mbit R0] [--skew simultaneous|clustered|uniform]
-//          [--restart-at-s T [--restart-down-s D]] [--hostile] [--disk-mbps MBps] [--client-cores C]
+//          [--restart-at-s T [--restart-down-s D]] [--hostile] [--disk-mbps MBps] [--dirty-mib M] [--client-cores C]
 //          [--shared-cores C] [--seed S] [--image-mib M] [--chunk-kib K] [--memory-kib K] [--window W]
 //          [--limit-s S] [--json | --table [--table-clients 1,10,100,1000] | --validate | --measure-cpu]
 //   (default) one run, printed as text; --json: one JSON object (wall time and memory on stderr);

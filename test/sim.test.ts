@@ -19,7 +19,7 @@ const imageBytes = (t.dataChunkCount + t.manifestPartCount) * t.chunkBytes;
 const base: SimConfig = {
   seed: 7, clients: 3, linkBitsPerSecond: 100e6, mtuBytes: 1500, lossProbability: 0, latencyMs: 0.05, latencySpreadMs: 0.2,
   slowClientBitsPerSecond: null, skew: "simultaneous", skewWindowMs: 0, restart: null, hostile: false,
-  diskBytesPerSecond: 200e6, clientCores: 2, cpu: MEASURED_CPU, sharedCores: null, hostReceiveMs: 0, hostSendMs: 0,
+  diskBytesPerSecond: 200e6, dirtyBackgroundBytes: 256 << 20, clientCores: 2, cpu: MEASURED_CPU, sharedCores: null, hostReceiveMs: 0, hostSendMs: 0,
   bufferBytes: 2 << 20, windowChunks: 4, giveUpMs: 60_000, limitMs: 120_000,
 };
 const run = async (c: Partial<SimConfig>) => summarize(await simulate({ ...base, ...c }, img.image, img.chunks, img.allChunks), imageBytes);

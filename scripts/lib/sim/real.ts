@@ -27,7 +27,8 @@ export interface RealRun {
   failures: string[];
 }
 
-const SERVER_SETTLE_MS = 300;
+const SERVER_POLL_MS = 20;
+const SERVER_START_LIMIT_MS = 10_000;
 const CLIENT_TIMEOUT_MS = 300_000;
 const SUMMARY_WAIT_MS = 3500;
 
@@ -56,15 +57,20 @@ export async function realRun(imagePath: string, diskPath: string, clients: numb
     return await withLab({ clients, linkMbit, lossPercent: Array(clients).fill(lossPercent) }, async (lab) => {
       const group = lab.group(0);
       const server = lab.spawn(lab.server, ["bun", cli, "serve", imagePath, "--group", group, "--port", String(MCAST_PORT), "--iface", lab.server.address, "--rate", `${linkMbit}mbit`]);
-      const serverLog = new Response(server.stderr).text();
-      await Bun.sleep(SERVER_SETTLE_MS);
+      // Clients start once the server listens (on a busy machine its start-up can take a while).
+      let log = "";
+      const reading = (async () => {
+        for await (const chunk of server.stderr) log += new TextDecoder().decode(chunk);
+      })();
+      const waitStart = performance.now();
+      while (!log.includes("serving") && performance.now() - waitStart < SERVER_START_LIMIT_MS) await Bun.sleep(SERVER_POLL_MS);
       const targets = lab.clients.map((_, i) => join(work, `d${i}.img`));
       await $`truncate -s ${diskBytes} ${targets}`;
       const results = await Promise.all(lab.clients.map((c, i) => loadOne(cli, lab, c, group, targets[i]!)));
       await Bun.sleep(SUMMARY_WAIT_MS);
       server.kill("SIGTERM");
       await server.exited;
-      const log = await serverLog;
+      await reading;
       const shas = await Promise.all(results.map(async (r) => (r.stats !== null ? (await $`sha256sum ${r.target}`.text()).split(" ")[0] : "failed")));
       const stats = results.map((r) => r.stats).filter((s) => s !== null);
       const mean = (f: (s: LoadStats) => number) => stats.reduce((a, s) => a + f(s), 0) / Math.max(1, stats.length);

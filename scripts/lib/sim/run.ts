@@ -10,7 +10,7 @@ import { mulberry32 } from "../../../src/util/shuffle.ts";
 import { assert } from "../../../src/util/assert.ts";
 import { Scheduler } from "./scheduler.ts";
 import { CorePool, Lan, SIM_PORT, type HostCpu, type LinkSpec } from "./lan.ts";
-import { SimSink, type SimChunks } from "./sink.ts";
+import { SimDisk, SimSink, type SimChunks } from "./sink.ts";
 import { HostileHost } from "./hostile.ts";
 import type { CpuModel } from "./cpu.ts";
 
@@ -35,6 +35,8 @@ export interface SimConfig {
   restart: { atMs: number; downMs: number } | null;
   hostile: boolean;
   diskBytesPerSecond: number;
+  /** Page-cache write-back threshold of a client's disk (Linux dirty_background): beyond it writes go out at once. */
+  dirtyBackgroundBytes: number;
   clientCores: number;
   cpu: CpuModel;
   /** All hosts on one machine with this many cores (the namespace run's model); null: a machine each. */
@@ -110,6 +112,8 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
   const base = link(config.linkBitsPerSecond, config.latencyMs);
   const server = lan.addHost({ address: SERVER_ADDRESS, cpu: hostCpu, up: base, down: base, lossProbability: 0, seed: config.seed ^ 0x5e });
   const starts = startTimes(config);
+  // Hosts on one machine share its disk; otherwise each client has its own.
+  const sharedDisk = pool === null ? null : new SimDisk(config.diskBytesPerSecond, config.dirtyBackgroundBytes);
   const outcomes: ClientOutcome[] = [];
   const loaders: Loader[] = [];
   let settled = 0;
@@ -117,7 +121,8 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
     const extra = (Math.floor(next() * LATENCY_CLASSES) * config.latencySpreadMs) / Math.max(1, LATENCY_CLASSES - 1);
     const rate = i === 0 && config.slowClientBitsPerSecond !== null ? config.slowClientBitsPerSecond : config.linkBitsPerSecond;
     const host = lan.addHost({ address: clientAddress(i), cpu: hostCpu, up: link(config.linkBitsPerSecond, config.latencyMs + extra), down: link(rate, config.latencyMs + extra), lossProbability: config.lossProbability, seed: (config.seed * 7919 + i) >>> 0 });
-    const sink = new SimSink(clock, chunks, config.cpu, { writeBytesPerSecond: config.diskBytesPerSecond, cores: config.clientCores });
+    const disk = sharedDisk ?? new SimDisk(config.diskBytesPerSecond, config.dirtyBackgroundBytes);
+    const sink = new SimSink(clock, chunks, config.cpu, { cores: config.clientCores, pool }, disk);
     const outcome: ClientOutcome = { startMs: starts[i]!, endMs: null, stats: null, error: null, sink };
     outcomes.push(outcome);
     clock.at(outcome.startMs, () => {

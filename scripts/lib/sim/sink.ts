@@ -1,7 +1,8 @@
 // The simulated disk behind each simulated loader: a ChunkSink that checks a chunk by comparing it
 // with the image's own bytes (equal bytes ⇔ equal SHA-256, without paying for the hash), and
 // charges virtual time for the work a real client does: verify and decompress on the client's
-// cores (the CPU model, cpu.ts), then write at the disk's rate, one chunk at a time. Nothing real
+// cores (the CPU model, cpu.ts), write through the page cache, and flush at the end at the disk's
+// rate (SimDisk). Nothing real
 // happens: time passes on the scheduler, so results do not depend on this machine.
 import type { Manifest } from "../../../src/image/manifest.ts";
 import type { ApplyResult } from "../../../src/target/apply.ts";
@@ -9,6 +10,7 @@ import { equalBytes } from "../../../src/util/bytes.ts";
 import { assert } from "../../../src/util/assert.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { CpuModel } from "./cpu.ts";
+import type { CorePool } from "./lan.ts";
 
 /** The image as the simulator holds it: every data chunk's container and raw size. */
 export interface SimChunks {
@@ -20,9 +22,44 @@ export interface SimChunks {
 }
 
 export interface DiskModel {
-  writeBytesPerSecond: number;
   /** Threads verifying and decompressing in parallel (the client's --workers). */
   cores: number;
+  /** Cores shared with other hosts on one machine; null: the client's own cores. */
+  pool: CorePool | null;
+}
+
+/**
+ * A disk behind Linux's page cache: writes land in memory (dirty) and cost nothing until the dirty
+ * bytes pass the background threshold (then the excess goes out at the disk's rate, in order);
+ * the final fdatasync waits for the rest. One SimDisk may serve several sinks (hosts on one
+ * machine share its disk), each flushing its own dirty bytes through the disk's one queue.
+ */
+export class SimDisk {
+  private freeAtMs = 0;
+  private dirtyBytes = 0;
+  constructor(
+    readonly writeBytesPerSecond: number,
+    readonly backgroundBytes: number,
+  ) {
+    assert(writeBytesPerSecond > 0 && backgroundBytes >= 0, "a disk has a rate and a write-back threshold");
+  }
+
+  /** Bytes written now by one writer; returns how many of them stay dirty (the writer's to flush). */
+  write(nowMs: number, bytes: number): number {
+    this.dirtyBytes += bytes;
+    const excess = Math.max(0, this.dirtyBytes - this.backgroundBytes);
+    if (excess === 0) return bytes;
+    this.dirtyBytes -= excess;
+    this.freeAtMs = Math.max(nowMs, this.freeAtMs) + (excess * 1000) / this.writeBytesPerSecond;
+    return Math.max(0, bytes - excess);
+  }
+
+  /** Writes `dirty` bytes out now (a writer's fdatasync); returns when they are on the disk. */
+  flush(nowMs: number, dirty: number): number {
+    this.dirtyBytes = Math.max(0, this.dirtyBytes - dirty);
+    this.freeAtMs = Math.max(nowMs, this.freeAtMs) + (dirty * 1000) / this.writeBytesPerSecond;
+    return this.freeAtMs;
+  }
 }
 
 export interface ApplyOutcome {
@@ -39,17 +76,22 @@ export class SimSink {
   finished = false;
   closedFailed: boolean | null = null;
   private coreFreeAtMs: number[];
-  private diskFreeAtMs = 0;
+  /** This sink's bytes still in the page cache, for its final flush. */
+  private dirtyBytes = 0;
+  readonly maxInFlight: number;
 
   constructor(
     private readonly clock: Scheduler,
     private readonly chunks: SimChunks,
     private readonly cpu: CpuModel,
-    private readonly disk: DiskModel,
+    private readonly model: DiskModel,
+    private readonly disk: SimDisk,
   ) {
-    assert(disk.cores >= 1 && disk.writeBytesPerSecond > 0, "a client has a core and a disk");
+    assert(model.cores >= 1, "a client has a core");
     this.applied = new Uint16Array(chunks.containers.length);
-    this.coreFreeAtMs = Array(disk.cores).fill(0);
+    this.coreFreeAtMs = Array(model.cores).fill(0);
+    // As the real sink: two chunks per worker in flight.
+    this.maxInFlight = 2 * model.cores;
   }
 
   open(m: Manifest): void {
@@ -63,24 +105,32 @@ export class SimSink {
     // A chunk is hashed before anything else: a bad one costs its hash, a good one the whole apply.
     const rawMiB = (good ? this.chunks.rawBytes[index]! : 0) / 2 ** 20;
     const cpuMs = (this.cpu.applyMicrosPerChunk + this.cpu.applyMicrosPerRawMiB * rawMiB) / 1000;
-    const core = this.coreFreeAtMs.indexOf(Math.min(...this.coreFreeAtMs));
-    const cpuDoneMs = Math.max(now, this.coreFreeAtMs[core]!) + cpuMs;
-    this.coreFreeAtMs[core] = cpuDoneMs;
+    const cpuDoneMs = this.model.pool !== null ? this.model.pool.reserve(now, cpuMs) : this.ownCore(now, cpuMs);
     if (!good) {
       this.rejected++;
       return this.clock.after(cpuDoneMs - now, { result: null, rejected: "chunk digest does not match the manifest", container });
     }
     const written = this.chunks.writtenBytes[index]!;
-    const diskDoneMs = Math.max(cpuDoneMs, this.diskFreeAtMs) + (written * 1000) / this.disk.writeBytesPerSecond;
-    this.diskFreeAtMs = diskDoneMs;
+    this.dirtyBytes += this.disk.write(cpuDoneMs, written);
     this.applied[index]!++;
     const result: ApplyResult = { writtenBytes: written, freeBytes: this.chunks.freeBytes[index]!, zeroedBytes: 0, discardedBytes: 0 };
-    return this.clock.after(diskDoneMs - now, { result, rejected: null, container });
+    return this.clock.after(cpuDoneMs - now, { result, rejected: null, container });
   }
 
-  finish(): { gptMoved: boolean } {
+  private ownCore(now: number, cpuMs: number): number {
+    const core = this.coreFreeAtMs.indexOf(Math.min(...this.coreFreeAtMs));
+    const doneMs = Math.max(now, this.coreFreeAtMs[core]!) + cpuMs;
+    this.coreFreeAtMs[core] = doneMs;
+    return doneMs;
+  }
+
+  /** The loader's fdatasync: done when this sink's dirty bytes are on the disk. */
+  finish(): Promise<{ gptMoved: boolean }> {
+    const now = this.clock.nowMs();
+    const doneMs = this.disk.flush(now, this.dirtyBytes);
+    this.dirtyBytes = 0;
     this.finished = true;
-    return { gptMoved: false };
+    return this.clock.after(doneMs - now, { gptMoved: false });
   }
 
   close(failed: boolean): void {

@@ -76,6 +76,7 @@ export function summarize(run: SimRun, imageBytes: number): SimSummary {
       restart: c.restart === null ? null : `at ${c.restart.atMs / 1000} s, down ${c.restart.downMs / 1000} s`,
       hostile: c.hostile ? "test/net/forger.ts hostile mode rates" : null,
       diskMBps: c.diskBytesPerSecond / 1e6,
+      diskWriteBackMiB: c.dirtyBackgroundBytes / 2 ** 20,
       clientCpu: `${c.clientCores} cores each; ${describeCpu(c.cpu)}`,
       hostCpu: c.sharedCores === null ? "a machine per host; per-packet main-thread cost not charged" : `all hosts share ${c.sharedCores} cores; ${(c.hostReceiveMs * 1000).toFixed(0)} µs per packet heard, ${(c.hostSendMs * 1000).toFixed(0)} µs per packet sent`,
       loaderMemoryKiB: c.bufferBytes >> 10,

@@ -29,7 +29,7 @@ async function timed(config: SimConfig, img: Loaded): Promise<[SimSummary, numbe
 
 export async function printTables(base: SimConfig, img: Loaded, counts: number[]): Promise<void> {
   const t = img.image.trailer;
-  console.log(`Image: ${t.dataChunkCount} + ${t.manifestPartCount} chunks of ${t.chunkBytes >> 10} KiB (${(img.imageBytes / 2 ** 20).toFixed(1)} MiB sent per copy); links ${base.linkBitsPerSecond / 1e6} Mbit/s, MTU ${base.mtuBytes}, latency ${base.latencyMs} ms; disks ${base.diskBytesPerSecond / 1e6} MB/s; client CPU ${base.clientCores} cores, ${describeCpu(base.cpu)}; loader memory ${base.bufferBytes >> 10} KiB, window ${base.windowChunks}; seed ${base.seed}.`);
+  console.log(`Image: ${t.dataChunkCount} + ${t.manifestPartCount} chunks of ${t.chunkBytes >> 10} KiB (${(img.imageBytes / 2 ** 20).toFixed(1)} MiB sent per copy); links ${base.linkBitsPerSecond / 1e6} Mbit/s, MTU ${base.mtuBytes}, latency ${base.latencyMs} ms; disks ${base.diskBytesPerSecond / 1e6} MB/s behind a ${base.dirtyBackgroundBytes >> 20} MiB write-back cache, flushed at the end; client CPU ${base.clientCores} cores, ${describeCpu(base.cpu)}; loader memory ${base.bufferBytes >> 10} KiB, window ${base.windowChunks}; seed ${base.seed}.`);
   for (const loss of [0, 0.01]) {
     console.log();
     console.log(`Scaling, ${loss * 100} % independent loss per client, simultaneous starts:`);

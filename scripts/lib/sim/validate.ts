@@ -4,7 +4,8 @@
 //    the per-packet main-thread costs of the host CPU model.
 // 2. Validate: N = 4, no loss and 5 % loss; real times (median of REPEATS) against the simulator on
 //    the same machine model (all hosts on this machine's cores), and on a machine per host.
-import { cpus } from "node:os";
+import { cpus, totalmem } from "node:os";
+import { closeSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { realRun, type RealRun } from "./real.ts";
 import { cli as treeCli } from "../../../test/helpers.ts";
 import { simulate, type SimConfig } from "./run.ts";
@@ -35,6 +36,31 @@ async function realRuns(img: Loaded, cli: string, clients: number, loss: number)
   return runs;
 }
 
+/**
+ * This machine's disk as the real clients use it: N writers each write the image's disk into the
+ * page cache and fdatasync it, as a load does; bytes over the time of the slowest.
+ */
+function measureDisk(writers: number, bytes: number): number {
+  const buf = new Uint8Array(1 << 20).map((_, i) => (i * 2654435761) >>> 24);
+  const paths = Array.from({ length: writers }, (_, i) => `/tmp/discus-sim-disk-${process.pid}-${i}`);
+  try {
+    const fds = paths.map((p) => openSync(p, "w"));
+    const t0 = performance.now();
+    for (const fd of fds) for (let off = 0; off < bytes; off += buf.length) writeSync(fd, buf, 0, buf.length, off);
+    for (const fd of fds) fdatasyncSync(fd);
+    const seconds = (performance.now() - t0) / 1000;
+    for (const fd of fds) closeSync(fd);
+    return (writers * bytes) / seconds;
+  } finally {
+    for (const p of paths) rmSync(p, { force: true });
+  }
+}
+
+/** Linux starts writing dirty pages back past this share of memory. */
+function dirtyBackgroundBytes(): number {
+  return Math.floor((totalmem() * Number(readFileSync("/proc/sys/vm/dirty_background_ratio", "utf8").trim())) / 100);
+}
+
 export async function validate(base: SimConfig, img: Loaded): Promise<void> {
   // SIM_REAL_CLI: another checkout's src/cli.ts, when this tree is mid-edit.
   const cli = process.env.SIM_REAL_CLI ?? treeCli;
@@ -44,6 +70,10 @@ export async function validate(base: SimConfig, img: Loaded): Promise<void> {
   const receiveUs = median(cal.map((r) => ((r.clientCpuSeconds[0]! - startup) / r.blocksReceivedPerClient) * 1e6));
   const sendUs = median(cal.map((r) => ((r.serverCpuSeconds - startup) / r.serverBlocksSent) * 1e6));
   const cores = cpus().length;
+  const diskBytes = img.chunks.writtenBytes.reduce((a, b) => a + b, 0);
+  const diskRate = measureDisk(VALIDATE_CLIENTS, diskBytes);
+  const dirty = dirtyBackgroundBytes();
+  console.log(`this machine: ${cores} cores; disk ${(diskRate / 1e6).toFixed(0)} MB/s with ${VALIDATE_CLIENTS} writers flushing ${(diskBytes / 2 ** 20).toFixed(0)} MiB each; write-back threshold ${(dirty / 2 ** 20).toFixed(0)} MiB`);
   console.log(`calibration (real N = 1, ${cal.length} runs): client ${receiveUs.toFixed(1)} µs per packet heard, server ${sendUs.toFixed(1)} µs per packet sent (process CPU less ${startup.toFixed(2)} s start-up); real T(1) ${median(cal.map((r) => r.seconds)).toFixed(2)} s`);
   console.log();
   console.log(`| loss | real s (median of ${REPEATS}) | real runs | sim s, ${cores} shared cores | sim/real | sim s, a machine per host | sim/real | within ${TOLERANCE * 100}% |`);
@@ -52,7 +82,7 @@ export async function validate(base: SimConfig, img: Loaded): Promise<void> {
     const runs = await realRuns(img, cli, VALIDATE_CLIENTS, loss);
     const ok = runs.filter((r) => r.failures.length === 0 && r.allCorrect);
     const real = median(ok.map((r) => r.seconds));
-    const config: SimConfig = { ...base, clients: VALIDATE_CLIENTS, linkBitsPerSecond: LINK_MBIT * 1e6, lossProbability: loss / 100, skew: "simultaneous", hostile: false, restart: null, slowClientBitsPerSecond: null, bufferBytes: 64 << 20 };
+    const config: SimConfig = { ...base, clients: VALIDATE_CLIENTS, linkBitsPerSecond: LINK_MBIT * 1e6, lossProbability: loss / 100, skew: "simultaneous", hostile: false, restart: null, slowClientBitsPerSecond: null, bufferBytes: 64 << 20, diskBytesPerSecond: diskRate, dirtyBackgroundBytes: dirty };
     const shared = summarize(await simulate({ ...config, sharedCores: cores, hostReceiveMs: receiveUs / 1000, hostSendMs: sendUs / 1000 }, img.image, img.chunks, img.allChunks), img.imageBytes);
     const apart = summarize(await simulate({ ...config, sharedCores: null }, img.image, img.chunks, img.allChunks), img.imageBytes);
     const ratio = shared.clientSecondsMax / real;
