@@ -7,7 +7,7 @@ import { simImage, loadChunks } from "../scripts/lib/sim/image.ts";
 import { simulate, type SimConfig } from "../scripts/lib/sim/run.ts";
 import { summarize } from "../scripts/lib/sim/summary.ts";
 import { Scheduler } from "../scripts/lib/sim/scheduler.ts";
-import { Lan } from "../scripts/lib/sim/lan.ts";
+import { CorePool, hostClock, Lan } from "../scripts/lib/sim/lan.ts";
 import { MEASURED_CPU } from "../scripts/lib/sim/cpu.ts";
 import { applyChunk, applyJobFor } from "../src/target/apply.ts";
 
@@ -98,5 +98,25 @@ describe("sim", () => {
     expect(heard.length).toBe(3);
     expect(heard[0]).toBeCloseTo(1 + 1 + 1 + 1, 6); // up: 1 ms + 1 ms latency; down: 1 ms + 1 ms
     expect(heard[2]! - heard[0]!).toBeCloseTo(2, 6);
+  });
+
+  test("on a shared machine, packets queue for a core and a host's timers wait for its busy thread", async () => {
+    const clock = new Scheduler();
+    const lan = new Lan(clock);
+    const fast = { rateBitsPerSecond: 8e9, latencyMs: 0, queueBytes: 1 << 20 };
+    const cpu = { pool: new CorePool(1), receiveMs: 5, sendMs: 0 };
+    const a = lan.addHost({ address: "198.18.0.1", cpu: null, up: fast, down: fast, lossProbability: 0, seed: 1 });
+    const hosts = [2, 3].map((n) => lan.addHost({ address: `198.18.0.${n}`, cpu, up: fast, down: fast, lossProbability: 0, seed: n }));
+    const heard: number[] = [];
+    const ta = await lan.transport(a)(() => {});
+    for (const h of hosts) await lan.transport(h)(() => heard.push(clock.nowMs()));
+    ta.send(new Uint8Array(100));
+    ta.send(new Uint8Array(100));
+    let fired = -1;
+    hostClock(clock, hosts[0]!).setTimer(1, () => (fired = clock.nowMs()));
+    await clock.run(() => false, 1000);
+    // Four packets on one 5 ms core, in arrival order; host 0's thread is busy until its second ends.
+    expect(heard.map((t) => Math.round(t))).toEqual([5, 10, 15, 20]);
+    expect(Math.round(fired)).toBe(15);
   });
 });

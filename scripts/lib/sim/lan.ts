@@ -11,6 +11,7 @@ import { wireBytes } from "../../../src/net/wire.ts";
 import { mulberry32 } from "../../../src/util/shuffle.ts";
 import { assert } from "../../../src/util/assert.ts";
 import type { Scheduler } from "./scheduler.ts";
+import type { Clock, TimerHandle } from "../../../src/util/clock.ts";
 
 export const SIM_PORT = 4520;
 /** Local delivery of a host's own datagram (loopback) takes this long. */
@@ -228,4 +229,30 @@ function deliver(clock: Scheduler, c: DownClass, bytes: Uint8Array, from: Peer, 
     h.threadFreeAtMs = cpu.pool.reserve(Math.max(clock.nowMs(), h.threadFreeAtMs), cpu.receiveMs);
     clock.at(h.threadFreeAtMs, () => m.receive === r && r(bytes, from));
   }
+}
+
+/**
+ * A host's view of time on a shared machine: a timer whose moment comes while the host's main
+ * thread is still busy with packets runs when the thread is free, as an event loop would.
+ */
+export function hostClock(clock: Scheduler, host: Host): Clock {
+  return {
+    nowMs: () => clock.nowMs(),
+    setTimer(delayMs, fn) {
+      let cancelled = false;
+      let handle: TimerHandle;
+      const fire = (): void => {
+        if (cancelled) return;
+        if (host.threadFreeAtMs > clock.nowMs()) handle = clock.at(host.threadFreeAtMs, fire);
+        else fn();
+      };
+      handle = clock.setTimer(delayMs, fire);
+      return {
+        cancel() {
+          cancelled = true;
+          handle.cancel();
+        },
+      };
+    },
+  };
 }

@@ -3,7 +3,7 @@
 // random loss), on the image the simulator uses. Reports the clients' own load times and the CPU
 // time each process used (what the simulator's host CPU model is calibrated from).
 import { $ } from "bun";
-import { mkdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "../netlab.ts";
 import { MCAST_PORT } from "../mcast.ts";
@@ -25,6 +25,8 @@ export interface RealRun {
   serverCpuSeconds: number;
   serverBlocksSent: number;
   failures: string[];
+  /** This machine's 1-minute load average when the run started (other work skews real times). */
+  loadAverage: number;
 }
 
 const SERVER_POLL_MS = 20;
@@ -54,6 +56,7 @@ export async function realRun(imagePath: string, diskPath: string, clients: numb
   const want = (await $`sha256sum ${diskPath}`.text()).split(" ")[0]!;
   const diskBytes = statSync(diskPath).size;
   try {
+    const loadAverage = Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
     return await withLab({ clients, linkMbit, lossPercent: Array(clients).fill(lossPercent) }, async (lab) => {
       const group = lab.group(0);
       const server = lab.spawn(lab.server, ["bun", cli, "serve", imagePath, "--group", group, "--port", String(MCAST_PORT), "--iface", lab.server.address, "--rate", `${linkMbit}mbit`]);
@@ -87,6 +90,7 @@ export async function realRun(imagePath: string, diskPath: string, clients: numb
         clientCpuSeconds: results.map((r) => r.cpu),
         serverCpuSeconds: cpuSeconds(server),
         serverBlocksSent: [...log.matchAll(/ in (\d+) blocks/g)].reduce((a, m) => a + Number(m[1]), 0),
+        loadAverage,
         failures: results.filter((r) => r.stats === null).map((r) => r.stderr.trim().slice(-300)),
       };
     });

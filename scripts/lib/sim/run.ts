@@ -9,7 +9,7 @@ import { blockBytesForMtu } from "../../../src/net/wire.ts";
 import { mulberry32 } from "../../../src/util/shuffle.ts";
 import { assert } from "../../../src/util/assert.ts";
 import { Scheduler } from "./scheduler.ts";
-import { CorePool, Lan, SIM_PORT, type HostCpu, type LinkSpec } from "./lan.ts";
+import { CorePool, hostClock, Lan, SIM_PORT, type Host, type HostCpu, type LinkSpec } from "./lan.ts";
 import { SimDisk, SimSink, type SimChunks } from "./sink.ts";
 import { HostileHost } from "./hostile.ts";
 import type { CpuModel } from "./cpu.ts";
@@ -111,6 +111,8 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
   const hostCpu: HostCpu | null = pool === null ? null : { pool, receiveMs: config.hostReceiveMs, sendMs: config.hostSendMs };
   const base = link(config.linkBitsPerSecond, config.latencyMs);
   const server = lan.addHost({ address: SERVER_ADDRESS, cpu: hostCpu, up: base, down: base, lossProbability: 0, seed: config.seed ^ 0x5e });
+  // On a shared machine a host's timers wait for its busy thread; on its own machine they never do.
+  const timeOf = (h: Host) => (pool === null ? clock : hostClock(clock, h));
   const starts = startTimes(config);
   // Hosts on one machine share its disk; otherwise each client has its own.
   const sharedDisk = pool === null ? null : new SimDisk(config.diskBytesPerSecond, config.dirtyBackgroundBytes);
@@ -128,7 +130,7 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
     clock.at(outcome.startMs, () => {
       const loader = new Loader(
         { group: "239.77.0.1", port: SIM_PORT, publicKey: null, keyPath: null, imageId: null, giveUpMs: config.giveUpMs, bufferBytes: config.bufferBytes, requestWindowChunks: config.windowChunks, seed: (config.seed * 1_000_003 + i + 1) >>> 0 },
-        { clock, openTransport: lan.transport(host), sink },
+        { clock: timeOf(host), openTransport: lan.transport(host), sink },
       );
       loaders.push(loader);
       loader.run().then(
@@ -148,7 +150,7 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
 
   const readChunk = (index: number) => clock.after(0, allChunks[index]!);
   const sessionOptions = (k: number) => ({ imageName: image.path, group: "239.77.0.1", port: SIM_PORT, rateBitsPerSecond: config.linkBitsPerSecond, adaptiveRate: true, mtuBytes: config.mtuBytes, idleMs: null, seed: (config.seed * 31 + k) >>> 0 });
-  const sessions = [new ServeSession(image, sessionOptions(0), { clock, openTransport: lan.transport(server), readChunk })];
+  const sessions = [new ServeSession(image, sessionOptions(0), { clock: timeOf(server), openTransport: lan.transport(server), readChunk })];
   await sessions[0]!.start();
   const serverStats: ServeStats[] = [];
   if (config.restart !== null) {
@@ -156,7 +158,7 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
     clock.at(r.atMs, () => {
       void sessions[0]!.stop().then((s) => serverStats.push(s));
       clock.setTimer(r.downMs, () => {
-        const again = new ServeSession(image, sessionOptions(1), { clock, openTransport: lan.transport(server), readChunk });
+        const again = new ServeSession(image, sessionOptions(1), { clock: timeOf(server), openTransport: lan.transport(server), readChunk });
         sessions.push(again);
         void again.start();
       });

@@ -30,7 +30,7 @@ async function realRuns(img: Loaded, cli: string, clients: number, loss: number)
   const runs: RealRun[] = [];
   for (let i = 0; i < REPEATS; i++) {
     const r = await realRun(img.imagePath, img.diskPath, clients, LINK_MBIT, loss, cli);
-    console.error(`real N=${clients} loss ${loss}%: ${r.seconds.toFixed(2)} s${r.failures.length ? ` FAILED: ${r.failures[0]}` : ""}`);
+    console.error(`real N=${clients} loss ${loss}%: ${r.seconds.toFixed(2)} s (load average ${r.loadAverage})${r.failures.length ? ` FAILED: ${r.failures[0]}` : ""}`);
     runs.push(r);
   }
   return runs;
@@ -87,6 +87,6 @@ export async function validate(base: SimConfig, img: Loaded): Promise<void> {
     const apart = summarize(await simulate({ ...config, sharedCores: null }, img.image, img.chunks, img.allChunks), img.imageBytes);
     const ratio = shared.clientSecondsMax / real;
     console.log(`| ${loss}% | ${real.toFixed(2)} | ${ok.map((r) => r.seconds.toFixed(2)).join(", ")} | ${shared.clientSecondsMax.toFixed(2)} | ${ratio.toFixed(2)} | ${apart.clientSecondsMax.toFixed(2)} | ${(apart.clientSecondsMax / real).toFixed(2)} | ${Math.abs(ratio - 1) <= TOLERANCE ? "yes" : "NO"} |`);
-    console.log(`|  | requests/client real ${median(ok.map((r) => r.requestsPerClient)).toFixed(0)}, sim ${shared.requestsPerClient.toFixed(0)}; duplicate blocks real ${(100 * median(ok.map((r) => r.duplicateFraction))).toFixed(1)} %, sim ${(100 * shared.duplicateFraction).toFixed(1)} % | | | | | | |`);
+    console.log(`|  | load average ${ok.map((r) => r.loadAverage).join(", ")}; requests/client real ${median(ok.map((r) => r.requestsPerClient)).toFixed(0)}, sim ${shared.requestsPerClient.toFixed(0)}; duplicate blocks real ${(100 * median(ok.map((r) => r.duplicateFraction))).toFixed(1)} %, sim ${(100 * shared.duplicateFraction).toFixed(1)} % | | | | | | |`);
   }
 }
