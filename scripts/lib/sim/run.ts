@@ -72,6 +72,9 @@ export interface SimRun {
   endMs: number;
   events: number;
   downQueueDrops: number;
+  /** Wire bytes the clients and the server put on their uplinks (each reaches every downlink). */
+  clientUplinkBytes: number;
+  serverUplinkBytes: number;
 }
 
 /** Extra latencies are drawn from this many values, so downlinks fall into few classes. */
@@ -181,6 +184,7 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
   hostile?.stop();
   const last = sessions[sessions.length - 1]!;
   serverStats.push(await last.stop());
+  const counters = lan.counters();
   const blockBytes = sessions.reduce((a, s) => a + s.snapshot().bytesSent, 0);
   return {
     config,
@@ -192,6 +196,8 @@ export async function simulate(config: SimConfig, image: OpenImage, chunks: SimC
     hostileSent: hostile?.sent ?? null,
     endMs,
     events: clock.eventsRun,
-    downQueueDrops: lan.counters().downQueueDrops,
+    downQueueDrops: counters.downQueueDrops,
+    clientUplinkBytes: Object.entries(counters.up).reduce((a, [address, c]) => (address === SERVER_ADDRESS || address === HOSTILE_ADDRESS ? a : a + c.bytes), 0),
+    serverUplinkBytes: counters.up[SERVER_ADDRESS]!.bytes,
   };
 }

@@ -22,6 +22,10 @@ export interface SimSummary {
   rerequestsPerClient: number;
   requestsOverheardPerClient: number;
   chunksRejected: number;
+  /** Blocks a client heard for a chunk it needed but had no free buffer for (it must ask again). */
+  blocksWithoutBufferPerClient: number;
+  /** Share of every downlink's bytes that were clients' requests, reports and queries, not blocks. */
+  controlShareOfDownlink: number;
   /** Datagrams the server sent and heard, per second of the transfer. */
   serverPacketsPerSecond: number;
   /** Every client's disk got every chunk exactly once, and nothing else. */
@@ -57,6 +61,8 @@ export function summarize(run: SimRun, imageBytes: number): SimSummary {
     rerequestsPerClient: round(mean((s) => s.rerequests), 2),
     requestsOverheardPerClient: round(mean((s) => s.requestsOverheard), 2),
     chunksRejected: done.reduce((a, o) => a + o.stats!.chunksRejected, 0),
+    blocksWithoutBufferPerClient: round(mean((s) => s.blocksWithoutBuffer), 1),
+    controlShareOfDownlink: round(run.clientUplinkBytes / Math.max(1, run.clientUplinkBytes + run.serverUplinkBytes)),
     serverPacketsPerSecond: round((run.serverPacketsSent + run.serverPacketsHeard) / Math.max(seconds, 0.001), 1),
     everyChunkOnce: run.clients.every((o) => o.sink.complete()),
     serverRestarts: run.config.restart === null ? 0 : 1,

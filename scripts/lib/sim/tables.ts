@@ -10,16 +10,20 @@ import { runOnce, type Loaded } from "../../sim.ts";
 const SCENARIO_CLIENTS = 100;
 const SLOW_CLIENTS = 10;
 const SLOW_FRACTION = 0.3;
+const RESTART_DOWN_MS = 2000;
 
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "—");
 const pct = (x: number) => `${(100 * x).toFixed(1)}`;
 
 function row(name: string, s: SimSummary, wallS: number): string {
   const t1 = s.secondsOneClient ?? NaN;
-  return `| ${name} | ${f(s.seconds)} | ${f(s.seconds / t1)} | ${f(s.sentOverImage)} | ${pct(s.duplicateFraction)} | ${f(s.requestsPerClient, 1)} | ${f(s.serverPacketsPerSecond, 0)} | ${s.clientsDone}/${s.clients}${s.everyChunkOnce ? "" : " (disks WRONG)"} | ${f(wallS, 1)} |`;
+  return `| ${name} | ${f(s.seconds)} | ${f(s.seconds / t1)} | ${f(s.sentOverImage)} | ${pct(s.duplicateFraction)} | ${f(s.requestsPerClient, 1)} | ${f(s.serverPacketsPerSecond, 0)} | ${pct(s.controlShareOfDownlink)} | ${f(s.blocksWithoutBufferPerClient, 0)} | ${s.downlinkQueueDrops} | ${s.clientsDone}/${s.clients}${s.everyChunkOnce ? "" : " (disks WRONG)"} | ${f(wallS, 1)} |`;
 }
 
-const HEADER = ["| run | T(N) s | T(N)/T(1) | sent/image | dup blocks % | requests/client | server packets/s | done | sim wall s |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"];
+const HEADER = [
+  "| run | T(N) s | T(N)/T(1) | sent/image | dup blocks % | requests/client | server packets/s | control % of downlink | blocks without buffer/client | downlink queue drops | done | sim wall s |",
+  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+];
 
 async function timed(config: SimConfig, img: Loaded): Promise<[SimSummary, number]> {
   const t0 = performance.now();
@@ -49,12 +53,12 @@ export async function printTables(base: SimConfig, img: Loaded, counts: number[]
     ["clustered: half at 0, half at window/2", { ...base, clients: SCENARIO_CLIENTS, skew: "clustered" }],
     ["uniform over the window", { ...base, clients: SCENARIO_CLIENTS, skew: "uniform" }],
     [`N = ${SLOW_CLIENTS}, client 0 at ${SLOW_FRACTION * 100} % of the link`, { ...base, clients: SLOW_CLIENTS, slowClientBitsPerSecond: base.linkBitsPerSecond * SLOW_FRACTION }],
-    ["server restart at 1 s, down 2 s", { ...base, clients: SCENARIO_CLIENTS, restart: { atMs: 1000, downMs: 2000 } }],
+    ["server killed at window/2, back 2 s later", { ...base, clients: SCENARIO_CLIENTS, restart: { atMs: base.skewWindowMs / 2, downMs: RESTART_DOWN_MS } }],
     ["hostile host (forger.ts hostile rates)", { ...base, clients: SCENARIO_CLIENTS, hostile: true }],
   ];
   for (const [name, config] of scenarios) {
     const [s, wall] = await timed(config, img);
     console.log(row(name, s, wall));
-    if (s.failures.length > 0) console.log(`|  | first failure: ${s.failures[0]} | | | | | | | |`);
+    if (s.failures.length > 0) console.log(`|  | first failure: ${s.failures[0]} | | | | | | | | | | |`);
   }
 }
