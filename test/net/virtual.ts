@@ -14,7 +14,8 @@ interface Timer {
 export class VirtualClock implements Clock {
   private now = 0;
   private order = 0;
-  private timers: Timer[] = [];
+  /** A binary min-heap on (atMs, order): thousands of engines keep thousands of timers. */
+  private readonly heap: Timer[] = [];
 
   nowMs(): number {
     return this.now;
@@ -22,20 +23,54 @@ export class VirtualClock implements Clock {
 
   setTimer(delayMs: number, fn: () => void): TimerHandle {
     const t: Timer = { atMs: this.now + Math.max(0, delayMs), order: this.order++, fn, live: true };
-    this.timers.push(t);
+    this.push(t);
     return { cancel: () => void (t.live = false) };
   }
 
   /** Fires the earliest live timer (moving time to it); false when none is left. */
   step(): boolean {
-    this.timers = this.timers.filter((t) => t.live);
-    if (this.timers.length === 0) return false;
-    let first = this.timers[0]!;
-    for (const t of this.timers) if (t.atMs < first.atMs || (t.atMs === first.atMs && t.order < first.order)) first = t;
-    first.live = false;
-    this.now = first.atMs;
-    first.fn();
-    return true;
+    for (let t = this.pop(); t !== undefined; t = this.pop()) {
+      if (!t.live) continue;
+      t.live = false;
+      this.now = t.atMs;
+      t.fn();
+      return true;
+    }
+    return false;
+  }
+
+  private before(a: Timer, b: Timer): boolean {
+    return a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order);
+  }
+
+  private push(t: Timer): void {
+    const h = this.heap;
+    h.push(t);
+    for (let i = h.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!this.before(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): Timer | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length === 0 || last === undefined) return top;
+    h[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && this.before(h[l]!, h[m]!)) m = l;
+      if (r < h.length && this.before(h[r]!, h[m]!)) m = r;
+      if (m === i) break;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
+    return top;
   }
 
   /**
