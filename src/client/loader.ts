@@ -92,6 +92,8 @@ const FIRST_SET_ASIDE_MS = 1000;
 const MAX_SET_ASIDE_MS = 30_000;
 /** Request packets sent per tick at most (a burst after a long silence stays small). */
 const MAX_REQUESTS_PER_TICK = 64;
+/** Refused manifests remembered (by digest) so as not to fetch them again; older ones may be. */
+const MAX_REFUSED_MANIFESTS = 16;
 /** Manifests beyond this are refused: they would not fit the client's memory bound. */
 const MAX_MANIFEST_BYTES = 64 << 20;
 /** The final report goes out twice (best effort), this far apart; the load resolves just after. */
@@ -130,6 +132,8 @@ export class Loader {
   private lastRefusal: string | null = null;
   /** The last image a server offered that this client refused for the image's own fault. */
   private refusedWith: DiscusError | null = null;
+  /** Digests of manifests refused for their own fault, newest last: never fetched again. */
+  private readonly refusedManifests: string[] = [];
   /** Only progress resets the give-up timer: never an announcement, which anyone can send. */
   private lastProgressMs: number;
   private geometry: Geometry | null = null;
@@ -287,8 +291,11 @@ export class Loader {
   private adoptNext(nowMs: number): void {
     for (let c = this.candidates.pick(nowMs, null); c !== null; c = this.candidates.pick(nowMs, null)) {
       const a = c.announce;
-      if (a.manifestBytes <= MAX_MANIFEST_BYTES) return this.adopt(c, nowMs);
-      this.lastRefusal = `${c.address} announced image ${hex(a.imageId)} with a ${formatBytes(a.manifestBytes)} manifest, more than this client's ${formatBytes(MAX_MANIFEST_BYTES)} bound (capture it with larger chunks)`;
+      const refusedBefore = this.refusedManifests.includes(hex(a.manifestSha256));
+      if (a.manifestBytes <= MAX_MANIFEST_BYTES && !refusedBefore) return this.adopt(c, nowMs);
+      // A manifest already refused is not fetched again: fetching it would look like progress
+      // and keep --give-up from ever ending a load that no server can satisfy.
+      if (!refusedBefore) this.lastRefusal = `${c.address} announced image ${hex(a.imageId)} with a ${formatBytes(a.manifestBytes)} manifest, more than this client's ${formatBytes(MAX_MANIFEST_BYTES)} bound (capture it with larger chunks)`;
       this.candidates.failed(c.host, nowMs);
     }
   }
@@ -322,7 +329,12 @@ export class Loader {
    */
   private refuse(e: DiscusError): void {
     this.stats.manifestRejected++;
-    if (e.kind !== "network") this.refusedWith = e;
+    if (e.kind !== "network") {
+      this.refusedWith = e;
+      // Its digest proved these bytes: the same announce will bring the same refusal.
+      this.refusedManifests.push(hex(this.server!.announce.manifestSha256));
+      if (this.refusedManifests.length > MAX_REFUSED_MANIFESTS) this.refusedManifests.shift();
+    }
     this.drop(e.why, this.clock.nowMs());
   }
 

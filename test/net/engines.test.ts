@@ -15,6 +15,8 @@ import { blockBytesForMtu, blocksPerChunk, encodeRequest } from "../../src/net/w
 import { readFully } from "../../src/util/io.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { MemoryLan, VirtualClock } from "./virtual.ts";
+import { generateKeyPair, loadPublicKey } from "../../src/image/signing.ts";
+import { DiscusError } from "../../src/util/errors.ts";
 
 const PORT = 4520;
 const GROUP = "239.77.0.1";
@@ -169,4 +171,41 @@ describe("engines on virtual time", () => {
       closeImage(image);
     }
   }, 60_000);
+
+  test("a manifest refused for its signature is not fetched again: --give-up ends the load with exit 5's error", async () => {
+    const image = openImage(imagePath);
+    const clock = new VirtualClock();
+    const lan = new MemoryLan(clock, LATENCY_MS);
+    const giveUpMs = 60_000;
+    try {
+      const server = new ServeSession(
+        image,
+        { imageName: imagePath, group: GROUP, port: PORT, rateBitsPerSecond: RATE_BITS_PER_SECOND, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed: 5 },
+        { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
+      );
+      let manifestFetches = 0;
+      server.on((e) => void (e.kind === "transfer-started" && manifestFetches++));
+      await server.start();
+      const key = loadPublicKey(generateKeyPair().publicPem, "other.pub");
+      const loader = new Loader(
+        { group: GROUP, port: PORT, publicKey: key, keyPath: "other.pub", imageId: null, giveUpMs, bufferBytes: 2 << 20, requestWindowChunks: 4, seed: 9 },
+        { clock, openTransport: lan.transport("198.18.0.20", PORT), sink: new TargetSink({ target: join(dir, "refused.img"), freeMode: "skip", workers: 0 }) },
+      );
+      let failure: unknown = null;
+      const run = loader.run().catch((e) => void (failure = e));
+      await clock.runUntil(() => failure !== null, 4 * giveUpMs);
+      await run;
+      await server.stop();
+      // Before: each refusal set the server aside for a while, then fetched its manifest again,
+      // which counted as progress, so a wrong key never ended the load.
+      expect(failure).toBeInstanceOf(DiscusError);
+      expect((failure as DiscusError).kind).toBe("signature");
+      expect((failure as DiscusError).message).toContain("no other server offered a usable image");
+      expect(clock.nowMs()).toBeGreaterThanOrEqual(giveUpMs);
+      expect(clock.nowMs()).toBeLessThan(2 * giveUpMs);
+      expect(manifestFetches).toBe(1);
+    } finally {
+      closeImage(image);
+    }
+  }, 120_000);
 });
