@@ -2,7 +2,7 @@
 // 100 Mbit/s links (tc tbf), loss from nftables, a server killed mid-transfer, forgers. Every disk
 // a client writes must equal the disk a local `discus restore` writes from the same image.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, statSync, writeFileSync, readFileSync } from "node:fs";
+import { existsSync, rmSync, statSync, writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab } from "../../scripts/lib/netlab.ts";
@@ -153,8 +153,16 @@ describe("multicast", () => {
       await withLab({ clients: 4, linkMbit: LINK_MBIT }, async (lab) => {
         const group = lab.group(0);
         const first = startServer(lab, gpt.image, group);
-        const running = lab.clients.map((c, i) => runClient(lab, c, group, targets("restart", 4)[i]!, ["--give-up", "30s"]));
-        await Bun.sleep(2500);
+        const files = targets("restart", 4);
+        for (const f of files) rmSync(f, { force: true });
+        const running = lab.clients.map((c, i) => runClient(lab, c, group, files[i]!, ["--give-up", "30s"]));
+        // Kill it mid-transfer: once every client has proven the manifest (it then creates its
+        // target file) and has had a moment to write, however slow a busy machine makes the start.
+        for (let waitedMs = 0; !files.every((f) => existsSync(f)); waitedMs += 100) {
+          if (waitedMs > 60_000) throw new Error("the clients never started writing");
+          await Bun.sleep(100);
+        }
+        await Bun.sleep(1000);
         const killedMs = performance.now();
         await first.stop("SIGKILL");
         await Bun.sleep(1500);
