@@ -54,6 +54,10 @@ describe("chunk headers must tile the source", () => {
     const k = 18;
     const image = await edited("claims-zero", (i, c, m) => (i === k ? withHeader(c, m.chunkBytes, (h) => ({ ...h, firstSector: 0 })) : null));
     await expectRefused(image, new RegExp(`chunk ${k}: range starts at sector 0, but the chunk before it ends at \\d+`));
+    // Nor is it served: every client would refuse that chunk, so the network would carry it for nothing.
+    const served = await discus(["serve", image, "--group", "239.192.77.1", "--iface", "127.0.0.1", "--idle-exit", "1s"]);
+    expect(served.code).toBe(exitCodeByKind.input);
+    expect(served.stderr).toContain(`chunk ${k}: range starts at sector 0`);
   });
 
   test("a chunk whose range runs past the source is refused", async () => {
