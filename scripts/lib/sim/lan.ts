@@ -35,6 +35,11 @@ export class CorePool {
     this.freeAtMs = Array(cores).fill(0);
   }
 
+  /** When the first core is free (all may be booked into the future). */
+  firstFreeMs(): number {
+    return Math.min(...this.freeAtMs);
+  }
+
   /** Runs `costMs` of work ready at `readyMs` on the first free core; returns when it ends. */
   reserve(readyMs: number, costMs: number): number {
     let core = 0;
@@ -233,7 +238,7 @@ function deliver(clock: Scheduler, c: DownClass, bytes: Uint8Array, from: Peer, 
 
 /**
  * A host's view of time on a shared machine: a timer whose moment comes while the host's main
- * thread is still busy with packets runs when the thread is free, as an event loop would.
+ * thread is still busy with packets, or while every core is taken, runs when both are free.
  */
 export function hostClock(clock: Scheduler, host: Host): Clock {
   return {
@@ -243,7 +248,8 @@ export function hostClock(clock: Scheduler, host: Host): Clock {
       let handle: TimerHandle;
       const fire = (): void => {
         if (cancelled) return;
-        if (host.threadFreeAtMs > clock.nowMs()) handle = clock.at(host.threadFreeAtMs, fire);
+        const freeMs = Math.max(host.threadFreeAtMs, host.spec.cpu?.pool.firstFreeMs() ?? 0);
+        if (freeMs > clock.nowMs()) handle = clock.at(freeMs, fire);
         else fn();
       };
       handle = clock.setTimer(delayMs, fire);
