@@ -317,7 +317,7 @@ export class Loader {
     this.manifestParts = new ManifestParts(a);
     const bufferCount = Math.max(4, Math.floor(this.o.bufferBytes / a.chunkBytes));
     if (this.buffers?.bufferBytes !== a.chunkBytes) this.buffers = new BufferPool(a.chunkBytes, bufferCount);
-    this.order = Uint32Array.from(chunkOrder(a.dataChunkCount, "random", this.o.seed));
+    this.order = Uint32Array.from(firstChunkFirst(chunkOrder(a.dataChunkCount, "random", this.o.seed)));
     this.orderCursor = 0;
     this.stats.chunks = a.dataChunkCount;
   }
@@ -515,12 +515,12 @@ export class Loader {
     }
   }
 
-  private applied(chunk: number, r: { result: ApplyResult | null; rejected: string | null; container: Uint8Array }): void {
+  private applied(chunk: number, r: { result: ApplyResult | null; rejected: string | null; container: Uint8Array; deferred?: boolean }): void {
     this.applying--;
     this.buffers!.give(r.container);
     if (r.rejected !== null || r.result === null) {
-      // Damaged in transit or forged: it never reached the disk. Ask for it again.
-      this.stats.chunksRejected++;
+      // Damaged in transit or forged, or held back by the sink: it never reached the disk. Ask again.
+      if (r.deferred !== true) this.stats.chunksRejected++;
       this.state[chunk] = ChunkState.missing;
       this.pump();
       return;
@@ -701,4 +701,14 @@ export class Loader {
   private send(bytes: Uint8Array): void {
     this.transport?.send(bytes);
   }
+}
+
+/**
+ * Chunk 0 first, the rest in the client's own order: it holds the partition table, which a sink
+ * growing a GPT onto a larger disk must see before it writes anything (target/gpt-gate.ts).
+ */
+function firstChunkFirst(order: number[]): number[] {
+  const at = order.indexOf(0);
+  if (at > 0) [order[0], order[at]] = [order[at]!, order[0]!];
+  return order;
 }

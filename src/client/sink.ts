@@ -12,14 +12,18 @@ import { assert } from "../util/assert.ts";
 import { hex } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
 import { WorkerPool } from "../util/pool.ts";
+import { GptGate } from "../target/gpt-gate.ts";
 
 export interface ChunkSink {
   /** Optional: refuse at once a target that cannot be used (in use, a directory), before anything is fetched. */
   check?(): void;
   /** The manifest is proven: get ready to write. Throws a DiscusError to refuse (a target too small). */
   open(m: Manifest): Promise<void> | void;
-  /** Checks and writes a chunk; a chunk failing its digests comes back `rejected`, never written. */
-  apply(index: number, container: Uint8Array): Promise<{ result: ApplyResult | null; rejected: string | null; container: Uint8Array }>;
+  /**
+   * Checks and writes a chunk; a chunk failing its digests comes back `rejected`, never written.
+   * `deferred`: the chunk is fine but cannot be written yet (see target/gpt-gate.ts); fetch it again.
+   */
+  apply(index: number, container: Uint8Array): Promise<{ result: ApplyResult | null; rejected: string | null; container: Uint8Array; deferred?: boolean }>;
   finish(): Promise<{ gptMoved: boolean }> | { gptMoved: boolean };
   close(failed: boolean): void;
   /** Chunks the loader may have in apply() at once (read after open); default DEFAULT_SINK_IN_FLIGHT. */
@@ -45,6 +49,8 @@ export class TargetSink implements ChunkSink {
   private target: Target | null = null;
   private manifest: Manifest | null = null;
   private pool: WorkerPool<CodecJob, ApplyReturn> | null = null;
+  /** Until GPT growth onto this larger target is planned, nothing is written. */
+  private gate: GptGate | null = null;
 
   constructor(private readonly o: TargetSinkOptions) {
     assert(o.workers >= 0, "a worker count");
@@ -59,16 +65,27 @@ export class TargetSink implements ChunkSink {
     this.target = target;
     this.manifest = m;
     this.targetBytes = target.sizeBytes;
+    if (m.info.partitionTable.kind === "gpt" && target.sizeBytes > m.sourceBytes) this.gate = new GptGate(m, target.sizeBytes, `image ${hex(m.imageId)}`);
     if (this.o.workers > 0) {
       this.pool = new WorkerPool<CodecJob, ApplyReturn>(WORKER_URL, { workerCount: this.o.workers, maxJobsPerWorker: MAX_CHUNKS_PER_WORKER });
       this.maxInFlight = this.pool.workerCount * MAX_CHUNKS_PER_WORKER;
     }
   }
 
-  apply(index: number, container: Uint8Array): Promise<ApplyReturn> {
+  apply(index: number, container: Uint8Array): Promise<ApplyReturn & { deferred?: boolean }> {
     const m = this.manifest;
     const target = this.target;
     assert(m !== null && target !== null, "apply after open");
+    if (this.gate !== null) {
+      let admitted: boolean;
+      try {
+        admitted = this.gate.admit(index, container);
+      } catch (e) {
+        return Promise.reject(e as Error); // the table cannot grow: the load ends, nothing written
+      }
+      if (!admitted) return Promise.resolve({ result: null, rejected: "held back until the GPT's growth is planned", container, deferred: true });
+      if (this.gate.open) this.gate = null;
+    }
     // A fresh sparse file already reads as zeros: zeroing it again would only fill it.
     const freeMode: FreeMode = target.freshFile ? "skip" : this.o.freeMode;
     const where = { fd: target.fd, isBlockDevice: target.isBlockDevice, freeMode, dryRun: false };

@@ -6,6 +6,13 @@ import { $ } from "bun";
 import { join } from "node:path";
 import { openSync, readSync, closeSync, writeSync } from "node:fs";
 import { discus, discusOk, sha256File, tmpDir, FIXTURE_TIMEOUT_MS } from "../helpers.ts";
+import { closeImage, openImage } from "../../src/image/reader.ts";
+import { ServeSession } from "../../src/server/session.ts";
+import { Loader } from "../../src/client/loader.ts";
+import type { LoadStats } from "../../src/client/stats.ts";
+import { TargetSink } from "../../src/client/sink.ts";
+import { DiscusError } from "../../src/util/errors.ts";
+import { MemoryLan, VirtualClock } from "../net/virtual.ts";
 
 const MIB = 1 << 20;
 const DISK_BYTES = 48 * MIB;
@@ -80,4 +87,79 @@ describe("GPT with a 2 MiB entry array", () => {
     await discusOk(["restore", "--quiet", damagedImage, exact]);
     await $`cmp ${damaged} ${exact}`;
   });
+});
+
+// The same two images loaded over multicast (the real ServeSession and Loader on virtual time):
+// chunks come in any order, so the loader's sink holds writes back until the table's chunks have
+// come and the growth is planned (target/gpt-gate.ts).
+describe("GPT growth under a multicast load", () => {
+  let dir: string;
+  let disk: string;
+  beforeAll(async () => {
+    dir = await tmpDir();
+    disk = join(dir, "big-table.img");
+    await $`truncate -s ${DISK_BYTES} ${disk}`;
+    await $`sgdisk -o -a 2048 --resize-table=${ENTRY_COUNT} -n 1:0:+8M -t 1:8300 -n 2:0:+8M -t 2:8300 ${disk}`.quiet();
+    const parts = JSON.parse(await $`sfdisk --json ${disk}`.text()).partitiontable.partitions as { start: number; size: number }[];
+    for (const p of parts) await $`dd if=/dev/urandom of=${disk} bs=512 seek=${p.start} count=${p.size} conv=notrunc status=none`;
+  }, FIXTURE_TIMEOUT_MS);
+
+  async function load(imagePath: string, target: string): Promise<{ error: unknown; stats: LoadStats | null }> {
+    const image = openImage(imagePath);
+    const clock = new VirtualClock();
+    const lan = new MemoryLan(clock, 0.2);
+    try {
+      const server = new ServeSession(
+        image,
+        { imageName: imagePath, group: "239.77.0.1", port: 4520, rateBitsPerSecond: 100e6, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed: 1 },
+        { clock, openTransport: lan.transport("198.18.0.1", 4520) },
+      );
+      await server.start();
+      const loader = new Loader(
+        { group: "239.77.0.1", port: 4520, publicKey: null, keyPath: null, imageId: null, giveUpMs: 30_000, bufferBytes: 8 << 20, requestWindowChunks: 4, seed: 2 },
+        { clock, openTransport: lan.transport("198.18.0.2", 4520), sink: new TargetSink({ target, freeMode: "skip", workers: 0 }) },
+      );
+      let outcome: { error: unknown; stats: LoadStats | null } | null = null;
+      const run = loader.run().then((stats) => void (outcome = { error: null, stats }), (error) => void (outcome = { error, stats: null }));
+      await clock.runUntil(() => outcome !== null, 120_000);
+      await run;
+      await server.stop();
+      return outcome!;
+    } finally {
+      closeImage(image);
+    }
+  }
+
+  test("a 2 MiB entry array spread over three chunks: planned before writing, moved at the end", async () => {
+    const image = join(dir, "big-table.dsc");
+    await discusOk(["create", "--quiet", "--chunk-size", "1M", disk, image]);
+    const target = join(dir, "loaded.img");
+    await $`truncate -s ${TARGET_BYTES} ${target}`;
+    const r = await load(image, target);
+    expect(r.error).toBeNull();
+    expect(r.stats!.gptMoved).toBe(true);
+    expect(r.stats!.chunksRejected).toBe(0);
+    expect(await $`sgdisk -v ${target}`.nothrow().text()).toContain("No problems found");
+    const original = JSON.parse(await $`sfdisk --json ${disk}`.text()).partitiontable;
+    await $`cmp -i 1024 -n ${(original.lastlba + 1) * 512 - 1024} ${disk} ${target}`;
+  }, 120_000);
+
+  test("a table growth cannot move: the load ends with exit 3's error and the target untouched", async () => {
+    const damaged = join(dir, "damaged.img");
+    await $`cp ${disk} ${damaged}`;
+    const fd = openSync(damaged, "r+");
+    const crc = readBytes(damaged, 512 + HEADER_CRC_OFFSET, 1);
+    writeSync(fd, new Uint8Array([crc[0]! ^ 0xff]), 0, 1, 512 + HEADER_CRC_OFFSET);
+    closeSync(fd);
+    const image = join(dir, "damaged.dsc");
+    await discusOk(["create", "--quiet", "--chunk-size", "1M", damaged, image]);
+    const target = join(dir, "untouched.img");
+    await $`head -c ${TARGET_BYTES} /dev/zero | tr '\\000' '\\245' > ${target}`;
+    const before = await sha256File(target);
+    const r = await load(image, target);
+    expect(r.error).toBeInstanceOf(DiscusError);
+    expect((r.error as DiscusError).kind).toBe("input");
+    expect((r.error as DiscusError).message).toContain("its GPT cannot be moved");
+    expect(await sha256File(target)).toBe(before);
+  }, 120_000);
 });
