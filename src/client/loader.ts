@@ -132,6 +132,8 @@ export class Loader {
   private lastRefusal: string | null = null;
   /** The last image a server offered that this client refused for the image's own fault. */
   private refusedWith: DiscusError | null = null;
+  /** The image of the server adopted last, for a failure report after it was dropped. */
+  private lastImageId: Uint8Array | null = null;
   /** Digests of manifests refused for their own fault, newest last: never fetched again. */
   private readonly refusedManifests: string[] = [];
   /** Only progress resets the give-up timer: never an announcement, which anyone can send. */
@@ -306,6 +308,7 @@ export class Loader {
     // proven manifest, not this announce: a forged announce must not make a client give up.
     this.sink.check?.();
     this.server = { candidate: c, address: c.address, epoch: a.sender, announce: { ...a }, lastBlockMs: nowMs, lastManifestBlockMs: nowMs };
+    this.lastImageId = a.imageId;
     this.loss.reset();
     this.stats.imageId = hex(a.imageId);
     this.stats.server = c.address;
@@ -673,12 +676,13 @@ export class Loader {
   }
 
   private report(state: ReportState, message: string): void {
-    const s = this.server;
-    if (s === null || this.transport === null) return;
+    // A failure after every server was dropped (a refused image) is still told to the last one.
+    const imageId = this.server?.announce.imageId ?? (state === ReportState.failed ? this.lastImageId : null);
+    if (imageId === null || this.transport === null) return;
     const interval = this.loss.take();
     this.send(
       encodeReport(
-        { imageId: s.announce.imageId, sender: this.me },
+        { imageId, sender: this.me },
         {
           state,
           elapsedMs: Math.round(this.clock.nowMs() - this.startedMs),

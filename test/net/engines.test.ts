@@ -184,7 +184,11 @@ describe("engines on virtual time", () => {
         { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
       );
       let manifestFetches = 0;
-      server.on((e) => void (e.kind === "transfer-started" && manifestFetches++));
+      const failures: string[] = [];
+      server.on((e) => {
+        if (e.kind === "transfer-started") manifestFetches++;
+        if (e.kind === "client-failed") failures.push(e.message);
+      });
       await server.start();
       const key = loadPublicKey(generateKeyPair().publicPem, "other.pub");
       const loader = new Loader(
@@ -195,7 +199,11 @@ describe("engines on virtual time", () => {
       const run = loader.run().catch((e) => void (failure = e));
       await clock.runUntil(() => failure !== null, 4 * giveUpMs);
       await run;
+      // The failure report reaches the server although the client had dropped it.
+      await clock.runUntil(() => failures.length > 0, clock.nowMs() + 1000);
       await server.stop();
+      expect(failures.length).toBe(1);
+      expect(failures[0]).toContain("is not signed, but a key was given");
       // Before: each refusal set the server aside for a while, then fetched its manifest again,
       // which counted as progress, so a wrong key never ended the load.
       expect(failure).toBeInstanceOf(DiscusError);
