@@ -27,6 +27,7 @@ import {
   wireBytes,
   type AnnounceBody,
   type DropReason,
+  type ReportBody,
   type ReportPacket,
   type RequestPacket,
 } from "../net/wire.ts";
@@ -84,16 +85,10 @@ export interface ServeStats {
 }
 
 /** What a client's report said, for the faces (the done line prints it). */
-export interface ClientFigures {
-  chunksDone: number;
-  chunksTotal: number;
-  bytesWritten: number;
-  blocksReceived: number;
-  duplicateBlocks: number;
-  requestsSent: number;
-  rerequests: number;
-  chunksRejected: number;
-}
+export type ClientFigures = Pick<
+  ReportBody,
+  "chunksDone" | "chunksTotal" | "bytesWritten" | "blocksReceived" | "duplicateBlocks" | "requestsSent" | "rerequests" | "chunksRejected"
+>;
 
 export type ServeEvent =
   | { kind: "started"; atMs: number; imageId: string; group: string; rateBitsPerSecond: number; port: number; adaptiveRate: boolean; blockBytes: number; chunkBytes: number; dataChunkCount: number; manifestPartCount: number }

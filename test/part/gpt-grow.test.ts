@@ -4,7 +4,7 @@
 import { describe, expect, test, beforeAll } from "bun:test";
 import { $ } from "bun";
 import { join } from "node:path";
-import { openSync, readSync, closeSync, writeSync } from "node:fs";
+import { openSync, readSync, closeSync, writeSync, readFileSync, writeFileSync } from "node:fs";
 import { discus, discusOk, sha256File, tmpDir, FIXTURE_TIMEOUT_MS } from "../helpers.ts";
 import { closeImage, openImage } from "../../src/image/reader.ts";
 import { ServeSession } from "../../src/server/session.ts";
@@ -29,18 +29,32 @@ function readBytes(path: string, offset: number, length: number): Uint8Array {
   return out;
 }
 
+/** A GPT disk with a 2 MiB entry array and random data in both partitions, so every byte restored can be compared. */
+async function bigTableDisk(dir: string): Promise<string> {
+  const disk = join(dir, "big-table.img");
+  await $`truncate -s ${DISK_BYTES} ${disk}`;
+  await $`sgdisk -o -a 2048 --resize-table=${ENTRY_COUNT} -n 1:0:+8M -t 1:8300 -n 2:0:+8M -t 2:8300 ${disk}`.quiet();
+  const parts = JSON.parse(await $`sfdisk --json ${disk}`.text()).partitiontable.partitions as { start: number; size: number }[];
+  for (const p of parts) await $`dd if=/dev/urandom of=${disk} bs=512 seek=${p.start} count=${p.size} conv=notrunc status=none`;
+  return disk;
+}
+
+/** A copy of `disk` whose primary GPT header is damaged: capture reads the backup, growth needs the primary. */
+function damagedCopy(disk: string, damaged: string): void {
+  writeFileSync(damaged, readFileSync(disk));
+  const fd = openSync(damaged, "r+");
+  const crc = readBytes(damaged, 512 + HEADER_CRC_OFFSET, 1);
+  writeSync(fd, new Uint8Array([crc[0]! ^ 0xff]), 0, 1, 512 + HEADER_CRC_OFFSET);
+  closeSync(fd);
+}
+
 describe("GPT with a 2 MiB entry array", () => {
   let dir: string;
   let disk: string;
   let image: string;
   beforeAll(async () => {
     dir = await tmpDir();
-    disk = join(dir, "big-table.img");
-    await $`truncate -s ${DISK_BYTES} ${disk}`;
-    await $`sgdisk -o -a 2048 --resize-table=${ENTRY_COUNT} -n 1:0:+8M -t 1:8300 -n 2:0:+8M -t 2:8300 ${disk}`.quiet();
-    // Random data in both partitions, so every byte restored can be compared.
-    const parts = JSON.parse(await $`sfdisk --json ${disk}`.text()).partitiontable.partitions as { start: number; size: number }[];
-    for (const p of parts) await $`dd if=/dev/urandom of=${disk} bs=512 seek=${p.start} count=${p.size} conv=notrunc status=none`;
+    disk = await bigTableDisk(dir);
     image = join(dir, "big-table.dsc");
     await discusOk(["create", "--quiet", disk, image]);
   }, FIXTURE_TIMEOUT_MS);
@@ -65,11 +79,7 @@ describe("GPT with a 2 MiB entry array", () => {
   test("a primary table growth cannot use is refused before anything is written", async () => {
     // The primary header is damaged: capture reads the backup, but growth needs the primary.
     const damaged = join(dir, "damaged.img");
-    await $`cp ${disk} ${damaged}`;
-    const fd = openSync(damaged, "r+");
-    const crc = readBytes(damaged, 512 + HEADER_CRC_OFFSET, 1);
-    writeSync(fd, new Uint8Array([crc[0]! ^ 0xff]), 0, 1, 512 + HEADER_CRC_OFFSET);
-    closeSync(fd);
+    damagedCopy(disk, damaged);
     const damagedImage = join(dir, "damaged.dsc");
     await discusOk(["create", "--quiet", damaged, damagedImage]);
 
@@ -97,11 +107,7 @@ describe("GPT growth under a multicast load", () => {
   let disk: string;
   beforeAll(async () => {
     dir = await tmpDir();
-    disk = join(dir, "big-table.img");
-    await $`truncate -s ${DISK_BYTES} ${disk}`;
-    await $`sgdisk -o -a 2048 --resize-table=${ENTRY_COUNT} -n 1:0:+8M -t 1:8300 -n 2:0:+8M -t 2:8300 ${disk}`.quiet();
-    const parts = JSON.parse(await $`sfdisk --json ${disk}`.text()).partitiontable.partitions as { start: number; size: number }[];
-    for (const p of parts) await $`dd if=/dev/urandom of=${disk} bs=512 seek=${p.start} count=${p.size} conv=notrunc status=none`;
+    disk = await bigTableDisk(dir);
   }, FIXTURE_TIMEOUT_MS);
 
   async function load(imagePath: string, target: string): Promise<{ error: unknown; stats: LoadStats | null }> {
@@ -146,11 +152,7 @@ describe("GPT growth under a multicast load", () => {
 
   test("a table growth cannot move: the load ends with exit 3's error and the target untouched", async () => {
     const damaged = join(dir, "damaged.img");
-    await $`cp ${disk} ${damaged}`;
-    const fd = openSync(damaged, "r+");
-    const crc = readBytes(damaged, 512 + HEADER_CRC_OFFSET, 1);
-    writeSync(fd, new Uint8Array([crc[0]! ^ 0xff]), 0, 1, 512 + HEADER_CRC_OFFSET);
-    closeSync(fd);
+    damagedCopy(disk, damaged);
     const image = join(dir, "damaged.dsc");
     await discusOk(["create", "--quiet", "--chunk-size", "1M", damaged, image]);
     const target = join(dir, "untouched.img");
