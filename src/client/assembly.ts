@@ -52,10 +52,6 @@ export interface Slot {
   requests: number;
   /** True when this client asked for the chunk (it counts against the request window). */
   requestedByUs: boolean;
-  /** Union of blocks others asked for since this client last asked (null: none heard). */
-  heard: Uint8Array | null;
-  /** This slot's random share of the repair delay (SRM's slotting), drawn anew after each ask. */
-  delayMs: number;
 }
 
 export interface Geometry {
@@ -70,7 +66,7 @@ export function blockLength(g: Geometry, block: number): number {
 }
 
 export function newSlot(chunk: number, buffer: Uint8Array, g: Geometry, nowMs: number, waitMs: number): Slot {
-  return { chunk, buffer, got: bitmapFor(g.blockCount), gotBlocks: 0, lastActivityMs: nowMs, waitMs, requests: 0, requestedByUs: false, heard: null, delayMs: 0 };
+  return { chunk, buffer, got: bitmapFor(g.blockCount), gotBlocks: 0, lastActivityMs: nowMs, waitMs, requests: 0, requestedByUs: false };
 }
 
 /** Stores a block; returns false when the slot already had it (a duplicate). */
@@ -91,19 +87,12 @@ export function missingBitmap(slot: Slot, g: Geometry): Uint8Array {
   return out;
 }
 
-/** Adds another client's request to the slot's union of overheard requests. */
-export function hearRequest(slot: Slot, wanted: Uint8Array): void {
-  const heard = (slot.heard ??= new Uint8Array(slot.got.length));
-  for (let i = 0; i < heard.length; i++) heard[i]! |= wanted[i] ?? 0;
-}
-
-/** The blocks this slot lacks that no overheard request asked for; null when there are none. */
-export function unaskedBitmap(slot: Slot, g: Geometry): Uint8Array | null {
-  const out = missingBitmap(slot, g);
-  let any = 0;
-  for (let i = 0; i < out.length; i++) {
-    out[i]! &= ~(slot.heard?.[i] ?? 0);
-    any |= out[i]!;
+/** True when `wanted` asks for every block this slot lacks (someone else's request covers ours). */
+export function covers(wanted: Uint8Array, slot: Slot, g: Geometry): boolean {
+  for (let i = 0; i < slot.got.length; i++) {
+    let missing = ~slot.got[i]! & 0xff;
+    if (i === slot.got.length - 1 && g.blockCount & 7) missing &= (1 << (g.blockCount & 7)) - 1;
+    if ((missing & ~(wanted[i] ?? 0)) !== 0) return false;
   }
-  return any === 0 ? null : out;
+  return true;
 }

@@ -20,7 +20,7 @@ import {
 } from "../net/wire.ts";
 import type { ApplyResult } from "../target/apply.ts";
 import { checkSignature } from "../image/signing.ts";
-import { chunkOrder, idFromSeed, mulberry32 } from "../util/shuffle.ts";
+import { chunkOrder, idFromSeed } from "../util/shuffle.ts";
 import { assert } from "../util/assert.ts";
 import { equalBytes, hex } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
@@ -32,7 +32,7 @@ import { ManifestParts } from "./manifest-parts.ts";
 import { DEFAULT_SINK_IN_FLIGHT, type ChunkSink } from "./sink.ts";
 import { emptyLoadStats, type LoadStats } from "./stats.ts";
 import { Candidates, sameLayout, type Candidate } from "./servers.ts";
-import { blockLength, BufferPool, hearRequest, newSlot, storeBlock, unaskedBitmap, type Geometry, type Slot } from "./assembly.ts";
+import { blockLength, BufferPool, covers, missingBitmap, newSlot, storeBlock, type Geometry, type Slot } from "./assembly.ts";
 
 export interface LoaderOptions {
   /** The group and port, for messages (the transport is already bound to them). */
@@ -96,17 +96,6 @@ const MAX_SET_ASIDE_MS = 30_000;
  * their turn would make everyone hear them again.
  */
 const MAX_JOINABLE_CHUNKS = 256;
-/**
- * SRM's slotting: after a chunk's blocks stop, each client waits a random extra delay before
- * asking for what it lost, up to this much per doubling of the group, so the first request is
- * heard by the rest (who then ask only for what it did not cover). Bounded for large groups.
- */
-const REPAIR_SLOT_MS = 4;
-const REPAIR_DELAY_MAX_MS = 40;
-/** The group's size is estimated from distinct senders of requests and reports over this period. */
-const GROUP_PERIOD_MS = 2000;
-const MAX_GROUP_ESTIMATE = 4096;
-assert(GROUP_PERIOD_MS > REPORT_INTERVAL_MS, "every reporting client is heard within a period");
 /** Request packets sent per tick at most (a burst after a long silence stays small). */
 const MAX_REQUESTS_PER_TICK = 64;
 /** Refused manifests remembered (by digest) so as not to fetch them again; older ones may be. */
@@ -172,11 +161,6 @@ export class Loader {
   private orderCursor = 0;
   /** Chunks others asked for lately that we lack and hold no slot for, oldest first (bounded). */
   private readonly joinable: { chunk: number; heardMs: number }[] = [];
-  /** Other clients heard this period and the last (request and report senders), for slotting. */
-  private groupHeard = new Set<number>();
-  private groupLast = 0;
-  private groupPeriodEndMs = 0;
-  private readonly random: () => number;
   private nextQueryMs = 0;
   private queryWaitMs = QUERY_FIRST_WAIT_MS;
   private nextReportMs = 0;
@@ -193,7 +177,6 @@ export class Loader {
     this.clock = deps.clock;
     this.sink = deps.sink;
     this.me = idFromSeed(o.seed, 0xc1);
-    this.random = mulberry32(idFromSeed(o.seed, 0x5107));
     this.startedMs = this.lastProgressMs = this.clock.nowMs();
   }
 
@@ -281,9 +264,7 @@ export class Loader {
         return this.onBlock(p, from);
       case PacketType.request:
         if (p.sender !== this.me) this.onOverheard(p);
-        return this.heardMember(p.sender);
-      case PacketType.report:
-        return this.heardMember(p.sender);
+        return;
       default:
         return; // queries and reports are for the server
     }
@@ -448,8 +429,7 @@ export class Loader {
     if (p.chunk >= this.dataChunks) s.lastManifestBlockMs = nowMs;
     if (p.chunk >= this.dataChunks || this.manifest !== null) this.lastProgressMs = nowMs;
     slot.lastActivityMs = nowMs;
-    if (slot.delayMs === 0) slot.delayMs = this.repairDelayMs(nowMs);
-    slot.waitMs = BLOCK_GAP_MS + slot.delayMs;
+    slot.waitMs = BLOCK_GAP_MS;
     if (slot.gotBlocks === g.blockCount) this.completed(slot);
   }
 
@@ -474,29 +454,9 @@ export class Loader {
     if (s === null || g === null || !equalBytes(p.imageId, s.announce.imageId) || p.blockCount !== g.blockCount) return;
     const slot = this.slots.get(p.chunk);
     if (slot === undefined) return this.noteJoinable(p.chunk);
-    hearRequest(slot, p.bitmap);
-    if (unaskedBitmap(slot, g) !== null) return;
+    if (!covers(p.bitmap, slot, g)) return;
     this.stats.requestsOverheard++;
     slot.lastActivityMs = this.clock.nowMs();
-  }
-
-  private heardMember(sender: number): void {
-    if (sender !== this.me && this.groupHeard.size < MAX_GROUP_ESTIMATE) this.groupHeard.add(sender);
-  }
-
-  /** Clients in the group (this one included), as heard over the last full period. */
-  private groupSize(nowMs: number): number {
-    if (nowMs >= this.groupPeriodEndMs) {
-      this.groupLast = this.groupHeard.size;
-      this.groupHeard = new Set();
-      this.groupPeriodEndMs = nowMs + GROUP_PERIOD_MS;
-    }
-    return 1 + Math.max(this.groupLast, this.groupHeard.size);
-  }
-
-  /** A fresh random repair delay: a uniform share of the slot range for this group's size. */
-  private repairDelayMs(nowMs: number): number {
-    return this.random() * Math.min(REPAIR_DELAY_MAX_MS, REPAIR_SLOT_MS * Math.log2(this.groupSize(nowMs)));
   }
 
   private noteJoinable(chunk: number): void {
@@ -725,15 +685,6 @@ export class Loader {
   }
 
   private askFor(slot: Slot, g: Geometry, nowMs: number): void {
-    // Ask only for what others' requests (their union) did not; if they asked for it all, wait
-    // once more for their blocks, and ask ourselves only if those do not come.
-    const wanted = unaskedBitmap(slot, g);
-    slot.heard = null;
-    slot.delayMs = this.repairDelayMs(nowMs);
-    if (wanted === null) {
-      slot.lastActivityMs = nowMs;
-      return;
-    }
     if (slot.requests > 0 || slot.gotBlocks > 0) this.stats.rerequests++;
     // Asking again with nothing received since: back off (the server may be busy or restarting).
     if (slot.requests > 0) slot.waitMs = Math.min(REQUEST_MAX_WAIT_MS, slot.waitMs * 2);
@@ -741,7 +692,7 @@ export class Loader {
     slot.waitMs = Math.max(REQUEST_WAIT_MS, slot.waitMs);
     slot.requests++;
     this.stats.requestsSent++;
-    this.send(encodeRequest({ imageId: this.server!.announce.imageId, sender: this.me }, slot.chunk, g.blockCount, wanted));
+    this.send(encodeRequest({ imageId: this.server!.announce.imageId, sender: this.me }, slot.chunk, g.blockCount, missingBitmap(slot, g)));
     slot.lastActivityMs = nowMs;
   }
 
