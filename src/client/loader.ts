@@ -90,12 +90,6 @@ const MAX_CANDIDATES_PER_HOST = 2;
 const MAX_FAILED_HOSTS = 64;
 const FIRST_SET_ASIDE_MS = 1000;
 const MAX_SET_ASIDE_MS = 30_000;
-/**
- * Chunks we lack that someone else asked for, remembered (newest kept) so as to join them instead
- * of asking ourselves: their blocks are queued at the server, and a request of ours arriving after
- * their turn would make everyone hear them again.
- */
-const MAX_JOINABLE_CHUNKS = 256;
 /** Request packets sent per tick at most (a burst after a long silence stays small). */
 const MAX_REQUESTS_PER_TICK = 64;
 /** Refused manifests remembered (by digest) so as not to fetch them again; older ones may be. */
@@ -159,8 +153,6 @@ export class Loader {
   private chunksDone = 0;
   private order = new Uint32Array(0);
   private orderCursor = 0;
-  /** Chunks others asked for lately that we lack and hold no slot for, oldest first (bounded). */
-  private readonly joinable: { chunk: number; heardMs: number }[] = [];
   private nextQueryMs = 0;
   private queryWaitMs = QUERY_FIRST_WAIT_MS;
   private nextReportMs = 0;
@@ -453,28 +445,9 @@ export class Loader {
     const g = this.geometry;
     if (s === null || g === null || !equalBytes(p.imageId, s.announce.imageId) || p.blockCount !== g.blockCount) return;
     const slot = this.slots.get(p.chunk);
-    if (slot === undefined) return this.noteJoinable(p.chunk);
-    if (!covers(p.bitmap, slot, g)) return;
+    if (slot === undefined || !covers(p.bitmap, slot, g)) return;
     this.stats.requestsOverheard++;
     slot.lastActivityMs = this.clock.nowMs();
-  }
-
-  private noteJoinable(chunk: number): void {
-    if (chunk >= this.totalChunks || this.state[chunk] !== ChunkState.missing) return;
-    this.joinable.push({ chunk, heardMs: this.clock.nowMs() });
-    if (this.joinable.length > MAX_JOINABLE_CHUNKS) this.joinable.shift();
-  }
-
-  /**
-   * A chunk someone else asked for within the wait a request of ours would have, which we still
-   * lack: taken into our window without a request, waiting as if we had asked when they did.
-   */
-  private nextJoinable(nowMs: number): { chunk: number; heardMs: number } | null {
-    const waitMs = this.firstWaitMs();
-    for (let j = this.joinable.shift(); j !== undefined; j = this.joinable.shift()) {
-      if (nowMs - j.heardMs < waitMs && this.state[j.chunk] === ChunkState.missing) return j;
-    }
-    return null;
   }
 
   /** Buffers kept back from overheard traffic so this client can always ask for its own chunks. */
@@ -649,16 +622,6 @@ export class Loader {
       if (budget === 0 || nowMs - slot.lastActivityMs < slot.waitMs) continue;
       this.askFor(slot, g, nowMs);
       budget--;
-    }
-    // Join chunks others asked for (only once the manifest is proven: until then it comes first).
-    while (this.manifest !== null && ours < this.o.requestWindowChunks && buffers.freeCount > 0) {
-      const j = this.nextJoinable(nowMs);
-      if (j === null) break;
-      const slot = newSlot(j.chunk, buffers.take()!, g, j.heardMs, this.firstWaitMs());
-      slot.requestedByUs = true;
-      this.slots.set(j.chunk, slot);
-      this.state[j.chunk] = ChunkState.filling;
-      ours++;
     }
     // Start new chunks: the manifest first, then data in this client's own random order.
     while (budget > 0 && ours < this.o.requestWindowChunks && buffers.freeCount > 0) {
