@@ -2,6 +2,7 @@
 // digest against the manifest (when asked), each header decoded, and the headers' tiling
 // (image/tiling.ts). A restore refuses on the first problem; `verify` lists them.
 import { equalBytes, sha256 } from "../util/bytes.ts";
+import { DiscusError } from "../util/errors.ts";
 import { readFully } from "../util/io.ts";
 import { CHUNK_FIXED_HEADER_BYTES } from "./constants.ts";
 import { ChunkFormatError, decodeChunkHeader, peekChunkHeaderBytes } from "./chunk.ts";
@@ -55,6 +56,17 @@ export function scanChunks(image: OpenImage, opts: ScanOptions): ChunkProblem[] 
     }
   }
   return problems;
+}
+
+/**
+ * Throws an input DiscusError for the first problem a scan finds, naming the chunk (or the image
+ * as a whole), with `action` as what to do; returns when there is none.
+ */
+export function refuseDamagedImage(image: OpenImage, digests: boolean, action: string): void {
+  const [problem] = scanChunks(image, { digests, maxProblems: 1 });
+  if (problem === undefined) return;
+  const where = problem.index === null ? image.path : `${image.path}, chunk ${problem.index}`;
+  throw new DiscusError("input", where, problem.why, action);
 }
 
 function readChunkInto(image: OpenImage, index: number, into: Uint8Array): Uint8Array {

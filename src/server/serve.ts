@@ -1,8 +1,7 @@
 // `discus serve`: one ServeSession (session.ts) on the real network and the wall clock, serving an
 // image file until it is idle long enough or aborted. What it does is told through events.
-import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
-import { scanChunks } from "../image/scan.ts";
-import { DiscusError } from "../util/errors.ts";
+import { closeImage, openImage } from "../image/reader.ts";
+import { refuseDamagedImage } from "../image/scan.ts";
 import { wallClock } from "../util/clock.ts";
 import { groupTransport } from "../net/socket.ts";
 import { ServeSession, type ServeEvent, type ServeStats } from "./session.ts";
@@ -29,21 +28,12 @@ export interface ServeOptions {
 
 const SOCKET_BUFFER_BYTES = 8 << 20;
 
-/**
- * Headers and their tiling are checked before serving (image/scan.ts): every client would refuse
- * a chunk that claims another's sectors, so serving such an image only wastes the network.
- */
-function refuseBrokenImage(image: OpenImage): void {
-  const [problem] = scanChunks(image, { digests: false, maxProblems: 1 });
-  if (problem === undefined) return;
-  const where = problem.index === null ? image.path : `${image.path}, chunk ${problem.index}`;
-  throw new DiscusError("input", where, problem.why, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
-}
-
 export async function serveImage(o: ServeOptions): Promise<ServeStats> {
   const image = openImage(o.image);
   try {
-    refuseBrokenImage(image);
+    // Headers and their tiling first: every client would refuse a chunk that claims another's
+    // sectors, so serving such an image would only load the network.
+    refuseDamagedImage(image, false, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
     const session = new ServeSession(
       image,
       { imageName: o.image, group: o.group, port: o.port, rateBitsPerSecond: o.rateBitsPerSecond, adaptiveRate: o.adaptiveRate, mtuBytes: o.mtuBytes, idleMs: o.idleExitMs, seed: o.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]! },

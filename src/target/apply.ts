@@ -1,7 +1,7 @@
 // Applies one chunk to the target: verify, decompress, write its regions, treat its free ranges.
 // Runs inside a worker thread; the target's file descriptor is shared by the whole process.
 import { writeFully } from "../util/io.ts";
-import { chunkFreeRanges, chunkPayload, ChunkFormatError, decodeChunkHeader } from "../image/chunk.ts";
+import { chunkFreeRanges, chunkPayload, ChunkFormatError, decodeChunkHeader, type ChunkHeader } from "../image/chunk.ts";
 import { decompressPayload, PayloadError } from "../image/codec.ts";
 import { discardRange, punchHole, zeroOutRange } from "../device/blockdev.ts";
 import { equalBytes, sha256 } from "../util/bytes.ts";
@@ -37,6 +37,21 @@ export interface ApplyJob {
   returnContainer: boolean;
 }
 
+/** What checking one chunk needs: the container and what its manifest says of it. */
+export type ChunkCheck = Pick<ApplyJob, "container" | "chunkIndex" | "chunkBytes" | "image" | "chunkSha256" | "rawSha256" | "imageName">;
+
+export function chunkCheckFor(m: Manifest, index: number, container: Uint8Array, imageName: string): ChunkCheck {
+  return {
+    container,
+    chunkIndex: index,
+    chunkBytes: m.chunkBytes,
+    image: { imageId: m.imageId, sectorBytes: m.sectorBytes, sourceBytes: m.sourceBytes, codec: m.codec },
+    chunkSha256: chunkDigest(m, index).slice(),
+    rawSha256: rawDigest(m, index).slice(),
+    imageName,
+  };
+}
+
 /** The job that applies (or, with dryRun, only checks) chunk `index` of an image. */
 export function applyJobFor(
   m: Manifest,
@@ -47,17 +62,11 @@ export function applyJobFor(
 ): ApplyJob {
   return {
     kind: "apply",
-    container,
-    chunkIndex: index,
-    chunkBytes: m.chunkBytes,
-    image: { imageId: m.imageId, sectorBytes: m.sectorBytes, sourceBytes: m.sourceBytes, codec: m.codec },
-    chunkSha256: chunkDigest(m, index).slice(),
-    rawSha256: rawDigest(m, index).slice(),
+    ...chunkCheckFor(m, index, container, imageName),
     fd: target.fd,
     targetIsBlockDevice: target.isBlockDevice,
     freeMode: target.freeMode,
     targetOffsetBytes: 0,
-    imageName,
     dryRun: target.dryRun,
     returnContainer: false,
   };
@@ -81,24 +90,32 @@ export interface ApplyResult {
 const ZERO_WRITE_BYTES = 1 << 20;
 let zeros: Uint8Array | null = null;
 
-export function applyChunk(job: ApplyJob): ApplyResult {
-  const where = `${job.imageName}, chunk ${job.chunkIndex}`;
+/**
+ * A chunk's header and uncompressed data, trusted only once both digests match the manifest and
+ * the header agrees with it; anything else is an input DiscusError naming the chunk.
+ */
+export function checkedChunk(c: ChunkCheck): { header: ChunkHeader; raw: Uint8Array } {
   const corrupt = (why: string) =>
-    new DiscusError("input", where, why, "The image is damaged: copy it again from its source, or run `discus verify` to list every bad chunk");
+    new DiscusError("input", `${c.imageName}, chunk ${c.chunkIndex}`, why, "The image is damaged: copy it again from its source, or run `discus verify` to list every bad chunk");
   // Nothing reaches the disk before the container matches the manifest's digest.
-  if (!equalBytes(sha256(job.container), job.chunkSha256)) throw corrupt("chunk digest does not match the manifest");
+  if (!equalBytes(sha256(c.container), c.chunkSha256)) throw corrupt("chunk digest does not match the manifest");
   let raw: Uint8Array;
-  let header;
+  let header: ChunkHeader;
   try {
-    header = decodeChunkHeader(job.container, job.chunkBytes);
-    checkChunkAgainstManifest(header, job.chunkIndex, job.image);
-    raw = decompressPayload(header.codec, chunkPayload(job.container, header), header.rawBytes);
+    header = decodeChunkHeader(c.container, c.chunkBytes);
+    checkChunkAgainstManifest(header, c.chunkIndex, c.image);
+    raw = decompressPayload(header.codec, chunkPayload(c.container, header), header.rawBytes);
   } catch (e) {
     if (e instanceof ChunkFormatError || e instanceof PayloadError) throw corrupt(e.message);
     throw e;
   }
-  if (!equalBytes(sha256(raw), job.rawSha256)) throw corrupt("uncompressed data digest does not match the manifest");
+  if (!equalBytes(sha256(raw), c.rawSha256)) throw corrupt("uncompressed data digest does not match the manifest");
+  return { header, raw };
+}
 
+export function applyChunk(job: ApplyJob): ApplyResult {
+  const where = `${job.imageName}, chunk ${job.chunkIndex}`;
+  const { header, raw } = checkedChunk(job);
   const sb = header.sectorBytes;
   if (job.dryRun) return { writtenBytes: 0, freeBytes: 0, zeroedBytes: 0, discardedBytes: 0 };
   let rawOffset = 0;

@@ -3,15 +3,13 @@
 // protective MBR, the primary header and its entry array) have come and the growth is planned.
 // Those chunks are checked like any other (both digests) before their bytes are trusted; a chunk
 // that arrives before the plan is done is handed back to be fetched again, never written.
-import { chunkPayload, ChunkFormatError, decodeChunkHeader } from "../image/chunk.ts";
-import { decompressPayload, PayloadError } from "../image/codec.ts";
-import { chunkDigest, rawDigest, type Manifest } from "../image/manifest.ts";
-import { checkChunkAgainstManifest } from "../image/tiling.ts";
+import type { ChunkHeader } from "../image/chunk.ts";
+import type { Manifest } from "../image/manifest.ts";
 import { PartitionTableError } from "../part/types.ts";
 import { assert } from "../util/assert.ts";
-import { equalBytes, sha256 } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
-import { MAX_SOURCE_READ_BYTES } from "./image-source.ts";
+import { checkedChunk, chunkCheckFor } from "./apply.ts";
+import { copyOverlap, MAX_SOURCE_READ_BYTES } from "./image-source.ts";
 import { planGptGrowth } from "./gpt-grow.ts";
 
 /** Thrown inside a plan's read when the bytes have not arrived yet: the plan is tried again later. */
@@ -57,40 +55,33 @@ export class GptGate {
     return this.wanted === null;
   }
 
-  /** The chunk's data if it covers wanted bytes and passes its digests; null otherwise. */
-  private checkedRaw(index: number, container: Uint8Array) {
-    const m = this.m;
+  /** The chunk's header and data if it covers wanted bytes and passes every check; null otherwise. */
+  private checkedRaw(index: number, container: Uint8Array): { header: ChunkHeader; bytes: Uint8Array } | null {
     const w = this.wanted!;
-    if (!equalBytes(sha256(container), chunkDigest(m, index))) return null;
+    const sb = this.m.sectorBytes;
     try {
-      const header = decodeChunkHeader(container, m.chunkBytes);
-      checkChunkAgainstManifest(header, index, m);
-      const sb = m.sectorBytes;
+      const { header, raw } = checkedChunk(chunkCheckFor(this.m, index, container, this.imageName));
       if (header.endSector * sb <= w.offsetBytes || header.firstSector * sb >= w.offsetBytes + w.lengthBytes) return null;
-      const bytes = decompressPayload(header.codec, chunkPayload(container, header), header.rawBytes);
-      if (!equalBytes(sha256(bytes), rawDigest(m, index))) return null;
-      return { header, bytes };
+      return { header, bytes: raw };
     } catch (e) {
-      if (e instanceof ChunkFormatError || e instanceof PayloadError) return null;
+      // A damaged chunk is handed back like any other early one; the sink's apply rejects it later.
+      if (e instanceof DiscusError && e.kind === "input") return null;
       throw e;
     }
   }
 
-  /** Keeps the chunk's whole range as source bytes (free space reads as zeros), within the bound. */
-  private keep(h: { firstSector: number; endSector: number; regions: { start: number; length: number }[] }, raw: Uint8Array): void {
+  /** Keeps source bytes from the wanted offset on, as much of the chunk as the bound allows. */
+  private keep(h: ChunkHeader, raw: Uint8Array): void {
     const sb = this.m.sectorBytes;
-    const w = this.wanted!;
-    // From the wanted offset on, as much of the chunk as the bound allows: the plan's next read
-    // (the entry array after the header) is usually in the same chunk, which then comes only once.
-    const start = Math.max(h.firstSector * sb, w.offsetBytes);
+    // The plan's next read (the entry array after the header) is usually in the same chunk, which
+    // then comes only once.
+    const start = Math.max(h.firstSector * sb, this.wanted!.offsetBytes);
     const end = Math.min(h.endSector * sb, start + (MAX_KEPT_BYTES - this.keptBytes));
     if (end <= start) return;
-    const out = new Uint8Array(end - start);
+    const out = new Uint8Array(end - start); // free space in the range reads as zeros
     let rawOffset = 0;
     for (const r of h.regions) {
-      const from = Math.max(r.start * sb, start);
-      const to = Math.min((r.start + r.length) * sb, end);
-      if (to > from) out.set(raw.subarray(rawOffset + (from - r.start * sb), rawOffset + (to - r.start * sb)), from - start);
+      copyOverlap(raw.subarray(rawOffset, rawOffset + r.length * sb), r.start * sb, out, start);
       rawOffset += r.length * sb;
     }
     this.kept.push({ startBytes: start, bytes: out });

@@ -43,7 +43,7 @@ export function readImageSource(image: OpenImage, offsetBytes: number, lengthByt
 }
 
 /** Copies the part of `data` (which starts at source byte `dataStart`) that falls inside `out`. */
-function copyOverlap(data: Uint8Array, dataStart: number, out: Uint8Array, outStart: number): void {
+export function copyOverlap(data: Uint8Array, dataStart: number, out: Uint8Array, outStart: number): void {
   const from = Math.max(dataStart, outStart);
   const to = Math.min(dataStart + data.length, outStart + out.length);
   if (to > from) out.set(data.subarray(from - dataStart, to - dataStart), from - outStart);

@@ -4,11 +4,11 @@ import { fdatasyncSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import { rereadPartitions } from "../device/blockdev.ts";
 import type { Manifest } from "../image/manifest.ts";
-import { scanChunks } from "../image/scan.ts";
+import { refuseDamagedImage } from "../image/scan.ts";
 import { closeImage, openImage, readChunk, type OpenImage } from "../image/reader.ts";
 import { checkSignature, type SignatureCheck } from "../image/signing.ts";
 import type { CodecJob } from "./worker.ts";
-import { DiscusError, ioError, withProgress } from "../util/errors.ts";
+import { ioError, withProgress } from "../util/errors.ts";
 import { formatBytes } from "../util/units.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { applyJobFor, type ApplyResult, type FreeMode } from "./apply.ts";
@@ -62,10 +62,7 @@ const MAX_CHUNKS_PER_WORKER = 2;
  * and that second hash is cheap beside decompression.
  */
 export function checkBeforeWriting(image: OpenImage): void {
-  const [problem] = scanChunks(image, { digests: true, maxProblems: 1 });
-  if (problem === undefined) return;
-  const where = problem.index === null ? image.path : `${image.path}, chunk ${problem.index}`;
-  throw new DiscusError("input", where, problem.why, "The image is damaged: copy it again from its source; `discus verify` lists every bad chunk. Nothing was written");
+  refuseDamagedImage(image, true, "The image is damaged: copy it again from its source; `discus verify` lists every bad chunk. Nothing was written");
 }
 
 
