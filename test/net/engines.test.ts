@@ -8,24 +8,22 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { closeImage, openImage, type OpenImage } from "../../src/image/reader.ts";
-import { ServeSession, MAX_SESSION_SUMMARIES, type ServeEvent } from "../../src/server/session.ts";
+import { MAX_SESSION_SUMMARIES, type ServeEvent } from "../../src/server/session.ts";
 import { Loader, type LoadEvent } from "../../src/client/loader.ts";
 import { TargetSink } from "../../src/client/sink.ts";
 import { blockBytesForMtu, blocksPerChunk, encodeRequest } from "../../src/net/wire.ts";
 import { readFully } from "../../src/util/io.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
-import { MemoryLan, VirtualClock } from "./virtual.ts";
+import { MemoryLan, VIRTUAL_GROUP, VIRTUAL_PORT, VirtualClock, virtualServer } from "./virtual.ts";
 import { generateKeyPair, loadPublicKey } from "../../src/image/signing.ts";
 import { DiscusError } from "../../src/util/errors.ts";
 
-const PORT = 4520;
-const GROUP = "239.77.0.1";
-const SERVER_ADDRESS = "198.18.0.1";
+const PORT = VIRTUAL_PORT;
+const GROUP = VIRTUAL_GROUP;
 const LATENCY_MS = 0.2;
 const CLIENTS = 3;
-/** Virtual time allowed for a load: the image takes about a second at the rate below. */
+/** Virtual time allowed for a load: the image takes about a second at the server's 100 Mbit/s. */
 const LOAD_LIMIT_MS = 120_000;
-const RATE_BITS_PER_SECOND = 100e6;
 
 let dir = "";
 let imagePath = "";
@@ -69,11 +67,7 @@ async function runScenario(name: string, seed: number): Promise<Scenario> {
   const clock = new VirtualClock();
   const lan = new MemoryLan(clock, LATENCY_MS);
   try {
-    const server = new ServeSession(
-      image,
-      { imageName: imagePath, group: GROUP, port: PORT, rateBitsPerSecond: RATE_BITS_PER_SECOND, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed },
-      { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
-    );
+    const server = virtualServer(image, clock, lan, { seed, readChunk: fileChunks(image) });
     const serverEvents: ServeEvent[] = [];
     server.on((e) => serverEvents.push(e));
     await server.start();
@@ -143,11 +137,7 @@ describe("engines on virtual time", () => {
     const clock = new VirtualClock();
     const lan = new MemoryLan(clock, LATENCY_MS);
     try {
-      const server = new ServeSession(
-        image,
-        { imageName: imagePath, group: GROUP, port: PORT, rateBitsPerSecond: RATE_BITS_PER_SECOND, adaptiveRate: false, mtuBytes: 1500, idleMs: null, seed: 3 },
-        { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
-      );
+      const server = virtualServer(image, clock, lan, { seed: 3, adaptiveRate: false, readChunk: fileChunks(image) });
       let ended = 0;
       server.on((e) => void (e.kind === "transfer-ended" && ended++));
       await server.start();
@@ -178,11 +168,7 @@ describe("engines on virtual time", () => {
     const lan = new MemoryLan(clock, LATENCY_MS);
     const giveUpMs = 60_000;
     try {
-      const server = new ServeSession(
-        image,
-        { imageName: imagePath, group: GROUP, port: PORT, rateBitsPerSecond: RATE_BITS_PER_SECOND, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed: 5 },
-        { clock, openTransport: lan.transport(SERVER_ADDRESS, PORT), readChunk: fileChunks(image) },
-      );
+      const server = virtualServer(image, clock, lan, { seed: 5, readChunk: fileChunks(image) });
       let manifestFetches = 0;
       const failures: string[] = [];
       server.on((e) => {

@@ -3,6 +3,8 @@
 // after a fixed latency. Deterministic: timers due at the same time fire in the order they were set.
 import type { Clock, TimerHandle } from "../../src/util/clock.ts";
 import type { GroupTransport, OpenTransport, Peer } from "../../src/net/transport.ts";
+import type { OpenImage } from "../../src/image/reader.ts";
+import { ServeSession } from "../../src/server/session.ts";
 
 interface Timer {
   atMs: number;
@@ -108,4 +110,23 @@ export class MemoryLan {
       return t;
     };
   }
+}
+
+/** The group, port and server address engine tests use on a MemoryLan. */
+export const VIRTUAL_GROUP = "239.77.0.1";
+export const VIRTUAL_PORT = 4520;
+export const VIRTUAL_SERVER_ADDRESS = "198.18.0.1";
+
+/** A ServeSession of `image` on the LAN at 100 Mbit/s, MTU 1500, never idling out. */
+export function virtualServer(
+  image: OpenImage,
+  clock: VirtualClock,
+  lan: MemoryLan,
+  o: { seed: number; adaptiveRate?: boolean; readChunk?: (index: number) => Promise<Uint8Array> },
+): ServeSession {
+  return new ServeSession(
+    image,
+    { imageName: image.path, group: VIRTUAL_GROUP, port: VIRTUAL_PORT, rateBitsPerSecond: 100e6, adaptiveRate: o.adaptiveRate ?? true, mtuBytes: 1500, idleMs: null, seed: o.seed },
+    { clock, openTransport: lan.transport(VIRTUAL_SERVER_ADDRESS, VIRTUAL_PORT), readChunk: o.readChunk },
+  );
 }

@@ -7,12 +7,11 @@ import { join } from "node:path";
 import { openSync, readSync, closeSync, writeSync, readFileSync, writeFileSync } from "node:fs";
 import { discus, discusOk, sha256File, tmpDir, FIXTURE_TIMEOUT_MS } from "../helpers.ts";
 import { closeImage, openImage } from "../../src/image/reader.ts";
-import { ServeSession } from "../../src/server/session.ts";
 import { Loader } from "../../src/client/loader.ts";
 import type { LoadStats } from "../../src/client/stats.ts";
 import { TargetSink } from "../../src/client/sink.ts";
 import { DiscusError } from "../../src/util/errors.ts";
-import { MemoryLan, VirtualClock } from "../net/virtual.ts";
+import { MemoryLan, VIRTUAL_GROUP, VIRTUAL_PORT, VirtualClock, virtualServer } from "../net/virtual.ts";
 
 const MIB = 1 << 20;
 const DISK_BYTES = 48 * MIB;
@@ -115,15 +114,11 @@ describe("GPT growth under a multicast load", () => {
     const clock = new VirtualClock();
     const lan = new MemoryLan(clock, 0.2);
     try {
-      const server = new ServeSession(
-        image,
-        { imageName: imagePath, group: "239.77.0.1", port: 4520, rateBitsPerSecond: 100e6, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed: 1 },
-        { clock, openTransport: lan.transport("198.18.0.1", 4520) },
-      );
+      const server = virtualServer(image, clock, lan, { seed: 1 });
       await server.start();
       const loader = new Loader(
-        { group: "239.77.0.1", port: 4520, publicKey: null, keyPath: null, imageId: null, giveUpMs: 30_000, bufferBytes: 8 << 20, requestWindowChunks: 4, seed: 2 },
-        { clock, openTransport: lan.transport("198.18.0.2", 4520), sink: new TargetSink({ target, freeMode: "skip", workers: 0 }) },
+        { group: VIRTUAL_GROUP, port: VIRTUAL_PORT, publicKey: null, keyPath: null, imageId: null, giveUpMs: 30_000, bufferBytes: 8 << 20, requestWindowChunks: 4, seed: 2 },
+        { clock, openTransport: lan.transport("198.18.0.2", VIRTUAL_PORT), sink: new TargetSink({ target, freeMode: "skip", workers: 0 }) },
       );
       let outcome: { error: unknown; stats: LoadStats | null } | null = null;
       const run = loader.run().then((stats) => void (outcome = { error: null, stats }), (error) => void (outcome = { error, stats: null }));
