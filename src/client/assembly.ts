@@ -2,6 +2,8 @@
 // and, for each chunk being filled, which blocks it has. Pure bookkeeping: no sockets, no timers.
 import { assert } from "../util/assert.ts";
 import { bitmapFor, setBit, testBit } from "../util/bitmap.ts";
+import { decodeMissing } from "../net/fec.ts";
+import { countPerGroup, groupBlocks, repairLimit, sourceSymbol } from "../net/fec-groups.ts";
 
 export class BufferPool {
   private readonly free: Uint8Array[] = [];
@@ -52,12 +54,19 @@ export interface Slot {
   requests: number;
   /** True when this client asked for the chunk (it counts against the request window). */
   requestedByUs: boolean;
+  /**
+   * Per FEC group, repairs held until enough arrive to decode (null: none yet). Only a group's
+   * still-missing count of them is kept, so they never outgrow the holes in the chunk's buffer.
+   */
+  repairs: Map<number, Uint8Array>[] | null;
 }
 
 export interface Geometry {
   chunkBytes: number;
   blockBytes: number;
   blockCount: number;
+  /** FEC groups per chunk (src/net/fec-groups.ts). */
+  groups: number;
 }
 
 /** Size of block `block` of a chunk: every block is full but the last. */
@@ -66,7 +75,7 @@ export function blockLength(g: Geometry, block: number): number {
 }
 
 export function newSlot(chunk: number, buffer: Uint8Array, g: Geometry, nowMs: number, waitMs: number): Slot {
-  return { chunk, buffer, got: bitmapFor(g.blockCount), gotBlocks: 0, lastActivityMs: nowMs, waitMs, requests: 0, requestedByUs: false };
+  return { chunk, buffer, got: bitmapFor(g.blockCount), gotBlocks: 0, lastActivityMs: nowMs, waitMs, requests: 0, requestedByUs: false, repairs: null };
 }
 
 /** Stores a block; returns false when the slot already had it (a duplicate). */
@@ -78,21 +87,75 @@ export function storeBlock(slot: Slot, g: Geometry, block: number, data: Uint8Ar
   return true;
 }
 
-/** The request bitmap for a slot: every block it lacks. */
-export function missingBitmap(slot: Slot, g: Geometry): Uint8Array {
+/** Blocks of `group` this slot lacks. */
+export function missingInGroup(slot: Slot, g: Geometry, group: number): number {
+  let n = 0;
+  for (let b = group; b < g.blockCount; b += g.groups) if (!testBit(slot.got, b)) n++;
+  return n;
+}
+
+function heldRepairs(slot: Slot, group: number): number {
+  return slot.repairs?.[group]?.size ?? 0;
+}
+
+/**
+ * The request bitmap for a slot: per group, as many of the blocks it lacks as the repairs it holds
+ * do not make up for (any blocks or repairs will do, so the first ones missing stand for them).
+ */
+export function requestBitmap(slot: Slot, g: Geometry): Uint8Array {
   const out = bitmapFor(g.blockCount);
-  for (let i = 0; i < out.length; i++) out[i] = ~slot.got[i]! & 0xff;
-  const tail = g.blockCount & 7;
-  if (tail) out[out.length - 1]! &= (1 << tail) - 1;
+  for (let group = 0; group < g.groups; group++) {
+    let need = missingInGroup(slot, g, group) - heldRepairs(slot, group);
+    for (let b = group; b < g.blockCount && need > 0; b += g.groups) {
+      if (testBit(slot.got, b)) continue;
+      setBit(out, b);
+      need--;
+    }
+  }
   return out;
 }
 
-/** True when `wanted` asks for every block this slot lacks (someone else's request covers ours). */
+/**
+ * True when an overheard request will serve this slot too, group by group: it asks for every
+ * block we still need there, or for at least as many blocks as we need and few enough that the
+ * server answers with repairs (which fill anyone's holes).
+ */
 export function covers(wanted: Uint8Array, slot: Slot, g: Geometry): boolean {
-  for (let i = 0; i < slot.got.length; i++) {
-    let missing = ~slot.got[i]! & 0xff;
-    if (i === slot.got.length - 1 && g.blockCount & 7) missing &= (1 << (g.blockCount & 7)) - 1;
-    if ((missing & ~(wanted[i] ?? 0)) !== 0) return false;
+  const ours = requestBitmap(slot, g);
+  const theirs = countPerGroup(wanted, g.blockCount, g.groups);
+  const needs = countPerGroup(ours, g.blockCount, g.groups);
+  for (let group = 0; group < g.groups; group++) {
+    const need = needs[group]!;
+    if (need === 0) continue;
+    const count = theirs[group]!;
+    if (count >= need && count <= repairLimit(groupBlocks(g.blockCount, g.groups, group))) continue;
+    for (let b = group; b < g.blockCount; b += g.groups) if (testBit(ours, b) && !testBit(wanted, b)) return false;
   }
   return true;
+}
+
+/** Keeps a repair of `group`; false when it cannot help (group whole, held already, or enough held). */
+export function storeRepair(slot: Slot, g: Geometry, group: number, index: number, data: Uint8Array): boolean {
+  const missing = missingInGroup(slot, g, group);
+  const held = (slot.repairs ??= Array.from({ length: g.groups }, () => new Map<number, Uint8Array>()))[group]!;
+  if (missing === 0 || held.has(index) || held.size >= missing) return false;
+  held.set(index, data.slice()); // the datagram's buffer may be reused
+  return true;
+}
+
+/** Decodes `group` once its blocks and repairs add up to the whole group; returns blocks recovered. */
+export function decodeGroup(slot: Slot, g: Geometry, group: number): number {
+  const held = slot.repairs?.[group];
+  const missing = missingInGroup(slot, g, group);
+  if (held === undefined || missing === 0 || held.size < missing) return 0;
+  const have = new Map<number, Uint8Array>();
+  for (let b = group, i = 0; b < g.blockCount; b += g.groups, i++) if (testBit(slot.got, b)) have.set(i, sourceSymbol(slot.buffer.subarray(0, g.chunkBytes), g.blockBytes, b));
+  const recovered = decodeMissing(groupBlocks(g.blockCount, g.groups, group), g.blockBytes, have, held);
+  assert(recovered !== null && recovered.size === missing, "enough repairs decode the group");
+  for (const [i, symbol] of recovered) {
+    const b = i * g.groups + group;
+    storeBlock(slot, g, b, symbol.subarray(0, blockLength(g, b)));
+  }
+  held.clear();
+  return missing;
 }

@@ -16,8 +16,11 @@ import {
   ReportState,
   type AnnouncePacket,
   type BlockPacket,
+  type RepairPacket,
   type RequestPacket,
 } from "../net/wire.ts";
+import { FEC_MAX_REPAIR_BLOCKS } from "../net/fec.ts";
+import { fecGroupCount } from "../net/fec-groups.ts";
 import type { ApplyResult } from "../target/apply.ts";
 import { checkSignature } from "../image/signing.ts";
 import { chunkOrder, idFromSeed } from "../util/shuffle.ts";
@@ -32,7 +35,7 @@ import { ManifestParts } from "./manifest-parts.ts";
 import { DEFAULT_SINK_IN_FLIGHT, type ChunkSink } from "./sink.ts";
 import { emptyLoadStats, type LoadStats } from "./stats.ts";
 import { Candidates, sameLayout, type Candidate } from "./servers.ts";
-import { blockLength, BufferPool, covers, missingBitmap, newSlot, storeBlock, type Geometry, type Slot } from "./assembly.ts";
+import { blockLength, BufferPool, covers, decodeGroup, newSlot, requestBitmap, storeBlock, storeRepair, type Geometry, type Slot } from "./assembly.ts";
 
 export interface LoaderOptions {
   /** The group and port, for messages (the transport is already bound to them). */
@@ -254,6 +257,8 @@ export class Loader {
         return this.onAnnounce(p, from);
       case PacketType.block:
         return this.onBlock(p, from);
+      case PacketType.repair:
+        return this.onRepair(p, from);
       case PacketType.request:
         if (p.sender !== this.me) this.onOverheard(p);
         return;
@@ -312,7 +317,8 @@ export class Loader {
     this.loss.reset();
     this.stats.imageId = hex(a.imageId);
     this.stats.server = c.address;
-    const g: Geometry = { chunkBytes: a.chunkBytes, blockBytes: a.blockBytes, blockCount: blocksPerChunk(a.chunkBytes, a.blockBytes) };
+    const blockCount = blocksPerChunk(a.chunkBytes, a.blockBytes);
+    const g: Geometry = { chunkBytes: a.chunkBytes, blockBytes: a.blockBytes, blockCount, groups: fecGroupCount(blockCount) };
     this.geometry = g;
     this.dataChunks = a.dataChunkCount;
     this.totalChunks = a.dataChunkCount + a.manifestPartCount;
@@ -372,30 +378,40 @@ export class Loader {
     this.loss.reset();
   }
 
-  private onBlock(p: BlockPacket, from: Peer): void {
+  /**
+   * Checks a block or repair comes from our server for our image and notes it as traffic (alive,
+   * sequence for loss); false when it is dropped. Counts it as received either way it passes.
+   */
+  private fromOurServer(p: BlockPacket | RepairPacket, from: Peer, fits: (g: Geometry) => boolean): boolean {
     const s = this.server;
     const g = this.geometry;
-    if (s === null || g === null) return; // not yet listening for any image
+    if (s === null || g === null) return false; // not yet listening for any image
     // An unproven server is known only by its announcement: its blocks carry the epoch it announced.
     if (from.address !== s.address || from.port !== this.o.port || (this.manifest === null && p.sender !== s.epoch)) {
       this.stats.packetsDropped.foreignSource++;
       if (this.manifest === null && p.chunk >= this.dataChunks && p.chunk < this.totalChunks) this.manifestElsewhere(from);
-      return;
+      return false;
     }
     if (!equalBytes(p.imageId, s.announce.imageId)) {
       this.stats.packetsDropped.otherImage++;
-      return;
+      return false;
     }
-    if (p.chunk >= this.totalChunks || p.block >= g.blockCount || p.data.length !== blockLength(g, p.block)) {
+    if (p.chunk >= this.totalChunks || !fits(g)) {
       this.stats.packetsDropped.badBlock++;
-      return;
+      return false;
     }
-    const nowMs = this.clock.nowMs();
     this.noteEpoch(p.sender);
-    s.lastBlockMs = nowMs;
+    s.lastBlockMs = this.clock.nowMs();
     // Loss is measured on a proven server only: an unproven one may be a forger with any numbers.
     if (this.manifest !== null) this.loss.count(p.seq);
     this.stats.blocksReceived++;
+    return true;
+  }
+
+  private onBlock(p: BlockPacket, from: Peer): void {
+    if (!this.fromOurServer(p, from, (g) => p.block < g.blockCount && p.data.length === blockLength(g, p.block))) return;
+    const g = this.geometry!;
+    const nowMs = this.clock.nowMs();
     const state = this.state[p.chunk]!;
     if (state >= ChunkState.complete) {
       this.stats.duplicateBlocks++;
@@ -417,12 +433,33 @@ export class Loader {
       this.stats.duplicateBlocks++;
       return;
     }
+    this.stats.blocksRecovered += decodeGroup(slot, g, p.block % g.groups);
+    this.filled(slot, p.chunk, nowMs);
+  }
+
+  /** A repair (FEC): useful to a chunk under way that lacks blocks of its group; decoded once enough. */
+  private onRepair(p: RepairPacket, from: Peer): void {
+    if (!this.fromOurServer(p, from, (g) => p.group < g.groups && p.index < FEC_MAX_REPAIR_BLOCKS && p.data.length === g.blockBytes)) return;
+    const g = this.geometry!;
+    const slot = this.slots.get(p.chunk);
+    // Without the chunk's other blocks a repair is no use: it is not kept.
+    if (slot === undefined || !storeRepair(slot, g, p.group, p.index, p.data)) {
+      this.stats.duplicateBlocks++;
+      return;
+    }
+    this.stats.repairsUsed++;
+    this.stats.blocksRecovered += decodeGroup(slot, g, p.group);
+    this.filled(slot, p.chunk, this.clock.nowMs());
+  }
+
+  /** A chunk got a block or a repair: that is progress, and it may be whole now. */
+  private filled(slot: Slot, chunk: number, nowMs: number): void {
     // Progress: a manifest block, or data once the manifest vouches for it.
-    if (p.chunk >= this.dataChunks) s.lastManifestBlockMs = nowMs;
-    if (p.chunk >= this.dataChunks || this.manifest !== null) this.lastProgressMs = nowMs;
+    if (chunk >= this.dataChunks) this.server!.lastManifestBlockMs = nowMs;
+    if (chunk >= this.dataChunks || this.manifest !== null) this.lastProgressMs = nowMs;
     slot.lastActivityMs = nowMs;
     slot.waitMs = BLOCK_GAP_MS;
-    if (slot.gotBlocks === g.blockCount) this.completed(slot);
+    if (slot.gotBlocks === this.geometry!.blockCount) this.completed(slot);
   }
 
   /**
@@ -655,7 +692,7 @@ export class Loader {
     slot.waitMs = Math.max(REQUEST_WAIT_MS, slot.waitMs);
     slot.requests++;
     this.stats.requestsSent++;
-    this.send(encodeRequest({ imageId: this.server!.announce.imageId, sender: this.me }, slot.chunk, g.blockCount, missingBitmap(slot, g)));
+    this.send(encodeRequest({ imageId: this.server!.announce.imageId, sender: this.me }, slot.chunk, g.blockCount, requestBitmap(slot, g)));
     slot.lastActivityMs = nowMs;
   }
 

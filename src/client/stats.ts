@@ -11,6 +11,9 @@ export interface LoadStats extends RestoreStats {
   requestsOverheard: number;
   blocksReceived: number;
   duplicateBlocks: number;
+  /** Repair blocks (FEC) kept, and the lost blocks they rebuilt. */
+  repairsUsed: number;
+  blocksRecovered: number;
   /** Blocks dropped because every chunk buffer was busy (asked for again later). */
   blocksWithoutBuffer: number;
   chunksRejected: number;
@@ -41,6 +44,8 @@ export function emptyLoadStats(): LoadStats {
     requestsOverheard: 0,
     blocksReceived: 0,
     duplicateBlocks: 0,
+    repairsUsed: 0,
+    blocksRecovered: 0,
     blocksWithoutBuffer: 0,
     chunksRejected: 0,
     manifestRejected: 0,

@@ -1,4 +1,4 @@
-// The discus multicast wire protocol v1 (docs/PROTOCOL.md): packet layouts, encoders and a
+// The discus multicast wire protocol v2 (docs/PROTOCOL.md): packet layouts, encoders and a
 // decoder that never throws on bad input. Little-endian throughout. Pure: no sockets here.
 import { utf8, fromUtf8, view } from "../util/bytes.ts";
 import { assert } from "../util/assert.ts";
@@ -7,12 +7,15 @@ import { DIGEST_BYTES, IMAGE_ID_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES } from "
 import { DIGEST_ENTRY_BYTES, MAX_DATA_CHUNKS, MAX_INFO_BYTES } from "../image/manifest.ts";
 
 export const PROTOCOL_MAGIC = 0x50435344; // "DSCP" as little-endian bytes
-export const PROTOCOL_VERSION = 1;
+/** 2: repair packets (FEC); a v1 client would never finish on a v2 server, so they drop each other. */
+export const PROTOCOL_VERSION = 2;
 /** The UDP port of a discus group unless told otherwise (serve, load and the agent agree on it). */
 export const DEFAULT_PORT = 4520;
 export const HEADER_BYTES = 32;
 /** Bytes before a block's data: chunk u32, seq u32, block u16, reserved u16. */
 export const BLOCK_PREFIX_BYTES = 12;
+/** Bytes before a repair's data: chunk u32, seq u32, group u16, index u8, reserved u8. */
+export const REPAIR_PREFIX_BYTES = 12;
 export const ANNOUNCE_BODY_BYTES = 72;
 /** A request's chunk u32, block count u16, reserved u16; the bitmap follows. */
 export const REQUEST_FIXED_BYTES = 8;
@@ -41,6 +44,7 @@ export enum PacketType {
   request = 3,
   block = 4,
   report = 5,
+  repair = 6,
 }
 
 export enum ReportState {
@@ -89,6 +93,16 @@ export interface BlockPacket extends Common {
   data: Uint8Array;
 }
 
+/** A parity block of one FEC group of a chunk (src/net/fec.ts): always blockBytes long. */
+export interface RepairPacket extends Common {
+  type: PacketType.repair;
+  chunk: number;
+  seq: number;
+  group: number;
+  index: number;
+  data: Uint8Array;
+}
+
 export interface ReportBody {
   state: ReportState;
   elapsedMs: number;
@@ -110,7 +124,7 @@ export interface ReportPacket extends Common, ReportBody {
   type: PacketType.report;
 }
 
-export type Packet = QueryPacket | AnnouncePacket | RequestPacket | BlockPacket | ReportPacket;
+export type Packet = QueryPacket | AnnouncePacket | RequestPacket | BlockPacket | ReportPacket | RepairPacket;
 
 export type DropReason = "short" | "magic" | "version" | "type" | "crc" | "length" | "field";
 export type Decoded = { ok: true; packet: Packet } | { ok: false; reason: DropReason };
@@ -153,6 +167,15 @@ const BLOCK = new Layout("block prefix", BLOCK_PREFIX_BYTES, [
   { name: "seq", kind: "u32" },
   { name: "block", kind: "u16" },
   { name: "reserved", kind: "reserved", width: 2 },
+] as const);
+
+/** A repair's prefix; its data follows. */
+const REPAIR = new Layout("repair prefix", REPAIR_PREFIX_BYTES, [
+  { name: "chunk", kind: "u32" },
+  { name: "seq", kind: "u32" },
+  { name: "group", kind: "u16" },
+  { name: "index", kind: "u8" },
+  { name: "reserved", kind: "reserved", width: 1 },
 ] as const);
 
 /** A report's fixed part; its UTF-8 message follows. */
@@ -219,6 +242,15 @@ export function encodeBlock(c: Common, chunk: number, seq: number, block: number
   return seal(bytes);
 }
 
+/** A repair packet: a fresh buffer each time, as for blocks. */
+export function encodeRepairPacket(c: Common, chunk: number, seq: number, group: number, index: number, data: Uint8Array): Uint8Array {
+  assert(index >= 0 && index <= 0xff && group >= 0 && group <= 0xffff, "repair group and index fit their fields");
+  const bytes = frame(PacketType.repair, c, REPAIR_PREFIX_BYTES + data.length);
+  REPAIR.write(bytes, HEADER_BYTES, { chunk, seq: seq >>> 0, group, index });
+  bytes.set(data, HEADER_BYTES + REPAIR_PREFIX_BYTES);
+  return seal(bytes);
+}
+
 export function encodeReport(c: Common, r: ReportBody): Uint8Array {
   let message = utf8(r.message);
   if (message.length > MAX_REPORT_MESSAGE_BYTES) message = message.subarray(0, MAX_REPORT_MESSAGE_BYTES);
@@ -254,6 +286,7 @@ export function blockBytesForMtu(mtuBytes: number): number {
 // What the rest of the protocol relies on, checked once at import: every MTU the server accepts
 // gives blocks within the announced bounds, a block index fits its u16 field, and the largest
 // request bitmap fits one 1500-byte datagram.
+assert(REPAIR_PREFIX_BYTES === BLOCK_PREFIX_BYTES, "a repair is exactly as long as a full block packet, so pacing counts both alike");
 assert(blockBytesForMtu(MIN_MTU_BYTES) >= MIN_BLOCK_BYTES, "the smallest MTU gives blocks of the minimum size");
 assert(blockBytesForMtu(MIN_MTU_BYTES - 1) < MIN_BLOCK_BYTES, "MIN_MTU_BYTES is the smallest such MTU");
 assert(blockBytesForMtu(MAX_MTU_BYTES) <= MAX_BLOCK_BYTES && MAX_BLOCK_BYTES <= 0xffff, "the largest MTU gives blocks within bounds");
@@ -294,6 +327,8 @@ export function decodePacket(bytes: Uint8Array): Decoded {
       return decodeBlock(common, body);
     case PacketType.report:
       return decodeReport(common, body);
+    case PacketType.repair:
+      return decodeRepair(common, body);
     default:
       return { ok: false, reason: "type" };
   }
@@ -322,6 +357,13 @@ function decodeBlock(common: Common, body: Uint8Array): Decoded {
   const r = BLOCK.read(body, 0);
   if (!r.ok) return { ok: false, reason: "field" };
   return { ok: true, packet: { type: PacketType.block, ...common, ...r.values, data: body.subarray(BLOCK_PREFIX_BYTES) } };
+}
+
+function decodeRepair(common: Common, body: Uint8Array): Decoded {
+  if (body.length < REPAIR_PREFIX_BYTES + 1) return { ok: false, reason: "length" };
+  const r = REPAIR.read(body, 0);
+  if (!r.ok) return { ok: false, reason: "field" };
+  return { ok: true, packet: { type: PacketType.repair, ...common, ...r.values, data: body.subarray(REPAIR_PREFIX_BYTES) } };
 }
 
 function decodeReport(common: Common, body: Uint8Array): Decoded {

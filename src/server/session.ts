@@ -18,6 +18,7 @@ import {
   peekType,
   encodeAnnounce,
   encodeBlock,
+  encodeRepairPacket,
   HEADER_BYTES,
   BLOCK_PREFIX_BYTES,
   MAX_BLOCKS_PER_CHUNK,
@@ -31,11 +32,13 @@ import {
   type ReportPacket,
   type RequestPacket,
 } from "../net/wire.ts";
+import { encodeRepair } from "../net/fec.ts";
+import { fecGroupCount, groupSymbols } from "../net/fec-groups.ts";
 import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
 import { ClientTable, type ClientSnapshot } from "./clients.ts";
 import { LossReports } from "./loss-reports.ts";
 import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type RateLaw } from "./pacer.ts";
-import { SendQueue } from "./queue.ts";
+import { SendQueue, type Send } from "./queue.ts";
 
 export interface ServeSessionOptions {
   /** For messages: the image's path or name. */
@@ -67,6 +70,8 @@ export interface SessionSummary {
   clientsDone: number;
   clientsFailed: number;
   blocksSent: number;
+  /** Of blocksSent, repair blocks (FEC) rather than the image's own. */
+  repairsSent: number;
   bytesSent: number;
   megabitsPerSecond: number;
   requests: number;
@@ -155,6 +160,7 @@ interface Transfer {
   done: Set<number>;
   failed: Set<number>;
   blocksSent: number;
+  repairsSent: number;
   bytesSent: number;
   requests: number;
   requestedBlocks: number;
@@ -296,14 +302,14 @@ export class ServeSession {
     // Our own blocks loop back (so a client on this host hears them): skip a server's traffic,
     // ours or another's, before paying for its CRC.
     const type = peekType(bytes);
-    if (type === PacketType.block || type === PacketType.announce) return;
+    if (type === PacketType.block || type === PacketType.repair || type === PacketType.announce) return;
     const decoded = decodePacket(bytes);
     if (!decoded.ok) {
       this.stats.dropped[decoded.reason]++;
       return;
     }
     const p = decoded.packet;
-    if (p.type === PacketType.block || p.type === PacketType.announce) return; // skipped above; narrows the type
+    if (p.type === PacketType.block || p.type === PacketType.repair || p.type === PacketType.announce) return; // skipped above; narrows the type
     const nowMs = this.clock.nowMs();
     if (p.type === PacketType.query) {
       this.active(nowMs);
@@ -336,6 +342,8 @@ export class ServeSession {
     s.lastRequestMs = nowMs;
     s.requests++;
     if (s.clients.size < MAX_TRACKED_CLIENTS) s.clients.add(p.sender);
+    // One receiver gains nothing from repairs over its own blocks, and they cost coding time.
+    this.queue.useRepairs = s.clients.size >= 2;
     const wanted = countBits(p.bitmap, p.blockCount);
     const r = this.queue.merge(p.chunk, this.blockCount, p.bitmap);
     s.requestedBlocks += wanted;
@@ -379,7 +387,7 @@ export class ServeSession {
 
   private openTransfer(nowMs: number): Transfer {
     if (this.transfer === null) {
-      this.transfer = { startedMs: nowMs, lastRequestMs: nowMs, lastSendMs: nowMs, clients: new Set(), done: new Set(), failed: new Set(), blocksSent: 0, bytesSent: 0, requests: 0, requestedBlocks: 0, mergedBlocks: 0, requestsDropped: 0 };
+      this.transfer = { startedMs: nowMs, lastRequestMs: nowMs, lastSendMs: nowMs, clients: new Set(), done: new Set(), failed: new Set(), blocksSent: 0, repairsSent: 0, bytesSent: 0, requests: 0, requestedBlocks: 0, mergedBlocks: 0, requestsDropped: 0 };
       this.emit({ kind: "transfer-started", atMs: nowMs, rateBitsPerSecond: this.rate });
     }
     return this.transfer;
@@ -397,6 +405,7 @@ export class ServeSession {
       clientsDone: s.done.size,
       clientsFailed: s.failed.size,
       blocksSent: s.blocksSent,
+      repairsSent: s.repairsSent,
       bytesSent: s.bytesSent,
       megabitsPerSecond: (s.bytesSent * 8) / 1e6 / seconds,
       requests: s.requests,
@@ -473,32 +482,44 @@ export class ServeSession {
     let sent = 0;
     while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
       // A chunk source that reads asynchronously may not have the next chunk yet: onLoaded resumes.
-      const data = this.cache.get(this.queue.upcoming(1)[0]!);
+      const data = this.cache.get(this.queue.nextChunk()!);
       if (data === null) break;
       const next = this.queue.take();
       assert(next !== null, "a non-empty queue yields a block");
-      const start = next.block * this.blockBytes;
-      const block = data.subarray(start, Math.min(chunkBytes, start + this.blockBytes));
-      this.transport?.send(encodeBlock(this.self, next.chunk, this.seq, next.block, block));
+      const packet = this.packetFor(next, data, chunkBytes);
+      this.transport?.send(packet.bytes);
       this.seq = (this.seq + 1) >>> 0;
-      const cost = packetWireBytes(block.length);
+      const cost = packetWireBytes(packet.dataBytes);
       this.bucket.spend(cost);
       tokens -= cost;
       sent++;
-      this.counted(nowMs, block.length);
+      this.counted(nowMs, packet.dataBytes, next.kind === "repair");
     }
     if (sent > 0) this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
     if (!this.queue.empty && tokens >= this.fullPacketWireBytes) return; // waiting for a chunk read
     if (!this.queue.empty) this.scheduleSend(Math.max(MIN_TICK_MS, this.bucket.waitMs(this.fullPacketWireBytes)));
   }
 
-  private counted(nowMs: number, bytes: number): void {
+  /** The datagram for one send: a block of the chunk, or a repair coded over one of its groups. */
+  private packetFor(next: Send, data: Uint8Array, chunkBytes: number): { bytes: Uint8Array; dataBytes: number } {
+    if (next.kind === "block") {
+      const start = next.block * this.blockBytes;
+      const block = data.subarray(start, Math.min(chunkBytes, start + this.blockBytes));
+      return { bytes: encodeBlock(this.self, next.chunk, this.seq, next.block, block), dataBytes: block.length };
+    }
+    const symbols = groupSymbols(data.subarray(0, chunkBytes), this.blockBytes, this.blockCount, fecGroupCount(this.blockCount), next.group);
+    const repair = encodeRepair(symbols, next.index, this.blockBytes);
+    return { bytes: encodeRepairPacket(this.self, next.chunk, this.seq, next.group, next.index, repair), dataBytes: repair.length };
+  }
+
+  private counted(nowMs: number, bytes: number, repair: boolean): void {
     this.blocksSent++;
     this.bytesSent += bytes;
     const s = this.transfer;
     if (s === null) return;
     s.lastSendMs = nowMs;
     s.blocksSent++;
+    if (repair) s.repairsSent++;
     s.bytesSent += bytes;
   }
 }
