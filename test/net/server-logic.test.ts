@@ -16,7 +16,7 @@ function drain(q: SendQueue): string[] {
   for (let n = 0; n < 100000; n++) {
     const next = q.take();
     if (next === null) return out;
-    out.push(`${next.chunk}:${next.block}`);
+    out.push(next.kind === "block" ? `${next.chunk}:${next.block}` : `${next.chunk}:r${next.group}.${next.index}`);
   }
   throw new Error("queue never emptied");
 }
@@ -29,16 +29,83 @@ describe("send queue", () => {
     expect(q.merge(3, 10, wanted(10, [3, 9]))).toEqual({ addedBlocks: 1, accepted: true });
     expect(q.merge(7, 10, wanted(10, [0]))).toEqual({ addedBlocks: 1, accepted: true });
     q.checkInvariants();
-    expect(drain(q)).toEqual(["3:1", "3:2", "3:3", "3:9", "7:0"]);
+    // Chunk 7's one block is a small turn: it goes first, in the urgent lane.
+    expect(drain(q)).toEqual(["7:0", "3:1", "3:2", "3:3", "3:9"]);
     expect(q.empty).toBe(true);
   });
 
   test("a merge into the entry being sent wraps round to the blocks behind its cursor", () => {
     const q = new SendQueue(8);
     q.merge(1, 8, wanted(8, [4, 5, 6]));
-    expect(q.take()).toEqual({ chunk: 1, block: 4 });
+    expect(q.take()).toEqual({ kind: "block", chunk: 1, block: 4 });
     q.merge(1, 8, wanted(8, [0, 4]));
     expect(drain(q)).toEqual(["1:5", "1:6", "1:0", "1:4"]);
+  });
+
+  test("repairs: each group gets as many repairs as the largest single request, fresh each turn", () => {
+    const q = new SendQueue(8);
+    q.useRepairs = true;
+    // 20 blocks: one group. Two clients lack different blocks: two repairs serve both (not three blocks).
+    q.merge(3, 20, wanted(20, [1, 2]));
+    q.merge(3, 20, wanted(20, [5]));
+    q.checkInvariants();
+    expect(drain(q)).toEqual(["3:r0.0", "3:r0.1"]);
+    // Asked again later (a repair was lost): the next index, never one a receiver may hold.
+    q.merge(3, 20, wanted(20, [7]));
+    expect(drain(q)).toEqual(["3:r0.2"]);
+  });
+
+  test("repairs: a request for most of a group gets the blocks themselves; repairs only when enabled", () => {
+    const q = new SendQueue(8);
+    q.useRepairs = true;
+    const all = bitmapFor(20);
+    fillBits(all, 20);
+    q.merge(0, 20, all);
+    // A client lacking one block is repaired in the urgent lane, not after the whole chunk's turn.
+    q.merge(0, 20, wanted(20, [1]));
+    expect(drain(q)).toEqual(["0:r0.0", ...Array.from({ length: 20 }, (_, b) => `0:${b}`)]);
+    // 11 of 20 blocks is more than repairLimit (half the group): blocks.
+    q.merge(1, 20, wanted(20, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    expect(drain(q)).toEqual(["1:0", "1:1", "1:2", "1:3", "1:4", "1:5", "1:6", "1:7", "1:8", "1:9", "1:10"]);
+    q.useRepairs = false;
+    q.merge(2, 20, wanted(20, [4]));
+    q.merge(2, 20, wanted(20, [6]));
+    expect(drain(q)).toEqual(["2:4", "2:6"]);
+  });
+
+  test("repairs: interleaved groups are repaired separately, and a request a turn's repairs cover waits for nothing", () => {
+    const q = new SendQueue(8);
+    q.useRepairs = true;
+    // 400 blocks: 3 groups, block b in group b % 3. Group 0 lacks 2 (one client), group 1 lacks 1.
+    q.merge(9, 400, wanted(400, [0, 3, 1]));
+    q.merge(9, 400, wanted(400, [6]));
+    expect(q.take()).toEqual({ kind: "repair", chunk: 9, group: 0, index: 0 });
+    // Another client lacking one block of group 0 while two more repairs of it are coming: nothing queued.
+    expect(q.merge(9, 400, wanted(400, [30])).addedBlocks).toBe(0);
+    q.checkInvariants();
+    expect(drain(q)).toEqual(["9:r0.1", "9:r1.0"]);
+    expect(q.empty).toBe(true);
+  });
+
+  test("small turns never take more than half the sender while whole chunks wait", () => {
+    const q = new SendQueue(4096);
+    const blocks = 64;
+    const all = bitmapFor(blocks);
+    fillBits(all, blocks);
+    for (let c = 0; c < 100; c++) q.merge(c, blocks, all);
+    let whole = 0;
+    let small = 0;
+    // A host asks for one block of a thousand other chunks again and again (each a small turn).
+    for (let n = 0; n < 20000 && whole < 100 * blocks; n++) {
+      q.merge(1000 + (n % 1000), blocks, wanted(blocks, [n % blocks]));
+      const next = q.take()!;
+      if (next.chunk < 1000) whole++;
+      else small++;
+    }
+    expect(whole).toBe(100 * blocks);
+    // Small turns may spend the 1024-packet credit they start with, then one per whole-chunk packet.
+    expect(small).toBeLessThanOrEqual(whole + 1024);
+    q.checkInvariants();
   });
 
   test("the bound holds: a request for a new chunk beyond it is refused, merges still work", () => {
@@ -57,23 +124,24 @@ describe("send queue", () => {
     const q = new SendQueue(8);
     q.merge(0, 4, wanted(4, [0, 1, 2, 3]));
     q.merge(1, 4, wanted(4, [0, 1]));
-    expect(q.take()).toEqual({ chunk: 0, block: 0 });
+    expect(q.take()).toEqual({ kind: "block", chunk: 0, block: 0 });
     // Chunk 0 asked for again in full while its turn is under way: block 0 (sent) waits a round.
     expect(q.merge(0, 4, wanted(4, [0, 1, 2, 3])).addedBlocks).toBe(1);
     q.checkInvariants();
     expect(drain(q)).toEqual(["0:1", "0:2", "0:3", "1:0", "1:1", "0:0"]);
   });
 
-  test("bits added to the entry being sent wait for its next round, behind every other entry", () => {
+  test("bits added to the entry being sent wait for its next turn; a small request goes ahead of whole chunks", () => {
     const q = new SendQueue(8);
     q.merge(5, 8, wanted(8, [2, 3]));
-    q.merge(6, 8, wanted(8, [7]));
-    q.merge(7, 8, wanted(8, [1]));
-    expect(q.take()).toEqual({ chunk: 5, block: 2 });
+    q.merge(6, 8, wanted(8, [6, 7]));
+    q.merge(7, 8, wanted(8, [1, 2]));
+    expect(q.take()).toEqual({ kind: "block", chunk: 5, block: 2 });
     // Ahead of the cursor, but not in this turn: it waits too (a turn is fixed when it starts).
     expect(q.merge(5, 8, wanted(8, [5])).addedBlocks).toBe(1);
-    expect(q.upcoming(4)).toEqual([5, 6, 7]);
-    expect(drain(q)).toEqual(["5:3", "6:7", "7:1", "5:5"]);
+    // A request for one block is small: chunk 5's urgent entry waits ahead of the whole chunks.
+    expect(q.upcoming(4)).toEqual([5, 5, 6, 7]);
+    expect(drain(q)).toEqual(["5:3", "5:5", "6:6", "6:7", "7:1", "7:2"]);
   });
 
   test("a client re-asking for one chunk many times a second cannot starve the others", () => {

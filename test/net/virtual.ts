@@ -93,6 +93,8 @@ export class MemoryLan {
   constructor(
     private readonly clock: VirtualClock,
     private readonly latencyMs: number,
+    /** Called per packet and receiver: true drops it (independent loss, as the netlab's nftables rule). */
+    private readonly dropAt: (address: string) => boolean = () => false,
   ) {}
 
   /** The transport of a host at `address`. */
@@ -103,7 +105,10 @@ export class MemoryLan {
       const t: GroupTransport = {
         send: (bytes) => {
           const copy = bytes.slice();
-          for (const m of [...this.members]) this.clock.setTimer(this.latencyMs, () => this.members.has(m) && m.deliver(copy, member.peer));
+          for (const m of [...this.members]) {
+            if (m !== member && this.dropAt(m.peer.address)) continue;
+            this.clock.setTimer(this.latencyMs, () => this.members.has(m) && m.deliver(copy, member.peer));
+          }
         },
         close: () => void this.members.delete(member),
       };
