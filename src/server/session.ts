@@ -144,6 +144,13 @@ export const MAX_CLIENT_ROWS = 1024;
 const RECENT_REQUEST_MS = 5000;
 /** A host that reported this recently is waited for (clients report once a second). */
 const REPORT_MEMORY_MS = 3000;
+/**
+ * Clients' requests and reports go to the whole group, so they share every client's downlink with
+ * the blocks: the sender leaves room for them by spending tokens on each one it hears, up to this
+ * share of the rate per CONTROL_CHARGE_WINDOW_MS (so a flood cannot silence it).
+ */
+const MAX_CONTROL_SHARE = 0.5;
+const CONTROL_CHARGE_WINDOW_MS = 100;
 /** Lowest rate the control law may choose: a tenth of the configured one, at least 1 Mbit/s. */
 const MIN_RATE_FRACTION = 0.1;
 const MIN_RATE_BITS_PER_SECOND = 1e6;
@@ -179,7 +186,7 @@ export class ServeSession {
   private rate: number;
   private readonly fullPacketWireBytes: number;
   private readonly bucket: TokenBucket;
-  private readonly queue = new SendQueue(MAX_QUEUED_CHUNKS);
+  private readonly queue: SendQueue;
   private readonly cache: ChunkCache;
   private readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0 } };
   private readonly lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, reportMemoryMs: REPORT_MEMORY_MS, maxHosts: MAX_TRACKED_CLIENTS });
@@ -194,6 +201,8 @@ export class ServeSession {
   private control: TimerHandle | null = null;
   private lastActivityMs = 0;
   private idleSignalled = false;
+  private controlWindowStartMs = 0;
+  private controlChargedBytes = 0;
   private transport: GroupTransport | null = null;
   private phase: "new" | "starting" | "running" | "stopped" = "new";
   private readonly deps: ServeSessionDeps;
@@ -215,6 +224,7 @@ export class ServeSession {
     assert(o.rateBitsPerSecond > 0, "a positive rate");
     this.clock = deps.clock;
     this.totalChunks = t.dataChunkCount + t.manifestPartCount;
+    this.queue = new SendQueue(MAX_QUEUED_CHUNKS, t.dataChunkCount);
     this.self = { imageId: image.manifest.imageId, sender: idFromSeed(o.seed, 0x5e) };
     this.law = { ...DEFAULT_RATE_LAW, maxBitsPerSecond: o.rateBitsPerSecond, minBitsPerSecond: Math.max(MIN_RATE_BITS_PER_SECOND, o.rateBitsPerSecond * MIN_RATE_FRACTION) };
     this.rate = o.rateBitsPerSecond;
@@ -311,6 +321,7 @@ export class ServeSession {
     const p = decoded.packet;
     if (p.type === PacketType.block || p.type === PacketType.repair || p.type === PacketType.announce) return; // skipped above; narrows the type
     const nowMs = this.clock.nowMs();
+    this.chargeControl(bytes.length, nowMs);
     if (p.type === PacketType.query) {
       this.active(nowMs);
       if (isZero(p.imageId) || equalBytes(p.imageId, this.self.imageId)) this.scheduleAnnounce();
@@ -324,6 +335,20 @@ export class ServeSession {
     this.active(nowMs);
     if (p.type === PacketType.request) this.onRequest(p, from, nowMs);
     else this.onReport(p, from, nowMs);
+  }
+
+  /** A client's packet took room on every downlink of the group: the blocks leave it that room. */
+  private chargeControl(payloadBytes: number, nowMs: number): void {
+    if (nowMs - this.controlWindowStartMs >= CONTROL_CHARGE_WINDOW_MS) {
+      this.controlWindowStartMs = nowMs;
+      this.controlChargedBytes = 0;
+    }
+    const capBytes = (this.rate / 8) * (CONTROL_CHARGE_WINDOW_MS / 1000) * MAX_CONTROL_SHARE;
+    const bytes = wireBytes(payloadBytes);
+    if (this.controlChargedBytes + bytes > capBytes) return;
+    this.controlChargedBytes += bytes;
+    this.bucket.refill(nowMs);
+    this.bucket.spend(bytes);
   }
 
   private active(nowMs: number): void {

@@ -11,7 +11,7 @@ import { closeImage, openImage, type OpenImage } from "../../src/image/reader.ts
 import { MAX_SESSION_SUMMARIES, type ServeEvent } from "../../src/server/session.ts";
 import { Loader, type LoadEvent } from "../../src/client/loader.ts";
 import { TargetSink } from "../../src/client/sink.ts";
-import { blockBytesForMtu, blocksPerChunk, encodeRequest } from "../../src/net/wire.ts";
+import { blockBytesForMtu, blocksPerChunk, encodeReport, encodeRequest, peekType, PacketType, ReportState } from "../../src/net/wire.ts";
 import { readFully } from "../../src/util/io.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { MemoryLan, VIRTUAL_GROUP, VIRTUAL_PORT, VIRTUAL_SERVER_ADDRESS, VirtualClock, virtualServer } from "./virtual.ts";
@@ -150,6 +150,46 @@ describe("engines on virtual time", () => {
     expect(trace(b)).toEqual(trace(a));
     expect(a.serverEvents.length).toBeGreaterThan(CLIENTS * 2);
     await $`rm -f ${a.targets} ${b.targets}`;
+  }, 120_000);
+
+  test("the sender leaves room on the group's links for the clients' packets, up to half its rate", async () => {
+    /** Data bytes a listener hears in 300 ms while a chatty host sends `reportsPerMs` reports a millisecond. */
+    async function dataBytes(reportsPerMs: number): Promise<number> {
+      const image = openImage(imagePath);
+      const clock = new VirtualClock();
+      const lan = new MemoryLan(clock, LATENCY_MS);
+      try {
+        const server = virtualServer(image, clock, lan, { seed: 3, adaptiveRate: false, readChunk: fileChunks(image) });
+        await server.start();
+        let heard = 0;
+        const listener = await lan.transport("198.18.0.9", PORT)((bytes) => {
+          const t = peekType(bytes);
+          if ((t === PacketType.block || t === PacketType.repair) && clock.nowMs() >= 50 && clock.nowMs() < 350) heard += bytes.length;
+        });
+        const blockCount = blocksPerChunk(image.trailer.chunkBytes, blockBytesForMtu(1500));
+        const all = new Uint8Array(Math.ceil(blockCount / 8)).fill(0xff);
+        all[all.length - 1] = blockCount % 8 === 0 ? 0xff : (1 << (blockCount % 8)) - 1;
+        for (let c = 0; c < image.trailer.dataChunkCount; c++) listener.send(encodeRequest({ imageId: image.manifest.imageId, sender: 0x1001 }, c, blockCount, all));
+        const chatty = await lan.transport("198.18.0.8", PORT)(() => {});
+        const report = encodeReport({ imageId: image.manifest.imageId, sender: 0x2001 }, { state: ReportState.progress, elapsedMs: 1, chunksDone: 0, chunksTotal: 1, bytesWritten: 0, blocksReceived: 0, duplicateBlocks: 0, requestsSent: 0, rerequests: 0, chunksRejected: 0, intervalReceived: 0, intervalSeqSpan: 0, message: "" });
+        for (let ms = 0; ms < 400 && reportsPerMs > 0; ms++) clock.setTimer(ms, () => { for (let k = 0; k < reportsPerMs; k++) chatty.send(report); });
+        await clock.runUntil(() => false, 400);
+        await server.stop();
+        return heard;
+      } finally {
+        closeImage(image);
+      }
+    }
+    const quiet = await dataBytes(0);
+    // 20 reports a millisecond: 138 wire bytes each, 22 Mbit/s of a 100 Mbit/s group.
+    const chatter = await dataBytes(20);
+    // 100 a millisecond is 110 Mbit/s: only half the rate is given up to it.
+    const flood = await dataBytes(100);
+    expect(quiet).toBeGreaterThan(3e6);
+    expect(chatter / quiet).toBeGreaterThan(0.7);
+    expect(chatter / quiet).toBeLessThan(0.85);
+    expect(flood / quiet).toBeGreaterThan(0.45);
+    expect(flood / quiet).toBeLessThan(0.6);
   }, 120_000);
 
   test("a server through many transfers keeps the last MAX_SESSION_SUMMARIES of them, and counts them all", async () => {
