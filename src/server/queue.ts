@@ -124,7 +124,15 @@ export class SendQueue {
   /** Set by the session: repairs pay off only when several receivers lose different blocks. */
   useRepairs = false;
 
-  constructor(private readonly maxQueuedChunks: number) {
+  /**
+   * `criticalFrom`: chunks from this index on (the manifest parts) are urgent whatever is asked:
+   * a client can write nothing before it has them, and every client asks for them first, so a
+   * client that missed their first turn must not wait a whole round of the queue for them.
+   */
+  constructor(
+    private readonly maxQueuedChunks: number,
+    private readonly criticalFrom = Infinity,
+  ) {
     assert(maxQueuedChunks >= 1, "queue holds at least one chunk");
   }
 
@@ -139,7 +147,7 @@ export class SendQueue {
   merge(chunk: number, blockCount: number, wanted: Uint8Array): MergeResult {
     // An empty request makes no entry: an entry waits in a lane exactly while it has blocks.
     if (countBits(wanted, Math.min(blockCount, wanted.length * 8)) === 0) return { addedBlocks: 0, accepted: true };
-    const urgent = smallRequest(wanted, blockCount);
+    const urgent = chunk >= this.criticalFrom || smallRequest(wanted, blockCount);
     let entry = this.entries.get(keyOf(chunk, urgent));
     const fresh = entry === undefined;
     if (entry === undefined) {
@@ -238,7 +246,7 @@ export class SendQueue {
         const entry = this.entries.get(key);
         if (entry === undefined) continue;
         // Grown while it waited (many different small requests): it waits its turn with the others.
-        if (urgent && !this.small(entry)) {
+        if (urgent && !this.urgentNow(entry)) {
           this.main.push(key);
           continue;
         }
@@ -294,8 +302,12 @@ export class SendQueue {
     return packets <= Math.max(1, Math.floor(entry.blockCount / SMALL_TURN_DIVISOR));
   }
 
+  private urgentNow(entry: Entry): boolean {
+    return entry.chunk >= this.criticalFrom || this.small(entry);
+  }
+
   private enqueue(entry: Entry): void {
-    (entry.urgent && this.small(entry) ? this.urgent : this.main).push(keyOf(entry.chunk, entry.urgent));
+    (entry.urgent && this.urgentNow(entry) ? this.urgent : this.main).push(keyOf(entry.chunk, entry.urgent));
   }
 
   /** A finished turn: blocks asked for meanwhile go to the back of a lane, else the entry goes. */

@@ -87,6 +87,13 @@ describe("send queue", () => {
     expect(q.empty).toBe(true);
   });
 
+  test("manifest parts (criticalFrom on) go first even when asked for whole: nothing is written without them", () => {
+    const q = new SendQueue(8, 10);
+    q.merge(3, 4, wanted(4, [0, 1, 2, 3]));
+    q.merge(10, 4, wanted(4, [0, 1, 2, 3]));
+    expect(drain(q)).toEqual(["10:0", "10:1", "10:2", "10:3", "3:0", "3:1", "3:2", "3:3"]);
+  });
+
   test("small turns never take more than half the sender while whole chunks wait", () => {
     const q = new SendQueue(4096);
     const blocks = 64;
