@@ -23,7 +23,7 @@ import { FEC_MAX_REPAIR_BLOCKS } from "../net/fec.ts";
 import { fecGroupCount } from "../net/fec-groups.ts";
 import type { ApplyResult } from "../target/apply.ts";
 import { checkSignature } from "../image/signing.ts";
-import { chunkOrder, idFromSeed } from "../util/shuffle.ts";
+import { chunkOrder, idFromSeed, mulberry32 } from "../util/shuffle.ts";
 import { assert } from "../util/assert.ts";
 import { equalBytes, hex } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
@@ -73,10 +73,24 @@ const QUERY_FIRST_WAIT_MS = 200;
 const QUERY_MAX_WAIT_MS = 2000;
 /** First wait for blocks after asking for a chunk; doubles while nothing comes, up to the max. */
 const REQUEST_WAIT_MS = 200;
+/**
+ * First wait after asking for the holes of a chunk under way: the server sends such small requests
+ * ahead of whole chunks (its urgent lane), so an answer is due within a few turns' time.
+ */
+const REPAIR_WAIT_MS = 80;
 const REQUEST_MAX_WAIT_MS = 2000;
 /** Blocks of one chunk go out back to back: a gap this long means the rest were lost. */
 const BLOCK_GAP_MS = 40;
 const REPORT_INTERVAL_MS = 1000;
+/**
+ * Request slotting, as SRM does: a chunk that went quiet with holes waits a random extra time
+ * before asking, up to this much per doubling of the clients heard, so that one client's request
+ * (which the others overhear, and which the server answers with repairs for all) goes out first.
+ */
+const SLOT_MS_PER_DOUBLING = 4;
+const MAX_SLOT_MS = 40;
+/** Distinct clients counted for slotting, at most (the count only sets the slot's width). */
+const MAX_HEARD_CLIENTS = 4096;
 /** A second server announcing the same image is adopted only after the first fell silent this long. */
 const SERVER_SWITCH_MS = 5000;
 /**
@@ -163,6 +177,9 @@ export class Loader {
   private ticker: TimerHandle | null = null;
   private settle: { resolve: (s: LoadStats) => void; reject: (e: Error) => void } | null = null;
   private readonly stats = emptyLoadStats();
+  /** Other clients heard asking (bounded): how wide the request slot is. */
+  private readonly heardClients = new Set<number>();
+  private readonly random: () => number;
 
   constructor(
     private readonly o: LoaderOptions,
@@ -172,6 +189,7 @@ export class Loader {
     this.clock = deps.clock;
     this.sink = deps.sink;
     this.me = idFromSeed(o.seed, 0xc1);
+    this.random = mulberry32(idFromSeed(o.seed, 0x51));
     this.startedMs = this.lastProgressMs = this.clock.nowMs();
   }
 
@@ -458,7 +476,7 @@ export class Loader {
     if (chunk >= this.dataChunks) this.server!.lastManifestBlockMs = nowMs;
     if (chunk >= this.dataChunks || this.manifest !== null) this.lastProgressMs = nowMs;
     slot.lastActivityMs = nowMs;
-    slot.waitMs = BLOCK_GAP_MS;
+    slot.waitMs = BLOCK_GAP_MS + this.slotMs();
     if (slot.gotBlocks === this.geometry!.blockCount) this.completed(slot);
   }
 
@@ -481,10 +499,17 @@ export class Loader {
     const s = this.server;
     const g = this.geometry;
     if (s === null || g === null || !equalBytes(p.imageId, s.announce.imageId) || p.blockCount !== g.blockCount) return;
+    if (this.heardClients.size < MAX_HEARD_CLIENTS) this.heardClients.add(p.sender);
     const slot = this.slots.get(p.chunk);
     if (slot === undefined || !covers(p.bitmap, slot, g)) return;
     this.stats.requestsOverheard++;
     slot.lastActivityMs = this.clock.nowMs();
+  }
+
+  /** A random wait in [0, width), the width growing with the log of the clients heard. */
+  private slotMs(): number {
+    const widthMs = Math.min(MAX_SLOT_MS, SLOT_MS_PER_DOUBLING * Math.log2(1 + this.heardClients.size));
+    return this.random() * widthMs;
   }
 
   /** Buffers kept back from overheard traffic so this client can always ask for its own chunks. */
@@ -689,7 +714,7 @@ export class Loader {
     // Asking again with nothing received since: back off (the server may be busy or restarting).
     if (slot.requests > 0) slot.waitMs = Math.min(REQUEST_MAX_WAIT_MS, slot.waitMs * 2);
     // After asking, give the server time to reach the request in its queue.
-    slot.waitMs = Math.max(REQUEST_WAIT_MS, slot.waitMs);
+    slot.waitMs = Math.max(slot.gotBlocks > 0 ? REPAIR_WAIT_MS : REQUEST_WAIT_MS, slot.waitMs);
     slot.requests++;
     this.stats.requestsSent++;
     this.send(encodeRequest({ imageId: this.server!.announce.imageId, sender: this.me }, slot.chunk, g.blockCount, requestBitmap(slot, g)));
