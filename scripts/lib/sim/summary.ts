@@ -12,6 +12,8 @@ export interface SimSummary {
   /** The slowest client's own time, start to done. */
   clientSecondsMax: number;
   clientSecondsMean: number;
+  /** The 90th percentile of the clients' own times: how long the tail is. */
+  clientSecondsP90: number;
   /** T(1) under the same settings (filled by the caller). */
   secondsOneClient: number | null;
   /** Block bytes the server sent over the bytes of one copy of the image (data + manifest chunks). */
@@ -54,6 +56,7 @@ export function summarize(run: SimRun, imageBytes: number): SimSummary {
     seconds: round(seconds),
     clientSecondsMax: round(Math.max(...own)),
     clientSecondsMean: round(own.reduce((a, b) => a + b, 0) / Math.max(1, own.length)),
+    clientSecondsP90: round([...own].sort((a, b) => a - b)[Math.floor(own.length * 0.9)] ?? NaN),
     secondsOneClient: null,
     sentOverImage: round(run.serverBlockBytes / imageBytes),
     duplicateFraction: round(mean((s) => s.duplicateBlocks / Math.max(1, s.blocksReceived))),
