@@ -63,6 +63,12 @@ export interface MergeResult {
 const MAX_REMEMBERED_CURSORS = 4096;
 /** A turn of at most this fraction of a chunk's blocks is small: it waits in the urgent lane. */
 const SMALL_TURN_DIVISOR = 8;
+/**
+ * A manifest part asked for whole is urgent again only after this many chunks' worth of packets
+ * since its last urgent turn: a replayed request for it then costs one turn in this many, as in
+ * the main lane, not half the sender.
+ */
+const CRITICAL_SPACING_CHUNKS = 16;
 /** Urgent-lane credit, in packets, at most (and at the start). */
 const MAX_URGENT_CREDIT_PACKETS = 1024;
 
@@ -121,6 +127,10 @@ export class SendQueue {
   private activeUrgent = false;
   private urgentCredit = MAX_URGENT_CREDIT_PACKETS;
   private readonly cursors = new Map<number, Uint8Array>();
+  /** Packets taken so far: the queue's own clock, for spacing critical turns. */
+  private taken = 0;
+  /** When each critical chunk last had a whole urgent turn (in packets taken); one entry per manifest part. */
+  private readonly criticalTurns = new Map<number, number>();
   /** Set by the session: repairs pay off only when several receivers lose different blocks. */
   useRepairs = false;
 
@@ -217,6 +227,7 @@ export class SendQueue {
       send = { kind: "repair", chunk: entry.chunk, group, index };
     }
     this.urgentCredit = this.activeUrgent ? this.urgentCredit - 1 : Math.min(MAX_URGENT_CREDIT_PACKETS, this.urgentCredit + 1);
+    this.taken++;
     entry.turnBlocks--;
     if (entry.turnBlocks === 0) this.endTurn(entry);
     return send;
@@ -250,6 +261,7 @@ export class SendQueue {
           this.main.push(key);
           continue;
         }
+        if (urgent && !this.small(entry)) this.criticalTurns.set(entry.chunk, this.taken);
         this.begin(entry, urgent);
         return entry;
       }
@@ -303,7 +315,10 @@ export class SendQueue {
   }
 
   private urgentNow(entry: Entry): boolean {
-    return entry.chunk >= this.criticalFrom || this.small(entry);
+    if (this.small(entry)) return true;
+    if (entry.chunk < this.criticalFrom) return false;
+    const lastTurn = this.criticalTurns.get(entry.chunk);
+    return lastTurn === undefined || this.taken - lastTurn > CRITICAL_SPACING_CHUNKS * entry.blockCount;
   }
 
   private enqueue(entry: Entry): void {

@@ -94,6 +94,24 @@ describe("send queue", () => {
     expect(drain(q)).toEqual(["10:0", "10:1", "10:2", "10:3", "3:0", "3:1", "3:2", "3:3"]);
   });
 
+  test("a manifest part asked for whole again and again is urgent once in 16 chunks' worth, not every turn", () => {
+    const q = new SendQueue(4096, 1000);
+    const blocks = 64;
+    const all = bitmapFor(blocks);
+    fillBits(all, blocks);
+    for (let c = 0; c < 200; c++) q.merge(c, blocks, all);
+    let manifest = 0;
+    for (let n = 0; n < 200 * blocks; n++) {
+      // A replayed request for the whole of manifest part 1000, before every packet.
+      q.merge(1000, blocks, all);
+      if (q.take()!.chunk === 1000) manifest++;
+    }
+    // 200 chunks' worth of packets: 200 / 17 urgent turns at most, plus one per round of the main lane.
+    expect(manifest).toBeGreaterThan(0);
+    expect(manifest).toBeLessThanOrEqual(Math.ceil(200 / (16 + 1)) * blocks + 2 * blocks);
+    q.checkInvariants();
+  });
+
   test("small turns never take more than half the sender while whole chunks wait", () => {
     const q = new SendQueue(4096);
     const blocks = 64;
