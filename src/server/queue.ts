@@ -251,20 +251,45 @@ export class SendQueue {
   /** Takes the next waiting entry off a lane and moves its pending blocks into its turn. */
   private startTurn(): Entry | null {
     const urgentFirst = this.urgent.waiting > 0 && (this.urgentCredit > 0 || this.main.waiting === 0);
-    for (const urgent of urgentFirst ? [true, false] : [false, true]) {
-      const lane = urgent ? this.urgent : this.main;
-      for (let key = lane.shift(); key >= 0; key = lane.shift()) {
-        const entry = this.entries.get(key);
-        if (entry === undefined) continue;
-        // Grown while it waited (many different small requests): it waits its turn with the others.
-        if (urgent && !this.urgentNow(entry)) {
-          this.main.push(key);
-          continue;
-        }
-        if (urgent && !this.small(entry)) this.criticalTurns.set(entry.chunk, this.taken);
-        this.begin(entry, urgent);
-        return entry;
-      }
+    // Manifest parts not due for another whole urgent turn keep their place in the urgent lane.
+    const held: number[] = [];
+    let entry: Entry | null = null;
+    let urgent = false;
+    for (const lane of urgentFirst ? [true, false] : [false, true]) {
+      entry = lane ? this.nextUrgent(held) : this.nextMain();
+      urgent = lane;
+      if (entry !== null) break;
+    }
+    // Nothing else to send: a held part goes now rather than the sender idling.
+    if (entry === null && held.length > 0) {
+      entry = this.entries.get(held.shift()!)!;
+      urgent = true;
+    }
+    for (const key of held) this.urgent.push(key);
+    if (entry === null) return null;
+    if (urgent && !this.small(entry)) this.criticalTurns.set(entry.chunk, this.taken);
+    this.begin(entry, urgent);
+    return entry;
+  }
+
+  /** The next urgent entry due a turn; grown ones move to the main lane, held parts to `held`. */
+  private nextUrgent(held: number[]): Entry | null {
+    for (let n = this.urgent.waiting; n > 0; n--) {
+      const key = this.urgent.shift();
+      const entry = this.entries.get(key);
+      if (entry === undefined) continue;
+      if (this.small(entry) || this.criticalDue(entry)) return entry;
+      // Grown while it waited (many different small requests): it waits its turn with the others.
+      if (entry.chunk < this.criticalFrom) this.main.push(key);
+      else held.push(key);
+    }
+    return null;
+  }
+
+  private nextMain(): Entry | null {
+    for (let key = this.main.shift(); key >= 0; key = this.main.shift()) {
+      const entry = this.entries.get(key);
+      if (entry !== undefined) return entry;
     }
     return null;
   }
@@ -314,8 +339,13 @@ export class SendQueue {
     return packets <= Math.max(1, Math.floor(entry.blockCount / SMALL_TURN_DIVISOR));
   }
 
+  /** Small turns wait in the urgent lane, and so do manifest parts (held there until due). */
   private urgentNow(entry: Entry): boolean {
-    if (this.small(entry)) return true;
+    return entry.chunk >= this.criticalFrom || this.small(entry);
+  }
+
+  /** A manifest part whose last whole urgent turn is CRITICAL_SPACING_CHUNKS behind (or that never had one). */
+  private criticalDue(entry: Entry): boolean {
     if (entry.chunk < this.criticalFrom) return false;
     const lastTurn = this.criticalTurns.get(entry.chunk);
     return lastTurn === undefined || this.taken - lastTurn > CRITICAL_SPACING_CHUNKS * entry.blockCount;
