@@ -11,8 +11,8 @@ export const LAYERS: readonly { name: string; parts: readonly string[] }[] = [
   { name: "base", parts: ["util", "device", "version.ts"] },
   { name: "formats", parts: ["image", "part", "fs", "net"] },
   { name: "engines", parts: ["capture", "target", "server", "client"] },
-  { name: "commands", parts: ["cli", "agent"] },
-  { name: "faces", parts: ["cli.ts"] },
+  { name: "commands", parts: ["cli", "agent", "daemon"] },
+  { name: "faces", parts: ["cli.ts", "http"] },
 ];
 
 export interface Violation {

@@ -1,0 +1,131 @@
+// The control server's records (issue 11): images in the catalog, nodes in the inventory, reload
+// jobs and the audit trail, and the Store that keeps them (SQLite by default, PostgreSQL at scale,
+// both through Bun.SQL). Types only, and the few pure rules every part agrees on.
+
+/** Where a node stands. `new`: PXE-booted unknown, recorded, never written. */
+export const NODE_STATES = ["new", "ready", "queued", "booting", "loading", "written", "booted", "failed"] as const;
+export type NodeState = (typeof NODE_STATES)[number];
+
+export const JOB_STATES = ["queued", "booting", "loading", "written", "booted", "failed", "cancelled"] as const;
+export type JobState = (typeof JOB_STATES)[number];
+/** A job in one of these states is over: the node boots its local disk. */
+export const FINISHED_JOB_STATES: readonly JobState[] = ["booted", "failed", "cancelled"];
+
+export type PowerSpec =
+  | { driver: "none" }
+  /** IPMI over LAN (ipmitool -I lanplus); the password lives in a file (mode 0600), never in the database. */
+  | { driver: "ipmi"; host: string; user: string; passwordFile: string }
+  /** Any program: run as `command on|off|cycle|status NODE-NAME`. */
+  | { driver: "command"; command: string };
+
+/** What the agent's `inventory` action found (MAAS: commissioning, Ironic: introspection). */
+export interface Hardware {
+  disks: { path: string; model: string; serial: string; wwn: string; sizeBytes: number; removable: boolean }[];
+  nics: { name: string; mac: string; speedMbit: number | null }[];
+  cpu: { model: string; cores: number };
+  memoryBytes: number;
+}
+
+export interface ImageRecord {
+  /** Catalog name: the file name without `.dsc`; unique. */
+  name: string;
+  path: string;
+  /** Hex of the image's 16-byte id. */
+  imageId: string;
+  sourceBytes: number;
+  fileBytes: number;
+  dataChunks: number;
+  signed: boolean;
+  /** Multicast group from the pool, persisted so a restarted daemon serves the image on it again. */
+  group: string;
+  port: number;
+  addedMs: number;
+}
+
+export interface NodeRecord {
+  /** Lower-case, colon-separated: aa:bb:cc:dd:ee:ff. The key. */
+  mac: string;
+  /** Unique; `new-aabbccddeeff` for nodes that showed up unknown. */
+  name: string;
+  tags: string[];
+  /** An agent disk rule (src/agent/disks.ts), e.g. `serial:S3Z9NB0K`; null: not yet set (never written). */
+  diskRule: string | null;
+  /** The catalog image its next reload writes, unless the reload names another. */
+  image: string | null;
+  power: PowerSpec;
+  state: NodeState;
+  lastSeenMs: number | null;
+  hardware: Hardware | null;
+}
+
+export interface JobRecord {
+  id: number;
+  mac: string;
+  image: string;
+  state: JobState;
+  /** SHA-256 (hex) of the job's token: the token itself goes only into the node's boot script. */
+  tokenSha256: string;
+  /** 0..100, and the rate the agent last reported. */
+  percent: number;
+  bytesPerSecond: number;
+  error: string | null;
+  createdMs: number;
+  updatedMs: number;
+}
+
+export interface EventRecord {
+  id: number;
+  atMs: number;
+  /** `admin`, `agent:MAC`, `daemon`. */
+  actor: string;
+  /** e.g. `node.add`, `job.state`, `image.add`. */
+  action: string;
+  /** What it was done to: a node name, an image name, `job 12`. */
+  subject: string;
+  /** Short human text; never a secret. */
+  detail: string;
+}
+
+export type JobPatch = Partial<Pick<JobRecord, "state" | "percent" | "bytesPerSecond" | "error" | "updatedMs">>;
+
+/** Every read and write of the daemon's state. All methods are atomic; none keeps a transaction open across awaits of callers. */
+export interface Store {
+  /** `sqlite` or `postgres`, for messages. */
+  readonly kind: "sqlite" | "postgres";
+  close(): Promise<void>;
+
+  putImage(image: ImageRecord): Promise<void>;
+  getImage(name: string): Promise<ImageRecord | null>;
+  listImages(): Promise<ImageRecord[]>;
+  deleteImage(name: string): Promise<boolean>;
+
+  /** Inserts, or replaces the node with the same MAC. Names are unique: a clash throws a DiscusError (kind usage). */
+  putNode(node: NodeRecord): Promise<void>;
+  getNode(mac: string): Promise<NodeRecord | null>;
+  getNodeByName(name: string): Promise<NodeRecord | null>;
+  listNodes(): Promise<NodeRecord[]>;
+  deleteNode(mac: string): Promise<boolean>;
+
+  /** A new job; its id is assigned by the database. */
+  createJob(job: Omit<JobRecord, "id">): Promise<JobRecord>;
+  getJob(id: number): Promise<JobRecord | null>;
+  /** The node's newest job not yet finished (FINISHED_JOB_STATES), if any. */
+  activeJob(mac: string): Promise<JobRecord | null>;
+  updateJob(id: number, patch: JobPatch): Promise<JobRecord | null>;
+  /** Newest first, at most `limit`. */
+  listJobs(limit: number): Promise<JobRecord[]>;
+
+  addEvent(event: Omit<EventRecord, "id">): Promise<void>;
+  /** Newest first, at most `limit`. */
+  listEvents(limit: number): Promise<EventRecord[]>;
+}
+
+/** Normalizes a MAC address (any case, `-` or `:` separators); null when it is not one. */
+export function normalizeMac(text: string): string | null {
+  const hex = text.trim().toLowerCase().replace(/[-:]/g, "");
+  if (!/^[0-9a-f]{12}$/.test(hex)) return null;
+  return hex.match(/../g)!.join(":");
+}
+
+/** Node names and tags: what a shell, a URL path and a glob can carry without quoting. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
