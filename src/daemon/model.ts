@@ -86,7 +86,7 @@ export interface EventRecord {
   detail: string;
 }
 
-export type JobPatch = Partial<Pick<JobRecord, "state" | "percent" | "bytesPerSecond" | "error" | "updatedMs">>;
+export type JobPatch = Partial<Pick<JobRecord, "state" | "percent" | "bytesPerSecond" | "error" | "updatedMs" | "tokenSha256">>;
 
 /** Every read and write of the daemon's state. All methods are atomic; none keeps a transaction open across awaits of callers. */
 export interface Store {

@@ -1,0 +1,344 @@
+// `discus server`'s core: the catalog, the inventory, reload jobs, boot decisions and the agent's
+// calls, over a Store (SQLite or PostgreSQL) and in-process multicast sessions. Faces (the HTTP
+// API) call it through DaemonApi; every change goes to the events table (who, what, when).
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { wallClock, type Clock } from "../util/clock.ts";
+import { DiscusError } from "../util/errors.ts";
+import type { ServeEvent } from "../server/session.ts";
+import type { AgentPlan, AgentReport, DaemonApi, NodeInput, NodeStatus, StatusView } from "./api-types.ts";
+import { agentScript, exitScript } from "./boot-script.ts";
+import { mergeCatalog, scanImagesDir } from "./catalog.ts";
+import { parseNodesCsv } from "./csv.ts";
+import type { GroupPool } from "./groups.ts";
+import { FINISHED_JOB_STATES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobRecord, type NodeRecord, type Store } from "./model.ts";
+import { nodeFromInput } from "./nodes.ts";
+import { powerCycle } from "./power.ts";
+import { selectNodes } from "./selectors.ts";
+import { Sessions, type SessionOptions } from "./sessions.ts";
+
+export interface DaemonOptions {
+  imagesDir: string;
+  pool: GroupPool;
+  /** UDP port of every session. */
+  port: number;
+  /** Raw Ed25519 public key (hex) agents must check images against; null: unsigned images load. */
+  keyHex: string | null;
+  sessions: SessionOptions;
+  clock?: Clock;
+  log?: (line: string) => void;
+  /** Power control; tests may pass a driver of their own. Default: src/daemon/power.ts. */
+  power?: (node: NodeRecord) => Promise<string>;
+}
+
+/** Jobs and events listed at most (newest first). */
+const MAX_LISTED = 10_000;
+/** A job's token: 32 random bytes, base64url, shown only in the node's boot script. */
+const TOKEN_BYTES = 32;
+/** Jobs in these states have not begun to write: they may be cancelled or replaced. */
+const NOT_WRITING: readonly string[] = ["queued", "booting"];
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+function sameToken(token: string, job: JobRecord): boolean {
+  const a = Buffer.from(sha256Hex(token), "hex");
+  const b = Buffer.from(job.tokenSha256, "hex");
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export class Daemon implements DaemonApi {
+  private readonly clock: Clock;
+  private readonly sessions: Sessions;
+  private images = new Map<string, ImageRecord>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly o: DaemonOptions,
+  ) {
+    this.clock = o.clock ?? wallClock;
+    this.sessions = new Sessions(o.sessions, (name) => this.imageNeeded(name), (name, e) => this.onServeEvent(name, e), this.clock);
+  }
+
+  /** Loads the catalog and serves again every image an unfinished job needs (after a restart). */
+  async start(): Promise<void> {
+    for (const i of await this.store.listImages()) this.images.set(i.name, i);
+    await this.rescanImages("daemon");
+    for (const job of await this.unfinishedJobs()) {
+      const image = this.images.get(job.image);
+      if (image !== undefined) await this.sessions.ensure(image);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.sessions.stopAll();
+  }
+
+  private now(): number {
+    return this.clock.nowMs();
+  }
+
+  private async event(actor: string, action: string, subject: string, detail: string): Promise<void> {
+    await this.store.addEvent({ atMs: this.now(), actor, action, subject, detail });
+    this.o.log?.(`${actor} ${action} ${subject}${detail ? `: ${detail}` : ""}`);
+  }
+
+  // ---- images -------------------------------------------------------------------------------
+
+  async listImages(): Promise<ImageRecord[]> {
+    return [...this.images.values()];
+  }
+
+  async getImage(name: string): Promise<ImageRecord | null> {
+    return this.images.get(name) ?? null;
+  }
+
+  async rescanImages(actor: string): Promise<ImageRecord[]> {
+    const scan = scanImagesDir(this.o.imagesDir);
+    const { images, dropped } = mergeCatalog([...this.images.values()], scan, this.o.pool, this.o.port, this.now());
+    for (const i of images) {
+      if (!this.images.has(i.name)) await this.event(actor, "image.add", i.name, `${i.path} on ${i.group}:${i.port}`);
+      await this.store.putImage(i);
+    }
+    for (const i of dropped) {
+      await this.store.deleteImage(i.name);
+      await this.event(actor, "image.remove", i.name, `${i.path} is gone`);
+    }
+    for (const s of scan.skipped) this.o.log?.(`images: skipped ${s.path}: ${s.why}`);
+    this.images = new Map(images.map((i) => [i.name, i]));
+    return images;
+  }
+
+  private async imageNeeded(name: string): Promise<boolean> {
+    return (await this.unfinishedJobs()).some((j) => j.image === name);
+  }
+
+  private onServeEvent(image: string, e: ServeEvent): void {
+    if (e.kind === "started" || e.kind === "ended" || e.kind === "client-failed") this.o.log?.(`session ${image}: ${e.kind}`);
+  }
+
+  // ---- nodes --------------------------------------------------------------------------------
+
+  private async findNode(nameOrMac: string): Promise<NodeRecord | null> {
+    const mac = normalizeMac(nameOrMac);
+    return (mac === null ? null : await this.store.getNode(mac)) ?? (await this.store.getNodeByName(nameOrMac.toLowerCase()));
+  }
+
+  private async statusOf(node: NodeRecord, jobs: readonly JobRecord[]): Promise<NodeStatus> {
+    return { node, job: jobs.find((j) => j.mac === node.mac) ?? null };
+  }
+
+  async listNodes(): Promise<NodeStatus[]> {
+    const jobs = await this.store.listJobs(MAX_LISTED);
+    return Promise.all((await this.store.listNodes()).map((n) => this.statusOf(n, jobs)));
+  }
+
+  async getNode(nameOrMac: string): Promise<NodeStatus | null> {
+    const node = await this.findNode(nameOrMac);
+    return node === null ? null : this.statusOf(node, await this.store.listJobs(MAX_LISTED));
+  }
+
+  async addNode(input: NodeInput, actor: string): Promise<NodeRecord> {
+    const mac = normalizeMac(input.mac);
+    const old = mac === null ? null : await this.store.getNode(mac);
+    if (old !== null && old.state !== "new") throw new DiscusError("usage", `node ${old.name} (${old.mac})`, "exists already", "Change it with `discus node set`, or remove it first");
+    const node = nodeFromInput(input, (n) => this.images.has(n), old);
+    await this.store.putNode(node);
+    await this.event(actor, "node.add", node.name, `${node.mac}${old !== null ? " (was new)" : ""}`);
+    return node;
+  }
+
+  async updateNode(nameOrMac: string, change: Partial<Omit<NodeInput, "mac">>, actor: string): Promise<NodeRecord | null> {
+    const old = await this.findNode(nameOrMac);
+    if (old === null) return null;
+    const input: NodeInput = { name: old.name, mac: old.mac, tags: old.tags, diskRule: old.diskRule, image: old.image, power: old.power, ...change };
+    const node = nodeFromInput(input, (n) => this.images.has(n), old);
+    await this.store.putNode(node);
+    await this.event(actor, "node.set", node.name, Object.keys(change).join(", "));
+    return node;
+  }
+
+  async removeNode(nameOrMac: string, actor: string): Promise<boolean> {
+    const node = await this.findNode(nameOrMac);
+    if (node === null) return false;
+    const job = await this.store.activeJob(node.mac);
+    if (job !== null) throw new DiscusError("usage", `node ${node.name}`, `has job ${job.id} ${job.state}`, "Cancel it first (`discus cancel`), or wait for it to end");
+    await this.store.deleteNode(node.mac);
+    await this.event(actor, "node.remove", node.name, node.mac);
+    return true;
+  }
+
+  async importNodes(csv: string, actor: string): Promise<NodeRecord[]> {
+    const inputs = parseNodesCsv(csv);
+    // Every line is checked before any is written: an import is all or nothing.
+    const names = new Set<string>();
+    for (const input of inputs) {
+      const name = input.name.toLowerCase();
+      if (names.has(name)) throw new DiscusError("usage", `node CSV name ${name}`, "appears twice", "Give each node its own name");
+      names.add(name);
+      nodeFromInput(input, (n) => this.images.has(n), null);
+    }
+    const added: NodeRecord[] = [];
+    for (const input of inputs) added.push(await this.addNode(input, actor));
+    return added;
+  }
+
+  // ---- jobs ---------------------------------------------------------------------------------
+
+  private async unfinishedJobs(): Promise<JobRecord[]> {
+    return (await this.store.listJobs(MAX_LISTED)).filter((j) => !FINISHED_JOB_STATES.includes(j.state));
+  }
+
+  async reload(selectors: string[], image: string | null, actor: string): Promise<JobRecord[]> {
+    const nodes = selectNodes(selectors, await this.store.listNodes());
+    // Every node is checked before any job is made: a reload is all or nothing.
+    const plans = await Promise.all(nodes.map((n) => this.planReload(n, image)));
+    const jobs: JobRecord[] = [];
+    for (const { node, record, old } of plans) {
+      if (old !== null) await this.store.updateJob(old.id, { state: "cancelled", error: "replaced by a new reload", updatedMs: this.now() });
+      const job = await this.store.createJob({ mac: node.mac, image: record.name, state: "queued", tokenSha256: sha256Hex(randomBytes(TOKEN_BYTES).toString("base64url")), percent: 0, bytesPerSecond: 0, error: null, createdMs: this.now(), updatedMs: this.now() });
+      await this.store.putNode({ ...node, state: "queued" });
+      await this.event(actor, "job.create", node.name, `job ${job.id}: ${record.name}`);
+      await this.sessions.ensure(record);
+      jobs.push(job);
+    }
+    for (const { node } of plans) void this.powerOn(node, jobs.find((j) => j.mac === node.mac)!);
+    return jobs;
+  }
+
+  private async planReload(node: NodeRecord, image: string | null): Promise<{ node: NodeRecord; record: ImageRecord; old: JobRecord | null }> {
+    const name = image ?? node.image;
+    if (name === null) throw new DiscusError("usage", `node ${node.name}`, "has no image and the reload names none", "Pass --image NAME, or set the node's image");
+    const record = this.images.get(name);
+    if (record === undefined) throw new DiscusError("usage", `image ${name}`, "is not in the catalog", "See `discus image list`");
+    if (node.diskRule === null) throw new DiscusError("usage", `node ${node.name}`, "has no disk rule: discus never guesses which disk to write", "Set one, e.g. `discus node set NAME --disk serial:...` (see its hardware with `discus node show`)");
+    const old = await this.store.activeJob(node.mac);
+    if (old !== null && !NOT_WRITING.includes(old.state)) throw new DiscusError("usage", `node ${node.name}`, `is writing its disk (job ${old.id} ${old.state})`, "Wait for it to end");
+    return { node, record, old };
+  }
+
+  private async powerOn(node: NodeRecord, job: JobRecord): Promise<void> {
+    try {
+      const did = await (this.o.power ?? ((n: NodeRecord) => powerCycle(n.power, n.name)))(node);
+      await this.event("daemon", "power.cycle", node.name, did);
+    } catch (e) {
+      const why = e instanceof DiscusError ? e.message : String(e);
+      await this.failJob(job, node, `power control failed: ${why}`, "daemon");
+    }
+  }
+
+  private async failJob(job: JobRecord, node: NodeRecord, why: string, actor: string): Promise<void> {
+    await this.store.updateJob(job.id, { state: "failed", error: why, updatedMs: this.now() });
+    await this.store.putNode({ ...node, state: "failed" });
+    await this.event(actor, "job.failed", node.name, `job ${job.id}: ${why}`);
+  }
+
+  async cancel(selectors: string[], actor: string): Promise<JobRecord[]> {
+    const nodes = selectNodes(selectors, await this.store.listNodes());
+    const out: JobRecord[] = [];
+    for (const node of nodes) {
+      const job = await this.store.activeJob(node.mac);
+      if (job === null) continue;
+      if (!NOT_WRITING.includes(job.state)) throw new DiscusError("usage", `node ${node.name}`, `has begun to write (job ${job.id} ${job.state}); stopping now would leave a half-written disk`, "Let it finish, then reload again");
+      out.push((await this.store.updateJob(job.id, { state: "cancelled", updatedMs: this.now() }))!);
+      await this.store.putNode({ ...node, state: "ready" });
+      await this.event(actor, "job.cancel", node.name, `job ${job.id}`);
+    }
+    return out;
+  }
+
+  async status(): Promise<StatusView> {
+    return { nodes: await this.listNodes(), images: await this.listImages(), sessions: this.sessions.list() };
+  }
+
+  async getJob(id: number): Promise<JobRecord | null> {
+    return this.store.getJob(id);
+  }
+
+  async listEvents(limit: number): Promise<EventRecord[]> {
+    return this.store.listEvents(Math.max(1, Math.min(MAX_LISTED, limit)));
+  }
+
+  // ---- boot decisions and agents --------------------------------------------------------------
+
+  async bootScript(macText: string, baseUrl: string): Promise<string> {
+    const mac = normalizeMac(macText);
+    if (mac === null) return exitScript("no MAC in the request: booting the local disk");
+    const node = await this.store.getNode(mac);
+    if (node === null) {
+      const name = `new-${mac.replace(/:/g, "")}`;
+      await this.store.putNode({ mac, name, tags: [], diskRule: null, image: null, power: { driver: "none" }, state: "new", lastSeenMs: this.now(), hardware: null });
+      await this.event("daemon", "node.new", name, `${mac} PXE-booted unknown; recorded, not written`);
+      return exitScript("unknown node: recorded as new, booting the local disk");
+    }
+    await this.store.putNode({ ...node, lastSeenMs: this.now() });
+    const job = await this.store.activeJob(mac);
+    if (job === null) return exitScript("no reload asked: booting the local disk");
+    if (job.state === "written") return this.bootedAfterWrite(job, node);
+    return this.agentBoot(job, node, baseUrl);
+  }
+
+  /** The agent wrote the disk and rebooted: this boot is the new OS's, from the local disk. */
+  private async bootedAfterWrite(job: JobRecord, node: NodeRecord): Promise<string> {
+    await this.store.updateJob(job.id, { state: "booted", percent: 100, updatedMs: this.now() });
+    await this.store.putNode({ ...node, state: "booted" });
+    await this.event("daemon", "job.booted", node.name, `job ${job.id}`);
+    return exitScript("reloaded: booting the new system from the local disk");
+  }
+
+  private async agentBoot(job: JobRecord, node: NodeRecord, baseUrl: string): Promise<string> {
+    const image = this.images.get(job.image);
+    if (image === undefined) {
+      await this.failJob(job, node, `image ${job.image} left the catalog`, "daemon");
+      return exitScript("the job's image is gone: booting the local disk");
+    }
+    await this.sessions.ensure(image);
+    // A fresh token per boot: only the agent this script starts can act for the job.
+    const token = randomBytes(TOKEN_BYTES).toString("base64url");
+    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: sha256Hex(token), updatedMs: this.now() });
+    await this.store.putNode({ ...node, state: "booting" });
+    await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
+    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac });
+  }
+
+  /** The job the token belongs to, if it is the node's unfinished job and the token matches. */
+  private async jobFor(macText: string, token: string): Promise<{ job: JobRecord; node: NodeRecord } | null> {
+    const mac = normalizeMac(macText);
+    if (mac === null || token.length === 0) return null;
+    const [job, node] = await Promise.all([this.store.activeJob(mac), this.store.getNode(mac)]);
+    if (job === null || node === null || !sameToken(token, job)) return null;
+    return { job, node };
+  }
+
+  async agentPlan(macText: string, token: string): Promise<AgentPlan | null> {
+    const found = await this.jobFor(macText, token);
+    if (found === null) return null;
+    const image = this.images.get(found.job.image) ?? null;
+    return { action: "load", jobId: found.job.id, image: found.job.image, imageId: image?.imageId ?? null, group: image?.group ?? null, port: image?.port ?? null, diskRule: found.node.diskRule };
+  }
+
+  async agentReport(macText: string, token: string, r: AgentReport): Promise<boolean> {
+    const found = await this.jobFor(macText, token);
+    if (found === null) return false;
+    const { job, node } = found;
+    const actor = `agent:${node.mac}`;
+    if (r.state === "failed") {
+      await this.failJob(job, node, r.message || "the agent reported a failure without a reason", actor);
+      return true;
+    }
+    await this.store.updateJob(job.id, { state: r.state, percent: r.state === "written" ? 100 : r.percent, bytesPerSecond: r.bytesPerSecond, updatedMs: this.now() });
+    if (r.state !== job.state) {
+      await this.store.putNode({ ...node, state: r.state });
+      await this.event(actor, "job.state", node.name, `job ${job.id}: ${r.state}`);
+    }
+    return true;
+  }
+
+  async agentInventory(macText: string, token: string, hardware: Hardware): Promise<boolean> {
+    const found = await this.jobFor(macText, token);
+    if (found === null) return false;
+    await this.store.putNode({ ...found.node, hardware });
+    await this.event(`agent:${found.node.mac}`, "node.inventory", found.node.name, `${hardware.disks.length} disks, ${hardware.nics.length} NICs`);
+    return true;
+  }
+}

@@ -1,0 +1,92 @@
+// Multicast sessions on demand, in the daemon's process: one ServeSession per image that a job
+// needs, on the image's persisted group; stopped once idle with no job left that needs it (as
+// Emulab's mfrisbeed starts and reaps frisbeed). In process rather than one child per image: the
+// engine is built to be embedded (several sessions in one process are tested in
+// test/net/two-sessions.test.ts), and its state is visible to the daemon without a pipe.
+import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
+import { refuseDamagedImage } from "../image/scan.ts";
+import { wallClock, type Clock } from "../util/clock.ts";
+import { groupTransport } from "../net/socket.ts";
+import { ServeSession, type ServeEvent } from "../server/session.ts";
+import type { ImageRecord } from "./model.ts";
+
+export interface SessionOptions {
+  iface: string;
+  ttl: number;
+  rateBitsPerSecond: number;
+  mtuBytes: number;
+  /** A session with no request for this long, and no job needing it, stops. */
+  idleMs: number;
+}
+
+/** Sessions at once, at most: each holds a socket and a chunk cache. */
+export const MAX_SESSIONS = 64;
+const SOCKET_BUFFER_BYTES = 8 << 20;
+
+interface Running {
+  record: ImageRecord;
+  image: OpenImage;
+  session: ServeSession;
+}
+
+export class Sessions {
+  private readonly running = new Map<string, Running>();
+
+  constructor(
+    private readonly o: SessionOptions,
+    /** Whether a job still needs the image (then an idle session stays). */
+    private readonly needed: (imageName: string) => Promise<boolean>,
+    private readonly onEvent: (image: string, e: ServeEvent) => void,
+    private readonly clock: Clock = wallClock,
+  ) {}
+
+  /** Serves the image if it is not served yet. */
+  async ensure(record: ImageRecord): Promise<void> {
+    if (this.running.has(record.name)) return;
+    if (this.running.size >= MAX_SESSIONS) throw new Error(`more than ${MAX_SESSIONS} images served at once`);
+    const image = openImage(record.path);
+    try {
+      refuseDamagedImage(image, false, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
+      const seed = crypto.getRandomValues(new Uint32Array(1))[0]!;
+      const session = new ServeSession(
+        image,
+        { imageName: record.name, group: record.group, port: record.port, rateBitsPerSecond: this.o.rateBitsPerSecond, adaptiveRate: true, mtuBytes: this.o.mtuBytes, idleMs: this.o.idleMs, seed },
+        { clock: this.clock, openTransport: groupTransport({ group: record.group, port: record.port, iface: this.o.iface, ttl: this.o.ttl, receiveBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES }) },
+      );
+      session.on((e) => {
+        this.onEvent(record.name, e);
+        if (e.kind === "idle") void this.stopIfUnneeded(record.name);
+      });
+      this.running.set(record.name, { record, image, session });
+      await session.start();
+    } catch (e) {
+      this.running.delete(record.name);
+      closeImage(image);
+      throw e;
+    }
+  }
+
+  private async stopIfUnneeded(name: string): Promise<void> {
+    if (await this.needed(name)) return;
+    await this.stop(name);
+  }
+
+  async stop(name: string): Promise<void> {
+    const r = this.running.get(name);
+    if (r === undefined) return;
+    this.running.delete(name);
+    await r.session.stop();
+    closeImage(r.image);
+  }
+
+  async stopAll(): Promise<void> {
+    for (const name of [...this.running.keys()]) await this.stop(name);
+  }
+
+  list(): { image: string; group: string; port: number; rateBitsPerSecond: number; clients: number; bytesSent: number }[] {
+    return [...this.running.values()].map((r) => {
+      const s = r.session.snapshot();
+      return { image: r.record.name, group: r.record.group, port: r.record.port, rateBitsPerSecond: s.rateBitsPerSecond, clients: s.clients.length, bytesSent: s.bytesSent };
+    });
+  }
+}
