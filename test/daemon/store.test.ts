@@ -337,3 +337,17 @@ describe("store on sqlite: the file", () => {
     expect(e.message).toContain("ENOENT");
   });
 });
+
+describe("store on postgres: no server", () => {
+  test("a server that is not there gives a network DiscusError without the password", async () => {
+    const dir = await tmpDir();
+    try {
+      const e = await rejection(openStore(`postgres://discus:s3cret@/discus?host=${dir}`));
+      expect(e.kind).toBe("network");
+      expect(e.message).not.toContain("s3cret");
+      expect(e.thing).toBe(`postgres://discus@/discus?host=${dir}`);
+    } finally {
+      await Bun.$`rm -rf ${dir}`.quiet();
+    }
+  });
+});
