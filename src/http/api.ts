@@ -11,6 +11,8 @@ import { buildRoutes } from "./routes.ts";
 export interface HttpOptions {
   listen: { hostname: string; port: number };
   adminToken: string;
+  /** Where GET /boot/NAME (the agent's kernel and initramfs) is served from; absent or null: not served. */
+  bootDir?: string | null;
   log?: (line: string) => void;
 }
 
@@ -68,7 +70,7 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
   if (o.adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
     throw new DiscusError("usage", "the admin token", `it is shorter than ${MIN_ADMIN_TOKEN_CHARS} characters`, "Use the token the daemon created in its state directory");
   }
-  const routes = compileRoutes(buildRoutes(api));
+  const routes = compileRoutes(buildRoutes(api, o.bootDir ?? null));
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   let ownUrl = hostUrl(o.listen.hostname);
   let requests = 0;

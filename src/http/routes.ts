@@ -2,6 +2,7 @@
 // read and validate their input here, so the daemon only ever sees typed, bounded values.
 import type { DaemonApi } from "../daemon/api-types.ts";
 import { readJson, readText } from "./bodies.ts";
+import { bootFileRoute } from "./boot-files.ts";
 import { HttpError, json, plainText } from "./respond.ts";
 import type { Route, RouteContext } from "./router.ts";
 import { MAX_MAC_CHARS, agentReport, cancelBody, hardware, nodeChange, nodeInput, reloadBody } from "./shapes.ts";
@@ -137,6 +138,8 @@ function bootAndAgentRoutes(api: DaemonApi): Route[] {
   ];
 }
 
-export function buildRoutes(api: DaemonApi): Route[] {
-  return [...nodeRoutes(api), ...imageAndJobRoutes(api), ...bootAndAgentRoutes(api)];
+/** `bootDir`: where GET /boot/NAME serves files from; null serves none. */
+export function buildRoutes(api: DaemonApi, bootDir: string | null): Route[] {
+  const files = bootDir === null ? [] : [bootFileRoute(bootDir)];
+  return [...nodeRoutes(api), ...imageAndJobRoutes(api), ...bootAndAgentRoutes(api), ...files];
 }

@@ -3,7 +3,10 @@
 // layer only (memory-daemon.ts: records in memory, behaving per DaemonApi's comments); these
 // tests switch to the real daemon when src/daemon/daemon.ts lands.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { startHttp } from "../../src/http/api.ts";
 import { MAX_BODY_BYTES } from "../../src/http/bodies.ts";
 import { DiscusError } from "../../src/util/errors.ts";
@@ -16,6 +19,8 @@ const logLines: string[] = [];
 /** Every response body and header seen, to prove no token leaks; boot scripts are kept apart (they carry job tokens by design). */
 const seen: string[] = [];
 let server: { url: string; stop(): Promise<void> };
+const bootDir = mkdtempSync(join(tmpdir(), "discus-http-boot-"));
+const kernelBytes = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) & 0xff));
 
 async function call(method: string, path: string, o: { token?: string | null; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: Headers; text: string; body: any }> {
   const headers: Record<string, string> = { ...o.headers };
@@ -57,11 +62,14 @@ async function raw(head: string, more: (() => Buffer | null) | null, untilMs = 5
 
 beforeAll(() => {
   daemon.images.set("deb12", { name: "deb12", path: "/srv/deb12.dsc", imageId: "ab".repeat(16), sourceBytes: 1 << 30, fileBytes: 1 << 28, dataChunks: 256, signed: false, group: "239.192.77.1", port: 3564, addedMs: 0 });
-  server = startHttp(daemon, { listen: { hostname: "127.0.0.1", port: 0 }, adminToken: ADMIN, log: (l) => logLines.push(l) });
+  writeFileSync(join(bootDir, "vmlinuz"), kernelBytes);
+  writeFileSync(join(bootDir, "..secret"), "no");
+  server = startHttp(daemon, { listen: { hostname: "127.0.0.1", port: 0 }, adminToken: ADMIN, bootDir, log: (l) => logLines.push(l) });
 });
 
 afterAll(async () => {
   await server.stop();
+  rmSync(bootDir, { recursive: true, force: true });
 });
 
 const node = { name: "n1", mac: MAC, tags: ["rack1"], diskRule: "only", image: "deb12", power: { driver: "none" } };
@@ -219,6 +227,16 @@ describe("boot and agent", () => {
     expect(r.text).toContain("kernel http://198.18.0.1:8080/vmlinuz");
     jobToken = /discus\.token=(\S+)/.exec(r.text)![1]!;
     expect((await call("GET", `/boot.ipxe?mac=${MAC}`, { token: null, headers: { host: "a\"b" } })).status).toBe(400);
+  });
+
+  test("boot files are served without a token, and only plain names in the boot directory", async () => {
+    const res = await fetch(`${server.url}/boot/vmlinuz`);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(kernelBytes)).toBe(true);
+    expect((await call("GET", "/boot/initramfs", { token: null })).status).toBe(404);
+    expect((await call("GET", "/boot/..secret", { token: null })).status).toBe(400);
+    expect((await call("GET", "/boot/..%2Fetc%2Fpasswd", { token: null })).status).toBe(400);
+    expect((await call("POST", "/boot/vmlinuz", { token: null })).status).toBe(405);
   });
 
   test("agent calls: 401 without a token, 403 with a wrong one, 200 with the job's", async () => {
