@@ -3,6 +3,8 @@
 // are injected (a Clock, an OpenTransport), so the same code runs on the wall clock over UDP
 // multicast (serve.ts) or on virtual time over an in-memory LAN (scripts/sim). Stateless toward
 // clients: the queue holds what was asked for, not who asked; the client table is for display.
+// This module coordinates (lifecycle, dispatch, announcing, sending); rate-control.ts paces and
+// adapts the rate, transfers.ts keeps the books.
 import type { OpenImage } from "../image/reader.ts";
 import { assert } from "../util/assert.ts";
 import { countBits } from "../util/bitmap.ts";
@@ -19,15 +21,11 @@ import {
   encodeAnnounce,
   encodeBlock,
   encodeRepairPacket,
-  HEADER_BYTES,
-  BLOCK_PREFIX_BYTES,
   MAX_BLOCKS_PER_CHUNK,
   MIN_BLOCK_BYTES,
   PacketType,
   ReportState,
-  wireBytes,
   type AnnounceBody,
-  type DropReason,
   type ReportBody,
   type ReportPacket,
   type RequestPacket,
@@ -37,8 +35,12 @@ import { fecGroupCount, groupSymbols } from "../net/fec-groups.ts";
 import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
 import { ClientTable, type ClientSnapshot } from "./clients.ts";
 import { LossReports } from "./loss-reports.ts";
-import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type RateLaw } from "./pacer.ts";
 import { SendQueue, type Send } from "./queue.ts";
+import { packetWireBytes, RateControl } from "./rate-control.ts";
+import { MAX_TRACKED_CLIENTS, noteClient, Transfers, type ServeStats, type SessionSummary, type Transfer } from "./transfers.ts";
+
+export { MAX_SESSION_SUMMARIES } from "./transfers.ts";
+export type { ServeStats, SessionSummary } from "./transfers.ts";
 
 export interface ServeSessionOptions {
   /** For messages: the image's path or name. */
@@ -61,32 +63,6 @@ export interface ServeSessionDeps {
   openTransport: OpenTransport;
   /** A chunk source; default: the image file, through the cache and its read-ahead. */
   readChunk?: (index: number) => Promise<Uint8Array>;
-}
-
-/** One transfer: from a first request until no request came for SESSION_IDLE_MS. */
-export interface SessionSummary {
-  seconds: number;
-  clients: number;
-  clientsDone: number;
-  clientsFailed: number;
-  blocksSent: number;
-  /** Of blocksSent, repair blocks (FEC) rather than the image's own. */
-  repairsSent: number;
-  bytesSent: number;
-  megabitsPerSecond: number;
-  requests: number;
-  requestedBlocks: number;
-  mergedBlocks: number;
-  requestsDropped: number;
-  finalRateMegabits: number;
-}
-
-export interface ServeStats {
-  /** The last MAX_SESSION_SUMMARIES transfers, oldest first (a long-running server keeps no more). */
-  sessions: SessionSummary[];
-  /** Transfers ended in all, including those no longer in `sessions`. */
-  sessionsEnded: number;
-  dropped: Record<DropReason | "otherImage" | "badChunk", number>;
 }
 
 /** What a client's report said, for the faces (the done line prints it). */
@@ -124,56 +100,21 @@ export interface ServeSnapshot {
 const MAX_QUEUED_CHUNKS = 4096;
 const CACHE_CHUNKS = 16;
 const READ_AHEAD_CHUNKS = 4;
-/** Pacing granularity: the sender wakes at most this often, and sends at most a burst each time. */
+/** Pacing granularity: the sender wakes at most this often (and sends at most a burst each time). */
 const MIN_TICK_MS = 1;
-const BURST_PACKETS = 32;
-/** A burst is at least this much time at the configured rate. */
-const BURST_MS = 2;
 /** Announcements answer queries at most this often (many clients booting at once ask together). */
 const ANNOUNCE_MIN_INTERVAL_MS = 100;
 const CONTROL_INTERVAL_MS = 500;
 /** A transfer ends after this long with no request and nothing left to send. */
 const SESSION_IDLE_MS = 3000;
-/** Transfers summarised in ServeStats.sessions: a server that runs for months keeps the last few. */
-export const MAX_SESSION_SUMMARIES = 64;
-/** Clients counted per transfer (distinct senders); beyond it they are not counted. */
-const MAX_TRACKED_CLIENTS = 65536;
 /** Clients shown by snapshot(): the most recently heard. */
 export const MAX_CLIENT_ROWS = 1024;
 /** A host's loss reports count while it asked for blocks this recently (a few report intervals). */
 const RECENT_REQUEST_MS = 5000;
 /** A host that reported this recently is waited for (clients report once a second). */
 const REPORT_MEMORY_MS = 3000;
-/**
- * Clients' requests and reports go to the whole group, so they share every client's downlink with
- * the blocks: the sender leaves room for them by spending tokens on each one it hears, up to this
- * share of the rate per CONTROL_CHARGE_WINDOW_MS (so a flood cannot silence it).
- */
-const MAX_CONTROL_SHARE = 0.5;
-const CONTROL_CHARGE_WINDOW_MS = 100;
-/** Lowest rate the control law may choose: a tenth of the configured one, at least 1 Mbit/s. */
-const MIN_RATE_FRACTION = 0.1;
-const MIN_RATE_BITS_PER_SECOND = 1e6;
-/** Rate changes smaller than this fraction are not worth an event. */
-const RATE_CHANGE_FRACTION = 0.001;
 assert(SESSION_IDLE_MS > CONTROL_INTERVAL_MS && REPORT_MEMORY_MS < RECENT_REQUEST_MS, "control runs within a transfer's idle time; reports expire before requesters");
 assert(MAX_CLIENT_ROWS <= MAX_TRACKED_CLIENTS && READ_AHEAD_CHUNKS < CACHE_CHUNKS, "tables and caches nest");
-
-interface Transfer {
-  startedMs: number;
-  lastRequestMs: number;
-  lastSendMs: number;
-  clients: Set<number>;
-  done: Set<number>;
-  failed: Set<number>;
-  blocksSent: number;
-  repairsSent: number;
-  bytesSent: number;
-  requests: number;
-  requestedBlocks: number;
-  mergedBlocks: number;
-  requestsDropped: number;
-}
 
 export class ServeSession {
   private readonly listeners: ((e: ServeEvent) => void)[] = [];
@@ -182,27 +123,21 @@ export class ServeSession {
   private readonly blockCount: number;
   private readonly totalChunks: number;
   private readonly self: { imageId: Uint8Array; sender: number };
-  private readonly law: RateLaw;
-  private rate: number;
   private readonly fullPacketWireBytes: number;
-  private readonly bucket: TokenBucket;
+  private readonly pace: RateControl;
   private readonly queue: SendQueue;
   private readonly cache: ChunkCache;
-  private readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0 } };
+  private readonly books = new Transfers();
+  private readonly stats: ServeStats = this.books.stats;
   private readonly lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, reportMemoryMs: REPORT_MEMORY_MS, maxHosts: MAX_TRACKED_CLIENTS });
   private readonly clients = new ClientTable(MAX_CLIENT_ROWS);
-  private transfer: Transfer | null = null;
   private seq = 0;
-  private blocksSent = 0;
-  private bytesSent = 0;
   private lastAnnounceMs = -Infinity;
   private announceTimer: TimerHandle | null = null;
   private sendTimer: TimerHandle | null = null;
   private control: TimerHandle | null = null;
   private lastActivityMs = 0;
   private idleSignalled = false;
-  private controlWindowStartMs = 0;
-  private controlChargedBytes = 0;
   private transport: GroupTransport | null = null;
   private phase: "new" | "starting" | "running" | "stopped" = "new";
   private readonly deps: ServeSessionDeps;
@@ -221,16 +156,12 @@ export class ServeSession {
     if (this.blockCount > MAX_BLOCKS_PER_CHUNK) {
       throw new DiscusError("usage", o.imageName, `its ${t.chunkBytes}-byte chunks need ${this.blockCount} blocks of ${this.blockBytes} bytes; the protocol allows ${MAX_BLOCKS_PER_CHUNK}`, "Use a larger --mtu (jumbo frames) or an image made with smaller chunks");
     }
-    assert(o.rateBitsPerSecond > 0, "a positive rate");
     this.clock = deps.clock;
     this.totalChunks = t.dataChunkCount + t.manifestPartCount;
     this.queue = new SendQueue(MAX_QUEUED_CHUNKS, t.dataChunkCount);
     this.self = { imageId: image.manifest.imageId, sender: idFromSeed(o.seed, 0x5e) };
-    this.law = { ...DEFAULT_RATE_LAW, maxBitsPerSecond: o.rateBitsPerSecond, minBitsPerSecond: Math.max(MIN_RATE_BITS_PER_SECOND, o.rateBitsPerSecond * MIN_RATE_FRACTION) };
-    this.rate = o.rateBitsPerSecond;
     this.fullPacketWireBytes = packetWireBytes(this.blockBytes);
-    const burstPackets = Math.max(BURST_PACKETS, Math.ceil(((this.rate / 8) * (BURST_MS / 1000)) / this.fullPacketWireBytes));
-    this.bucket = new TokenBucket(this.rate, burstPackets * this.fullPacketWireBytes);
+    this.pace = new RateControl(o.rateBitsPerSecond, this.fullPacketWireBytes);
     const read = deps.readChunk;
     const reader: ChunkReader = read === undefined ? fileChunkReader(image.fd, t.chunkBytes) : { readAsync: read, readNow: null };
     this.cache = new ChunkCache(reader, CACHE_CHUNKS);
@@ -264,7 +195,7 @@ export class ServeSession {
       imageId: hex(this.self.imageId),
       group: this.o.group,
       port: this.o.port,
-      rateBitsPerSecond: this.rate,
+      rateBitsPerSecond: this.pace.rateBitsPerSecond,
       adaptiveRate: this.o.adaptiveRate,
       blockBytes: this.blockBytes,
       chunkBytes: t.chunkBytes,
@@ -292,11 +223,11 @@ export class ServeSession {
       atMs: this.clock.nowMs(),
       imageId: hex(this.self.imageId),
       group: this.o.group,
-      rateBitsPerSecond: this.rate,
+      rateBitsPerSecond: this.pace.rateBitsPerSecond,
       queuedChunks: this.queue.queuedChunks,
-      blocksSent: this.blocksSent,
-      bytesSent: this.bytesSent,
-      transferOpen: this.transfer !== null,
+      blocksSent: this.books.blocksSent,
+      bytesSent: this.books.bytesSent,
+      transferOpen: this.books.current !== null,
       clients: this.clients.rows(),
     };
   }
@@ -321,7 +252,7 @@ export class ServeSession {
     const p = decoded.packet;
     if (p.type === PacketType.block || p.type === PacketType.repair || p.type === PacketType.announce) return; // skipped above; narrows the type
     const nowMs = this.clock.nowMs();
-    this.chargeControl(bytes.length, nowMs);
+    this.pace.charge(bytes.length, nowMs);
     if (p.type === PacketType.query) {
       this.active(nowMs);
       if (isZero(p.imageId) || equalBytes(p.imageId, this.self.imageId)) this.scheduleAnnounce();
@@ -335,20 +266,6 @@ export class ServeSession {
     this.active(nowMs);
     if (p.type === PacketType.request) this.onRequest(p, from, nowMs);
     else this.onReport(p, from, nowMs);
-  }
-
-  /** A client's packet took room on every downlink of the group: the blocks leave it that room. */
-  private chargeControl(payloadBytes: number, nowMs: number): void {
-    if (nowMs - this.controlWindowStartMs >= CONTROL_CHARGE_WINDOW_MS) {
-      this.controlWindowStartMs = nowMs;
-      this.controlChargedBytes = 0;
-    }
-    const capBytes = (this.rate / 8) * (CONTROL_CHARGE_WINDOW_MS / 1000) * MAX_CONTROL_SHARE;
-    const bytes = wireBytes(payloadBytes);
-    if (this.controlChargedBytes + bytes > capBytes) return;
-    this.controlChargedBytes += bytes;
-    this.bucket.refill(nowMs);
-    this.bucket.spend(bytes);
   }
 
   private active(nowMs: number): void {
@@ -366,7 +283,7 @@ export class ServeSession {
     const s = this.openTransfer(nowMs);
     s.lastRequestMs = nowMs;
     s.requests++;
-    if (s.clients.size < MAX_TRACKED_CLIENTS) s.clients.add(p.sender);
+    noteClient(s, p.sender);
     // One receiver gains nothing from repairs over its own blocks, and they cost coding time.
     this.queue.useRepairs = s.clients.size >= 2;
     const wanted = countBits(p.bitmap, p.blockCount);
@@ -395,7 +312,7 @@ export class ServeSession {
       return;
     }
     const s = this.openTransfer(nowMs);
-    if (s.clients.size < MAX_TRACKED_CLIENTS) s.clients.add(p.sender);
+    noteClient(s, p.sender);
     const set = p.state === ReportState.done ? s.done : s.failed;
     if (set.has(p.sender) || set.size >= MAX_TRACKED_CLIENTS) return; // clients send their final report more than once
     set.add(p.sender);
@@ -411,57 +328,26 @@ export class ServeSession {
   // ---- transfers -----------------------------------------------------------------------------
 
   private openTransfer(nowMs: number): Transfer {
-    if (this.transfer === null) {
-      this.transfer = { startedMs: nowMs, lastRequestMs: nowMs, lastSendMs: nowMs, clients: new Set(), done: new Set(), failed: new Set(), blocksSent: 0, repairsSent: 0, bytesSent: 0, requests: 0, requestedBlocks: 0, mergedBlocks: 0, requestsDropped: 0 };
-      this.emit({ kind: "transfer-started", atMs: nowMs, rateBitsPerSecond: this.rate });
-    }
-    return this.transfer;
+    const { transfer, opened } = this.books.open(nowMs);
+    if (opened) this.emit({ kind: "transfer-started", atMs: nowMs, rateBitsPerSecond: this.pace.rateBitsPerSecond });
+    return transfer;
   }
 
   private closeTransfer(): void {
-    const s = this.transfer;
-    if (s === null) return;
-    this.transfer = null;
-    // The transfer lasted until its last request or block, whichever came later.
-    const seconds = Math.max(1, Math.max(s.lastRequestMs, s.lastSendMs) - s.startedMs) / 1000;
-    const summary: SessionSummary = {
-      seconds,
-      clients: s.clients.size,
-      clientsDone: s.done.size,
-      clientsFailed: s.failed.size,
-      blocksSent: s.blocksSent,
-      repairsSent: s.repairsSent,
-      bytesSent: s.bytesSent,
-      megabitsPerSecond: (s.bytesSent * 8) / 1e6 / seconds,
-      requests: s.requests,
-      requestedBlocks: s.requestedBlocks,
-      mergedBlocks: s.mergedBlocks,
-      requestsDropped: s.requestsDropped,
-      finalRateMegabits: this.rate / 1e6,
-    };
-    this.stats.sessions.push(summary);
-    if (this.stats.sessions.length > MAX_SESSION_SUMMARIES) this.stats.sessions.shift();
-    this.stats.sessionsEnded++;
-    this.emit({ kind: "transfer-ended", atMs: this.clock.nowMs(), summary });
+    const summary = this.books.close(this.pace.rateBitsPerSecond);
+    if (summary !== null) this.emit({ kind: "transfer-ended", atMs: this.clock.nowMs(), summary });
   }
 
   /** Every CONTROL_INTERVAL_MS: adapt the rate to the loss clients report, end quiet transfers, note idleness. */
   private controlStep(): void {
     const nowMs = this.clock.nowMs();
     const samples = this.lossReports.take(nowMs);
-    if (this.o.adaptiveRate) {
-      const step = nextRate(this.law, this.rate, samples);
-      if (Math.abs(step.rate - this.rate) / this.rate > RATE_CHANGE_FRACTION) {
-        const previousBitsPerSecond = this.rate;
-        this.rate = step.rate;
-        this.bucket.setRate(this.rate);
-        this.emit({ kind: "rate-changed", atMs: nowMs, rateBitsPerSecond: this.rate, lossFraction: step.medianLoss ?? 0, previousBitsPerSecond, reports: samples.length });
-      }
-    }
-    const s = this.transfer;
+    const change = this.o.adaptiveRate ? this.pace.adapt(samples) : null;
+    if (change !== null) this.emit({ kind: "rate-changed", atMs: nowMs, ...change });
+    const s = this.books.current;
     if (s !== null && this.queue.empty && nowMs - s.lastRequestMs > SESSION_IDLE_MS) this.closeTransfer();
     const idleMs = this.o.idleMs;
-    if (idleMs !== null && !this.idleSignalled && this.transfer === null && nowMs - this.lastActivityMs > idleMs) {
+    if (idleMs !== null && !this.idleSignalled && this.books.current === null && nowMs - this.lastActivityMs > idleMs) {
       this.idleSignalled = true;
       this.emit({ kind: "idle", atMs: nowMs });
     }
@@ -488,7 +374,7 @@ export class ServeSession {
       manifestPartCount: t.manifestPartCount,
       manifestBytes: t.manifestBytes,
       sourceBytes: this.image.manifest.sourceBytes,
-      rateBitsPerSecond: this.rate,
+      rateBitsPerSecond: this.pace.rateBitsPerSecond,
       manifestSha256: t.manifestSha256,
     };
   }
@@ -503,7 +389,7 @@ export class ServeSession {
     this.sendTimer = null;
     const nowMs = this.clock.nowMs();
     const chunkBytes = this.image.trailer.chunkBytes;
-    let tokens = this.bucket.refill(nowMs);
+    let tokens = this.pace.bucket.refill(nowMs);
     let sent = 0;
     while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
       // A chunk source that reads asynchronously may not have the next chunk yet: onLoaded resumes.
@@ -515,14 +401,14 @@ export class ServeSession {
       this.transport?.send(packet.bytes);
       this.seq = (this.seq + 1) >>> 0;
       const cost = packetWireBytes(packet.dataBytes);
-      this.bucket.spend(cost);
+      this.pace.bucket.spend(cost);
       tokens -= cost;
       sent++;
-      this.counted(nowMs, packet.dataBytes, next.kind === "repair");
+      this.books.counted(nowMs, packet.dataBytes, next.kind === "repair");
     }
     if (sent > 0) this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
     if (!this.queue.empty && tokens >= this.fullPacketWireBytes) return; // waiting for a chunk read
-    if (!this.queue.empty) this.scheduleSend(Math.max(MIN_TICK_MS, this.bucket.waitMs(this.fullPacketWireBytes)));
+    if (!this.queue.empty) this.scheduleSend(Math.max(MIN_TICK_MS, this.pace.bucket.waitMs(this.fullPacketWireBytes)));
   }
 
   /** The datagram for one send: a block of the chunk, or a repair coded over one of its groups. */
@@ -536,21 +422,6 @@ export class ServeSession {
     const repair = encodeRepair(symbols, next.index, this.blockBytes);
     return { bytes: encodeRepairPacket(this.self, next.chunk, this.seq, next.group, next.index, repair), dataBytes: repair.length };
   }
-
-  private counted(nowMs: number, bytes: number, repair: boolean): void {
-    this.blocksSent++;
-    this.bytesSent += bytes;
-    const s = this.transfer;
-    if (s === null) return;
-    s.lastSendMs = nowMs;
-    s.blocksSent++;
-    if (repair) s.repairsSent++;
-    s.bytesSent += bytes;
-  }
-}
-
-function packetWireBytes(dataBytes: number): number {
-  return wireBytes(HEADER_BYTES + BLOCK_PREFIX_BYTES + dataBytes);
 }
 
 function isZero(bytes: Uint8Array): boolean {
