@@ -1,5 +1,5 @@
 // The state of one load, shared by the modules that make up the Loader engine (loader.ts, the
-// server choice, the request scheduling and the block intake): the options and injected parts,
+// server choice, the request scheduling, the block intake and chunk completion): the options and injected parts,
 // the server being loaded from, and where each chunk stands. One object per Loader, passed
 // explicitly to each step; no module keeps state of its own.
 import type { KeyObject } from "node:crypto";
@@ -93,6 +93,8 @@ export interface LoadState {
   manifest: Manifest | null;
   /** The sink is open (the manifest proven and the target ready): chunks may go to it. */
   sinkOpen: boolean;
+  /** Chunks in the sink's apply() now. */
+  applying: number;
   chunksDone: number;
   /** This client's own order of data chunks, and where asking for new ones resumes. */
   order: Uint32Array;

@@ -3,27 +3,24 @@
 // a ChunkSink (the real one writes the target). Time comes from an injected Clock and every random
 // choice from the seed, so the same code runs on the wall clock or in the simulator (scripts/sim).
 // All the state worth keeping lives in the client (a LoadState), so a restarted server loses
-// nothing. This module runs the load (lifecycle, dispatch, ticks, reports) and completes chunks;
-// server-choice.ts picks the server, requests.ts asks for blocks, intake.ts stores them.
+// nothing. This module runs the load (lifecycle, dispatch, ticks, reports); server-choice.ts picks
+// the server, requests.ts asks for blocks, intake.ts stores them, completion.ts sees chunks written.
 import type { GroupTransport, OpenTransport, Peer } from "../net/transport.ts";
 import { decodePacket, encodeReport, PacketType, ReportState } from "../net/wire.ts";
-import type { ApplyResult } from "../target/apply.ts";
-import { checkSignature } from "../image/signing.ts";
 import { idFromSeed, mulberry32 } from "../util/shuffle.ts";
 import { assert } from "../util/assert.ts";
-import { hex } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
 import { DiscusError, withProgress } from "../util/errors.ts";
 import { formatBytes } from "../util/units.ts";
 import { peakRssBytes } from "../util/memory.ts";
 import type { Slot } from "./assembly.ts";
+import { completed, type Runner } from "./completion.ts";
 import { onBlock, onRepair } from "./intake.ts";
-import { ChunkState, type LoaderOptions, type LoadEvent, type LoadState } from "./load-state.ts";
+import type { LoaderOptions, LoadEvent, LoadState } from "./load-state.ts";
 import { LossMeter } from "./loss-meter.ts";
-import type { ManifestParts } from "./manifest-parts.ts";
 import { onOverheard, request } from "./requests.ts";
-import { giveUp, newCandidates, onAnnounce, QUERY_FIRST_WAIT_MS, reconsider, refuse } from "./server-choice.ts";
-import { DEFAULT_SINK_IN_FLIGHT, type ChunkSink } from "./sink.ts";
+import { giveUp, newCandidates, onAnnounce, QUERY_FIRST_WAIT_MS, reconsider } from "./server-choice.ts";
+import type { ChunkSink } from "./sink.ts";
 import { emptyLoadStats, type LoadStats } from "./stats.ts";
 
 export type { LoaderOptions, LoadEvent } from "./load-state.ts";
@@ -50,7 +47,7 @@ export class Loader {
   private readonly st: LoadState;
   private readonly stats: LoadStats;
   private transport: GroupTransport | null = null;
-  private applying = 0;
+  private readonly runner: Runner = { guard: (step) => this.guard(step), fail: (e) => this.fail(e), finished: (gptMoved) => this.finished(gptMoved) };
   private nextReportMs = 0;
   private ticker: TimerHandle | null = null;
   private settle: { resolve: (s: LoadStats) => void; reject: (e: Error) => void } | null = null;
@@ -91,6 +88,7 @@ export class Loader {
       manifestParts: null,
       manifest: null,
       sinkOpen: false,
+      applying: 0,
       chunksDone: 0,
       order: new Uint32Array(0),
       orderCursor: 0,
@@ -190,104 +188,13 @@ export class Loader {
     }
   }
 
-  // ---- complete chunks -----------------------------------------------------------------------
-
   private completeIfWhole(slot: Slot | null): void {
-    if (slot !== null) this.completed(slot);
+    if (slot !== null) completed(this.st, this.runner, slot);
   }
 
+  // ---- the end ------------------------------------------------------------------------------
 
-  private completed(slot: Slot): void {
-    this.st.slots.delete(slot.chunk);
-    this.st.state[slot.chunk] = ChunkState.complete;
-    if (slot.chunk >= this.st.dataChunks) return this.manifestPart(slot);
-    this.st.readyData.push({ chunk: slot.chunk, buffer: slot.buffer });
-    this.pump();
-  }
-
-  private manifestPart(slot: Slot): void {
-    const parts = this.st.manifestParts!;
-    parts.store(slot.chunk - this.st.dataChunks, slot.buffer);
-    this.st.buffers!.give(slot.buffer);
-    this.st.state[slot.chunk] = ChunkState.done;
-    if (parts.complete) this.manifestComplete(parts);
-  }
-
-  private manifestComplete(parts: ManifestParts): void {
-    const s = this.st.server!;
-    const where = `image ${hex(s.announce.imageId)} from ${s.address}`;
-    const decoded = parts.verify(where);
-    if (decoded instanceof DiscusError) return refuse(this.st, decoded);
-    const { manifest: m, body } = decoded;
-    try {
-      this.stats.signature = checkSignature(m, body, where, this.o.publicKey, this.o.keyPath);
-    } catch (e) {
-      if (e instanceof DiscusError && e.kind === "signature") return refuse(this.st, e);
-      throw e;
-    }
-    this.st.candidates.proven(s.candidate.host);
-    const nowMs = this.clock.nowMs();
-    this.st.lastProgressMs = nowMs;
-    this.st.manifest = m;
-    this.st.manifestParts = null;
-    this.emit({ kind: "server", atMs: nowMs, server: s.address, imageId: this.stats.imageId });
-    const opening = this.sink.open(m);
-    if (opening instanceof Promise) opening.then(() => this.guard(() => this.sinkOpened()), (e: Error) => this.fail(e));
-    else this.sinkOpened();
-  }
-
-  private sinkOpened(): void {
-    this.st.sinkOpen = true;
-    this.stats.targetBytes = this.sink.targetBytes ?? 0;
-    this.emit({ kind: "progress", atMs: this.clock.nowMs(), chunksDone: this.st.chunksDone, chunksTotal: this.st.dataChunks, bytesWritten: this.stats.writtenBytes });
-    this.pump();
-  }
-
-  /** Hands complete chunks to the sink, as many as it may hold. */
-  private pump(): void {
-    if (!this.st.sinkOpen) return;
-    const limit = Math.max(1, this.sink.maxInFlight ?? DEFAULT_SINK_IN_FLIGHT);
-    while (this.st.readyData.length > 0 && this.applying < limit) {
-      const { chunk, buffer } = this.st.readyData.shift()!;
-      // The sink checks the chunk's digests before anything reaches the disk.
-      this.applying++;
-      this.sink.apply(chunk, buffer).then(
-        (r) => this.guard(() => this.applied(chunk, r)),
-        (e: Error) => this.fail(e),
-      );
-    }
-  }
-
-  private applied(chunk: number, r: { result: ApplyResult | null; rejected: string | null; container: Uint8Array; deferred?: boolean }): void {
-    this.applying--;
-    this.st.buffers!.give(r.container);
-    if (r.rejected !== null || r.result === null) {
-      // Damaged in transit or forged, or held back by the sink: it never reached the disk. Ask again.
-      if (r.deferred !== true) this.stats.chunksRejected++;
-      this.st.state[chunk] = ChunkState.missing;
-      this.pump();
-      return;
-    }
-    this.st.state[chunk] = ChunkState.done;
-    this.st.chunksDone++;
-    const nowMs = this.clock.nowMs();
-    this.st.lastProgressMs = nowMs;
-    this.stats.writtenBytes += r.result.writtenBytes;
-    this.stats.freeBytes += r.result.freeBytes;
-    this.stats.zeroedBytes += r.result.zeroedBytes;
-    this.stats.discardedBytes += r.result.discardedBytes;
-    this.emit({ kind: "progress", atMs: nowMs, chunksDone: this.st.chunksDone, chunksTotal: this.st.dataChunks, bytesWritten: this.stats.writtenBytes });
-    if (this.st.chunksDone === this.st.dataChunks) return this.finish();
-    this.pump();
-  }
-
-  private finish(): void {
-    assert(this.st.manifest !== null && this.st.sinkOpen, "finishing an opened sink");
-    const finishing = this.sink.finish();
-    if (finishing instanceof Promise) finishing.then((r) => this.guard(() => this.finished(r.gptMoved)), (e: Error) => this.fail(e));
-    else this.finished(finishing.gptMoved);
-  }
-
+  /** The sink finished: the final reports go out and the load resolves. */
   private finished(gptMoved: boolean): void {
     this.stats.gptMoved = gptMoved;
     this.stats.seconds = (this.clock.nowMs() - this.startedMs) / 1000;
@@ -303,6 +210,7 @@ export class Loader {
       settle.resolve(this.stats);
     });
   }
+
   // ---- timers: give-up, server choice, requests, reports -------------------------------------
 
   private tick(): void {
