@@ -1,7 +1,7 @@
 // The server's sending rate: the token bucket that paces blocks, the control law that moves the
 // rate with the loss clients report, and the charge that leaves room on the group's downlinks for
 // the clients' own requests and reports. No clock or network: times are passed in.
-import { BLOCK_PREFIX_BYTES, HEADER_BYTES, wireBytes } from "../net/wire.ts";
+import { wireBytes } from "../net/wire.ts";
 import { assert } from "../util/assert.ts";
 import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type LossSample, type RateLaw } from "./pacer.ts";
 
@@ -30,11 +30,6 @@ export interface RateChange {
   lossFraction: number;
   previousBitsPerSecond: number;
   reports: number;
-}
-
-/** What a block packet of this many data bytes costs on the wire. */
-export function packetWireBytes(dataBytes: number): number {
-  return wireBytes(HEADER_BYTES + BLOCK_PREFIX_BYTES + dataBytes);
 }
 
 export class RateControl {

@@ -10,37 +10,21 @@ import { assert } from "../util/assert.ts";
 import { countBits } from "../util/bitmap.ts";
 import { equalBytes, hex } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
-import { DiscusError } from "../util/errors.ts";
 import { idFromSeed } from "../util/shuffle.ts";
 import type { GroupTransport, OpenTransport, Peer } from "../net/transport.ts";
-import {
-  blockBytesForMtu,
-  blocksPerChunk,
-  decodePacket,
-  peekType,
-  encodeAnnounce,
-  encodeBlock,
-  encodeRepairPacket,
-  MAX_BLOCKS_PER_CHUNK,
-  MIN_BLOCK_BYTES,
-  PacketType,
-  ReportState,
-  type AnnounceBody,
-  type ReportBody,
-  type ReportPacket,
-  type RequestPacket,
-} from "../net/wire.ts";
-import { encodeRepair } from "../net/fec.ts";
-import { fecGroupCount, groupSymbols } from "../net/fec-groups.ts";
+import { decodePacket, peekType, encodeAnnounce, PacketType, ReportState, type ReportPacket, type RequestPacket } from "../net/wire.ts";
 import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
-import { ClientTable, type ClientSnapshot } from "./clients.ts";
+import { ClientTable } from "./clients.ts";
+import { announceBody, blockLayout, packetFor, packetWireBytes, type BlockLayout } from "./datagrams.ts";
+import type { ServeEvent, ServeSnapshot } from "./events.ts";
 import { LossReports } from "./loss-reports.ts";
-import { SendQueue, type Send } from "./queue.ts";
-import { packetWireBytes, RateControl } from "./rate-control.ts";
-import { MAX_TRACKED_CLIENTS, noteClient, Transfers, type ServeStats, type SessionSummary, type Transfer } from "./transfers.ts";
+import { SendQueue } from "./queue.ts";
+import { RateControl } from "./rate-control.ts";
+import { MAX_TRACKED_CLIENTS, noteClient, Transfers, type ServeStats, type Transfer } from "./transfers.ts";
 
 export { MAX_SESSION_SUMMARIES } from "./transfers.ts";
 export type { ServeStats, SessionSummary } from "./transfers.ts";
+export type { ClientFigures, ServeEvent, ServeSnapshot } from "./events.ts";
 
 export interface ServeSessionOptions {
   /** For messages: the image's path or name. */
@@ -63,37 +47,6 @@ export interface ServeSessionDeps {
   openTransport: OpenTransport;
   /** A chunk source; default: the image file, through the cache and its read-ahead. */
   readChunk?: (index: number) => Promise<Uint8Array>;
-}
-
-/** What a client's report said, for the faces (the done line prints it). */
-export type ClientFigures = Pick<
-  ReportBody,
-  "chunksDone" | "chunksTotal" | "bytesWritten" | "blocksReceived" | "duplicateBlocks" | "requestsSent" | "rerequests" | "chunksRejected"
->;
-
-export type ServeEvent =
-  | { kind: "started"; atMs: number; imageId: string; group: string; rateBitsPerSecond: number; port: number; adaptiveRate: boolean; blockBytes: number; chunkBytes: number; dataChunkCount: number; manifestPartCount: number }
-  | { kind: "client-progress"; atMs: number; client: string; chunksDone: number; chunksTotal: number; bytesWritten: number; lossFraction: number }
-  | ({ kind: "client-done"; atMs: number; client: string; seconds: number } & ClientFigures)
-  | { kind: "client-failed"; atMs: number; client: string; message: string; seconds: number; chunksDone: number; chunksTotal: number }
-  | { kind: "rate-changed"; atMs: number; rateBitsPerSecond: number; lossFraction: number; previousBitsPerSecond: number; reports: number }
-  | { kind: "idle"; atMs: number }
-  | { kind: "transfer-started"; atMs: number; rateBitsPerSecond: number }
-  | { kind: "transfer-ended"; atMs: number; summary: SessionSummary }
-  | { kind: "ended"; atMs: number; stats: ServeStats };
-
-export interface ServeSnapshot {
-  atMs: number;
-  imageId: string;
-  group: string;
-  rateBitsPerSecond: number;
-  queuedChunks: number;
-  /** Since start(), over every transfer. */
-  blocksSent: number;
-  bytesSent: number;
-  transferOpen: boolean;
-  /** The most recently heard clients, at most MAX_CLIENT_ROWS. */
-  clients: ClientSnapshot[];
 }
 
 /** Chunks with blocks still to send, at most: beyond this requests are dropped and asked again. */
@@ -119,8 +72,7 @@ assert(MAX_CLIENT_ROWS <= MAX_TRACKED_CLIENTS && READ_AHEAD_CHUNKS < CACHE_CHUNK
 export class ServeSession {
   private readonly listeners: ((e: ServeEvent) => void)[] = [];
   private readonly clock: Clock;
-  private readonly blockBytes: number;
-  private readonly blockCount: number;
+  private readonly layout: BlockLayout;
   private readonly totalChunks: number;
   private readonly self: { imageId: Uint8Array; sender: number };
   private readonly fullPacketWireBytes: number;
@@ -148,19 +100,12 @@ export class ServeSession {
     deps: ServeSessionDeps,
   ) {
     const t = image.trailer;
-    this.blockBytes = blockBytesForMtu(o.mtuBytes);
-    if (this.blockBytes < MIN_BLOCK_BYTES) {
-      throw new DiscusError("usage", `MTU ${o.mtuBytes}`, `it leaves ${this.blockBytes}-byte blocks, below the protocol's ${MIN_BLOCK_BYTES}`, "Use the link's MTU, 1500 unless jumbo frames are on");
-    }
-    this.blockCount = blocksPerChunk(t.chunkBytes, this.blockBytes);
-    if (this.blockCount > MAX_BLOCKS_PER_CHUNK) {
-      throw new DiscusError("usage", o.imageName, `its ${t.chunkBytes}-byte chunks need ${this.blockCount} blocks of ${this.blockBytes} bytes; the protocol allows ${MAX_BLOCKS_PER_CHUNK}`, "Use a larger --mtu (jumbo frames) or an image made with smaller chunks");
-    }
+    this.layout = blockLayout(o.mtuBytes, t.chunkBytes, o.imageName);
     this.clock = deps.clock;
     this.totalChunks = t.dataChunkCount + t.manifestPartCount;
     this.queue = new SendQueue(MAX_QUEUED_CHUNKS, t.dataChunkCount);
     this.self = { imageId: image.manifest.imageId, sender: idFromSeed(o.seed, 0x5e) };
-    this.fullPacketWireBytes = packetWireBytes(this.blockBytes);
+    this.fullPacketWireBytes = packetWireBytes(this.layout.blockBytes);
     this.pace = new RateControl(o.rateBitsPerSecond, this.fullPacketWireBytes);
     const read = deps.readChunk;
     const reader: ChunkReader = read === undefined ? fileChunkReader(image.fd, t.chunkBytes) : { readAsync: read, readNow: null };
@@ -197,7 +142,7 @@ export class ServeSession {
       port: this.o.port,
       rateBitsPerSecond: this.pace.rateBitsPerSecond,
       adaptiveRate: this.o.adaptiveRate,
-      blockBytes: this.blockBytes,
+      blockBytes: this.layout.blockBytes,
       chunkBytes: t.chunkBytes,
       dataChunkCount: t.dataChunkCount,
       manifestPartCount: t.manifestPartCount,
@@ -274,7 +219,7 @@ export class ServeSession {
   }
 
   private onRequest(p: RequestPacket, from: Peer, nowMs: number): void {
-    if (p.chunk >= this.totalChunks || p.blockCount !== this.blockCount) {
+    if (p.chunk >= this.totalChunks || p.blockCount !== this.layout.blockCount) {
       this.stats.dropped.badChunk++;
       return;
     }
@@ -287,7 +232,7 @@ export class ServeSession {
     // One receiver gains nothing from repairs over its own blocks, and they cost coding time.
     this.queue.useRepairs = s.clients.size >= 2;
     const wanted = countBits(p.bitmap, p.blockCount);
-    const r = this.queue.merge(p.chunk, this.blockCount, p.bitmap);
+    const r = this.queue.merge(p.chunk, this.layout.blockCount, p.bitmap);
     s.requestedBlocks += wanted;
     if (!r.accepted) {
       s.requestsDropped++;
@@ -361,22 +306,8 @@ export class ServeSession {
     this.announceTimer = this.clock.setTimer(waitMs, () => {
       this.announceTimer = null;
       this.lastAnnounceMs = this.clock.nowMs();
-      this.transport?.send(encodeAnnounce(this.self, this.announceBody()));
+      this.transport?.send(encodeAnnounce(this.self, announceBody(this.image, this.layout.blockBytes, this.pace.rateBitsPerSecond)));
     });
-  }
-
-  private announceBody(): AnnounceBody {
-    const t = this.image.trailer;
-    return {
-      chunkBytes: t.chunkBytes,
-      blockBytes: this.blockBytes,
-      dataChunkCount: t.dataChunkCount,
-      manifestPartCount: t.manifestPartCount,
-      manifestBytes: t.manifestBytes,
-      sourceBytes: this.image.manifest.sourceBytes,
-      rateBitsPerSecond: this.pace.rateBitsPerSecond,
-      manifestSha256: t.manifestSha256,
-    };
   }
 
   private scheduleSend(waitMs: number): void {
@@ -388,7 +319,6 @@ export class ServeSession {
   private sendSome(): void {
     this.sendTimer = null;
     const nowMs = this.clock.nowMs();
-    const chunkBytes = this.image.trailer.chunkBytes;
     let tokens = this.pace.bucket.refill(nowMs);
     let sent = 0;
     while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
@@ -397,7 +327,7 @@ export class ServeSession {
       if (data === null) break;
       const next = this.queue.take();
       assert(next !== null, "a non-empty queue yields a block");
-      const packet = this.packetFor(next, data, chunkBytes);
+      const packet = packetFor(this.self, this.seq, next, data, this.layout);
       this.transport?.send(packet.bytes);
       this.seq = (this.seq + 1) >>> 0;
       const cost = packetWireBytes(packet.dataBytes);
@@ -409,18 +339,6 @@ export class ServeSession {
     if (sent > 0) this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
     if (!this.queue.empty && tokens >= this.fullPacketWireBytes) return; // waiting for a chunk read
     if (!this.queue.empty) this.scheduleSend(Math.max(MIN_TICK_MS, this.pace.bucket.waitMs(this.fullPacketWireBytes)));
-  }
-
-  /** The datagram for one send: a block of the chunk, or a repair coded over one of its groups. */
-  private packetFor(next: Send, data: Uint8Array, chunkBytes: number): { bytes: Uint8Array; dataBytes: number } {
-    if (next.kind === "block") {
-      const start = next.block * this.blockBytes;
-      const block = data.subarray(start, Math.min(chunkBytes, start + this.blockBytes));
-      return { bytes: encodeBlock(this.self, next.chunk, this.seq, next.block, block), dataBytes: block.length };
-    }
-    const symbols = groupSymbols(data.subarray(0, chunkBytes), this.blockBytes, this.blockCount, fecGroupCount(this.blockCount), next.group);
-    const repair = encodeRepair(symbols, next.index, this.blockBytes);
-    return { bytes: encodeRepairPacket(this.self, next.chunk, this.seq, next.group, next.index, repair), dataBytes: repair.length };
   }
 }
 
