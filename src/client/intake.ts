@@ -1,6 +1,6 @@
 // Blocks and repairs into the loader's chunks: checks each comes from our server for our image and
 // fits the geometry, stores it in its chunk's slot (overheard data too, while buffers are spare),
-// decodes FEC groups, and notes progress. Says which chunk became whole; loader.ts completes it.
+// decodes FEC groups, and notes progress. Says which chunk became whole; completion.ts takes it on.
 import { FEC_MAX_REPAIR_BLOCKS } from "../net/fec.ts";
 import type { Peer } from "../net/transport.ts";
 import type { BlockPacket, RepairPacket } from "../net/wire.ts";
