@@ -30,13 +30,18 @@ export interface AgentSettings {
   after: FinalAction;
   onfail: FinalAction;
   giveUpMs: number;
+  /** The control server that booted this node (http://HOST:PORT), its job token and the MAC it booted with; null without a daemon. */
+  server: string | null;
+  token: string | null;
+  mac: string | null;
   /** Where each setting came from, for the console summary. */
   origin: Record<SettingName, Origin>;
   /** Things worth telling the operator (ignored words, a pinned key kept). */
   notes: string[];
 }
 
-export const SETTING_NAMES = ["action", "group", "port", "image", "file", "disk", "free", "key", "after", "onfail", "giveup", "net"] as const;
+/** `server`, `token`, `mac`: set by `discus server`'s boot script, so the agent can reach the daemon as its job. */
+export const SETTING_NAMES = ["action", "group", "port", "image", "file", "disk", "free", "key", "after", "onfail", "giveup", "net", "server", "token", "mac"] as const;
 export type SettingName = (typeof SETTING_NAMES)[number];
 
 /** Longest settings text accepted from either source (a kernel command line is at most 4 KiB). */
@@ -162,6 +167,12 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
     }
     if (giveUpMs < 1000 || giveUpMs > MAX_GIVE_UP_MS) throw new DiscusError("usage", thing("giveup"), "is outside 1s..1h", "Allow the server at least a few seconds, e.g. 60s");
   }
+  const server = get("server");
+  if (server !== null && !/^http:\/\/[A-Za-z0-9.:[\]-]{1,260}$/.test(server)) throw new DiscusError("usage", thing("server"), "is not http://HOST:PORT", "Let `discus server` write the boot script");
+  const token = get("token");
+  if (token !== null && !/^[A-Za-z0-9_-]{16,128}$/.test(token)) throw new DiscusError("usage", "discus.token", "is not a job token", "Let `discus server` write the boot script");
+  const mac = get("mac");
+  if (mac !== null && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new DiscusError("usage", thing("mac"), "is not a MAC address", "Write it as aa:bb:cc:dd:ee:ff");
   if (action === "load") {
     if ((group === null) === (file === null)) {
       throw new DiscusError("usage", "discus.action=load", group === null ? "names no source" : "names two sources (group and file)", "Set exactly one of discus.group (multicast) or discus.file (rescue stick)");
@@ -182,6 +193,9 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
     after: oneOf("after", get("after") ?? "reboot", ["reboot", "poweroff", "halt", "shell"] as const, origin.after),
     onfail: oneOf("onfail", get("onfail") ?? "halt", ["reboot", "poweroff", "halt", "shell"] as const, origin.onfail),
     giveUpMs,
+    server,
+    token,
+    mac,
     origin,
     notes,
   };

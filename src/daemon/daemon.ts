@@ -24,7 +24,10 @@ export interface DaemonOptions {
   /** Raw Ed25519 public key (hex) agents must check images against; null: unsigned images load. */
   keyHex: string | null;
   sessions: SessionOptions;
+  /** The sessions' clock (monotonic). */
   clock?: Clock;
+  /** Wall-clock time of records, epoch milliseconds (whole). Default Date.now. */
+  epochMs?: () => number;
   log?: (line: string) => void;
   /** Power control; tests may pass a driver of their own. Default: src/daemon/power.ts. */
   power?: (node: NodeRecord) => Promise<string>;
@@ -75,7 +78,7 @@ export class Daemon implements DaemonApi {
   }
 
   private now(): number {
-    return this.clock.nowMs();
+    return Math.floor((this.o.epochMs ?? Date.now)());
   }
 
   private async event(actor: string, action: string, subject: string, detail: string): Promise<void> {
@@ -271,11 +274,12 @@ export class Daemon implements DaemonApi {
       await this.event("daemon", "node.new", name, `${mac} PXE-booted unknown; recorded, not written`);
       return exitScript("unknown node: recorded as new, booting the local disk");
     }
-    await this.store.putNode({ ...node, lastSeenMs: this.now() });
+    const seen = { ...node, lastSeenMs: this.now() };
+    await this.store.putNode(seen);
     const job = await this.store.activeJob(mac);
     if (job === null) return exitScript("no reload asked: booting the local disk");
-    if (job.state === "written") return this.bootedAfterWrite(job, node);
-    return this.agentBoot(job, node, baseUrl);
+    if (job.state === "written") return this.bootedAfterWrite(job, seen);
+    return this.agentBoot(job, seen, baseUrl);
   }
 
   /** The agent wrote the disk and rebooted: this boot is the new OS's, from the local disk. */
