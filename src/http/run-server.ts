@@ -1,0 +1,68 @@
+// `discus server`: opens the state (SQLite under --state by default, or --db postgres://...),
+// starts the daemon and its HTTP face, and runs until SIGINT or SIGTERM. Sessions for unfinished
+// jobs are served again at start, so a restarted daemon picks up where it was.
+import { join } from "node:path";
+import { Daemon } from "../daemon/daemon.ts";
+import { parseGroupPool } from "../daemon/groups.ts";
+import { adminToken, ensureStateDir, writeServerInfo } from "../daemon/state-dir.ts";
+import { openStore } from "../daemon/store.ts";
+import { startHttp, type HttpServer } from "./api.ts";
+
+export interface ServerOptions {
+  stateDir: string;
+  listen: { hostname: string; port: number };
+  dbUrl: string | null;
+  imagesDir: string;
+  /** Interface address the sessions send from. */
+  iface: string;
+  groupPool: string;
+  port: number;
+  rateBitsPerSecond: number;
+  mtuBytes: number;
+  sessionIdleMs: number;
+  keyHex: string | null;
+  /** Where boot files (vmlinuz, initramfs) are served from: GET /boot/NAME. */
+  bootDir: string | null;
+  log: (line: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  daemon: Daemon;
+  stop(): Promise<void>;
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  ensureStateDir(o.stateDir);
+  const token = adminToken(o.stateDir);
+  const store = await openStore(o.dbUrl ?? `sqlite://${join(o.stateDir, "discus.db")}`);
+  const daemon = new Daemon(store, {
+    imagesDir: o.imagesDir,
+    pool: parseGroupPool(o.groupPool),
+    port: o.port,
+    keyHex: o.keyHex,
+    sessions: { iface: o.iface, ttl: 1, rateBitsPerSecond: o.rateBitsPerSecond, mtuBytes: o.mtuBytes, idleMs: o.sessionIdleMs },
+    log: o.log,
+  });
+  let http: HttpServer | null = null;
+  try {
+    await daemon.start();
+    http = startHttp(daemon, { listen: o.listen, adminToken: token, log: o.log, bootDir: o.bootDir });
+  } catch (e) {
+    await daemon.stop();
+    await store.close();
+    throw e;
+  }
+  writeServerInfo(o.stateDir, http.url);
+  o.log(`discus server: listening on ${http.url}, state in ${o.stateDir} (${store.kind}), images from ${o.imagesDir}`);
+  const server = http;
+  return {
+    url: server.url,
+    daemon,
+    async stop() {
+      await server.stop();
+      await daemon.stop();
+      await store.close();
+    },
+  };
+}
