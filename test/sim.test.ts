@@ -72,6 +72,19 @@ describe("sim", () => {
     for (const kind of ["announce", "replay", "block", "lossReport", "badChunk", "garbage"]) expect(r.hostileSent?.[kind] ?? 0).toBeGreaterThan(0);
   });
 
+  test("heavy loss with 1 MiB chunks (four FEC groups): every client finishes, in seconds", async () => {
+    // A group that lost more blocks than there are repair indices (64) once stalled a load for
+    // good: the client kept asking for repairs it already held (netboot test, 30 % loss here).
+    const big = loadChunks((await simImage({ diskMiB: 16, chunkKiB: 1024, seed: 1 })).imagePath);
+    const bt = big.image.trailer;
+    for (const seed of [2, 3]) {
+      const r = await simulate({ ...base, seed, clients: 2, lossProbability: 0.3, bufferBytes: 8 << 20, giveUpMs: 20_000 }, big.image, big.chunks, big.allChunks);
+      const s = summarize(r, (bt.dataChunkCount + bt.manifestPartCount) * bt.chunkBytes);
+      expect({ seed, done: s.clientsDone, failures: s.failures }).toEqual({ seed, done: 2, failures: [] });
+      expect(s.seconds).toBeLessThan(10);
+    }
+  });
+
   test("a server restart mid-load: every client still finishes", async () => {
     const r = await simulate({ ...base, clients: 3, restart: { atMs: 200, downMs: 500 } }, img.image, img.chunks, img.allChunks);
     const s = summarize(r, imageBytes);

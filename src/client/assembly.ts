@@ -2,7 +2,7 @@
 // and, for each chunk being filled, which blocks it has. Pure bookkeeping: no sockets, no timers.
 import { assert } from "../util/assert.ts";
 import { bitmapFor, setBit, testBit } from "../util/bitmap.ts";
-import { decodeMissing } from "../net/fec.ts";
+import { decodeMissing, FEC_MAX_REPAIR_BLOCKS } from "../net/fec.ts";
 import { countPerGroup, groupBlocks, repairLimit, sourceSymbol } from "../net/fec-groups.ts";
 
 export class BufferPool {
@@ -98,6 +98,11 @@ function heldRepairs(slot: Slot, group: number): number {
   return slot.repairs?.[group]?.size ?? 0;
 }
 
+/** Holes in a group up to which a client counts on repairs: half the repair indices at most. */
+export function repairAskLimit(groupBlockCount: number): number {
+  return Math.min(repairLimit(groupBlockCount), FEC_MAX_REPAIR_BLOCKS >> 1);
+}
+
 /**
  * The request bitmap for a slot: per group, as many of the blocks it lacks as the repairs it holds
  * do not make up for (any blocks or repairs will do, so the first ones missing stand for them).
@@ -105,7 +110,11 @@ function heldRepairs(slot: Slot, group: number): number {
 export function requestBitmap(slot: Slot, g: Geometry): Uint8Array {
   const out = bitmapFor(g.blockCount);
   for (let group = 0; group < g.groups; group++) {
-    let need = missingInGroup(slot, g, group) - heldRepairs(slot, group);
+    const missing = missingInGroup(slot, g, group);
+    // Repairs fill a group's holes only while they are few. Beyond that ask for every hole: past
+    // repairLimit the server sends the blocks themselves, and a client holding most of the 64
+    // repair indices would otherwise wait for fresh ones that may never come.
+    let need = missing <= repairAskLimit(groupBlocks(g.blockCount, g.groups, group)) ? missing - heldRepairs(slot, group) : missing;
     for (let b = group; b < g.blockCount && need > 0; b += g.groups) {
       if (testBit(slot.got, b)) continue;
       setBit(out, b);

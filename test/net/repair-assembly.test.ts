@@ -84,6 +84,17 @@ describe("client repairs", () => {
     expect(testBit(ask, 1)).toBe(true);
   });
 
+  test("a group with more holes than half the repair indices asks for every hole, whatever repairs it holds", () => {
+    const chunk = chunkBytes(4);
+    // 40 holes in group 0 (blocks 0, 3, 6, ...): more than 32, so repairs are not counted on.
+    const lost = Array.from({ length: 40 }, (_, k) => 3 * k);
+    const slot = slotMissing(chunk, lost);
+    for (let i = 0; i < 10; i++) storeRepair(slot, g, 0, i, repair(chunk, 0, i));
+    const ask = requestBitmap(slot, g);
+    expect(countBits(ask, BLOCKS)).toBe(40);
+    expect(lost.every((b) => testBit(ask, b))).toBe(true);
+  });
+
   test("an overheard request covers ours when the server will answer it with enough repairs", () => {
     const slot = slotMissing(chunkBytes(3), [0, 3]);
     const other = (blocks: number[]) => {
