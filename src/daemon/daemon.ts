@@ -37,6 +37,11 @@ export interface DaemonOptions {
 const MAX_LISTED = 10_000;
 /** A job's token: 32 random bytes, base64url, shown only in the node's boot script. */
 const TOKEN_BYTES = 32;
+/**
+ * Boot scripts served for one job before it is failed: an agent that cannot reach the daemon (or
+ * dies before reporting) would otherwise reload its disk on every boot, for ever.
+ */
+export const MAX_AGENT_BOOTS = 3;
 /** Jobs in these states have not begun to write: they may be cancelled or replaced. */
 const NOT_WRITING: readonly string[] = ["queued", "booting"];
 
@@ -199,7 +204,7 @@ export class Daemon implements DaemonApi {
     const jobs: JobRecord[] = [];
     for (const { node, record, old } of plans) {
       if (old !== null) await this.store.updateJob(old.id, { state: "cancelled", error: "replaced by a new reload", updatedMs: this.now() });
-      const job = await this.store.createJob({ mac: node.mac, image: record.name, state: "queued", tokenSha256: sha256Hex(randomBytes(TOKEN_BYTES).toString("base64url")), percent: 0, bytesPerSecond: 0, error: null, createdMs: this.now(), updatedMs: this.now() });
+      const job = await this.store.createJob({ mac: node.mac, image: record.name, state: "queued", tokenSha256: sha256Hex(randomBytes(TOKEN_BYTES).toString("base64url")), agentBoots: 0, percent: 0, bytesPerSecond: 0, error: null, createdMs: this.now(), updatedMs: this.now() });
       await this.store.putNode({ ...node, state: "queued" });
       await this.event(actor, "job.create", node.name, `job ${job.id}: ${record.name}`);
       await this.sessions.ensure(record);
@@ -296,10 +301,14 @@ export class Daemon implements DaemonApi {
       await this.failJob(job, node, `image ${job.image} left the catalog`, "daemon");
       return exitScript("the job's image is gone: booting the local disk");
     }
+    if (job.agentBoots >= MAX_AGENT_BOOTS) {
+      await this.failJob(job, node, `the agent booted ${job.agentBoots} times without reporting the disk written; check that nodes reach ${baseUrl}`, "daemon");
+      return exitScript("the reload failed (see discus job show): booting the local disk");
+    }
     await this.sessions.ensure(image);
     // A fresh token per boot: only the agent this script starts can act for the job.
     const token = randomBytes(TOKEN_BYTES).toString("base64url");
-    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: sha256Hex(token), updatedMs: this.now() });
+    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: sha256Hex(token), agentBoots: job.agentBoots + 1, updatedMs: this.now() });
     await this.store.putNode({ ...node, state: "booting" });
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
     return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac });

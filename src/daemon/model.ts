@@ -65,6 +65,8 @@ export interface JobRecord {
   state: JobState;
   /** SHA-256 (hex) of the job's token: the token itself goes only into the node's boot script. */
   tokenSha256: string;
+  /** Boot scripts served for this job: an agent that boots again and again without reporting is failed, not looped. */
+  agentBoots: number;
   /** 0..100, and the rate the agent last reported. */
   percent: number;
   bytesPerSecond: number;
@@ -86,7 +88,7 @@ export interface EventRecord {
   detail: string;
 }
 
-export type JobPatch = Partial<Pick<JobRecord, "state" | "percent" | "bytesPerSecond" | "error" | "updatedMs" | "tokenSha256">>;
+export type JobPatch = Partial<Pick<JobRecord, "state" | "percent" | "bytesPerSecond" | "error" | "updatedMs" | "tokenSha256" | "agentBoots">>;
 
 /** Every read and write of the daemon's state. All methods are atomic; none keeps a transaction open across awaits of callers. */
 export interface Store {

@@ -59,7 +59,7 @@ export function schemaStatements(dialect: Dialect): string[] {
       image TEXT, power TEXT NOT NULL, state TEXT NOT NULL, last_seen_ms ${int}, hardware TEXT)`,
     `CREATE UNIQUE INDEX nodes_name ON nodes (name)`,
     `CREATE TABLE jobs (id ${id}, mac TEXT NOT NULL, image TEXT NOT NULL, state TEXT NOT NULL,
-      finished INTEGER NOT NULL, token_sha256 TEXT NOT NULL, percent ${real} NOT NULL,
+      finished INTEGER NOT NULL, token_sha256 TEXT NOT NULL, agent_boots INTEGER NOT NULL, percent ${real} NOT NULL,
       bytes_per_second ${real} NOT NULL, error TEXT, created_ms ${int} NOT NULL, updated_ms ${int} NOT NULL)`,
     `CREATE INDEX jobs_by_node ON jobs (mac, finished, id)`,
     `CREATE TABLE events (id ${id}, at_ms ${int} NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
@@ -129,6 +129,7 @@ export function checkJobPatch(thing: string, patch: JobPatch): void {
   }
   if (patch.error !== undefined && patch.error !== null) tooLong(thing, "error", patch.error, LIMITS.errorChars);
   if (patch.updatedMs !== undefined) checkInt(thing, "update time", patch.updatedMs, 0);
+  if (patch.agentBoots !== undefined) checkInt(thing, "agent boots", patch.agentBoots, 0);
   if (patch.tokenSha256 !== undefined && !/^[0-9a-f]{64}$/.test(patch.tokenSha256)) {
     badValue(thing, "token digest", "is not 64 lower-case hex digits (a SHA-256)");
   }
@@ -283,6 +284,7 @@ export function decodeJob(row: Row, db: string): JobRecord {
     image: r.text("image"),
     state: r.oneOf("state", JOB_STATES),
     tokenSha256: r.text("token_sha256"),
+    agentBoots: r.int("agent_boots"),
     percent: r.real("percent"),
     bytesPerSecond: r.real("bytes_per_second"),
     error: r.textOrNull("error"),

@@ -254,8 +254,8 @@ class SqlStore implements Store {
     const j = job;
     const finished = FINISHED_JOB_STATES.includes(j.state) ? 1 : 0;
     const rows: Row[] = await this.run(`creating a job for ${j.mac}`, (sql) => sql`
-      INSERT INTO jobs (mac, image, state, finished, token_sha256, percent, bytes_per_second, error, created_ms, updated_ms)
-      VALUES (${j.mac}, ${j.image}, ${j.state}, ${finished}, ${j.tokenSha256}, ${j.percent}, ${j.bytesPerSecond}, ${j.error}, ${j.createdMs}, ${j.updatedMs})
+      INSERT INTO jobs (mac, image, state, finished, token_sha256, agent_boots, percent, bytes_per_second, error, created_ms, updated_ms)
+      VALUES (${j.mac}, ${j.image}, ${j.state}, ${finished}, ${j.tokenSha256}, ${j.agentBoots}, ${j.percent}, ${j.bytesPerSecond}, ${j.error}, ${j.createdMs}, ${j.updatedMs})
       RETURNING *`);
     return decodeJob(rows[0]!, this.label);
   }
@@ -286,6 +286,7 @@ class SqlStore implements Store {
     if (patch.error !== undefined) set.error = patch.error;
     if (patch.updatedMs !== undefined) set.updated_ms = patch.updatedMs;
     if (patch.tokenSha256 !== undefined) set.token_sha256 = patch.tokenSha256;
+    if (patch.agentBoots !== undefined) set.agent_boots = patch.agentBoots;
     if (Object.keys(set).length === 0) return await this.getJob(id);
     const rows: Row[] = await this.run(`updating job ${id}`, (sql) => sql`UPDATE jobs SET ${sql(set)} WHERE id = ${id} RETURNING *`);
     return rows[0] === undefined ? null : decodeJob(rows[0], this.label);

@@ -82,6 +82,7 @@ const job = (mac: string, state: JobRecord["state"], createdMs = 1_764_614_820_0
   image: "ubuntu-24.04",
   state,
   tokenSha256: TOKEN,
+  agentBoots: 0,
   percent: 0,
   bytesPerSecond: 0,
   error: null,
@@ -185,6 +186,8 @@ describe.each([sqliteBackend(), postgresBackend()])("store on $name", (backend) 
     const rebooted = await store.updateJob(j1.id, { tokenSha256: "cd".repeat(32) });
     expect(rebooted).toEqual({ ...j1, state: "failed", error: null, tokenSha256: "cd".repeat(32) });
     expect((await rejection(store.updateJob(j1.id, { tokenSha256: "not a digest" }))).kind).toBe("usage");
+    expect((await store.updateJob(j1.id, { agentBoots: 2 }))!.agentBoots).toBe(2);
+    expect((await rejection(store.updateJob(j1.id, { agentBoots: -1 }))).kind).toBe("usage");
     expect(await store.updateJob(999_999, { percent: 5 })).toBeNull();
     expect(await store.getJob(999_999)).toBeNull();
     expect((await store.listJobs(10)).map((j) => j.id)).toEqual([other.id, j3.id, j2.id, j1.id]);

@@ -128,7 +128,7 @@ export class MemoryDaemon implements DaemonApi {
       const name = image ?? n.image;
       if (name === null || !this.images.has(name)) throw new DiscusError("usage", `image ${name ?? "(none)"}`, "it is not in the catalog", "Run `discus image list`");
       const token = randomBytes(32).toString("hex");
-      const job: JobRecord = { id: this.jobs.length + 1, mac: n.mac, image: name, state: "queued", tokenSha256: sha256Hex(token), percent: 0, bytesPerSecond: 0, error: null, createdMs: Date.now(), updatedMs: Date.now() };
+      const job: JobRecord = { id: this.jobs.length + 1, mac: n.mac, image: name, state: "queued", agentBoots: 0, tokenSha256: sha256Hex(token), percent: 0, bytesPerSecond: 0, error: null, createdMs: Date.now(), updatedMs: Date.now() };
       this.jobs.push(job);
       this.tokens.set(job.id, token);
       this.event(actor, "job.create", `job ${job.id}`, `${n.name} ← ${name}`);
