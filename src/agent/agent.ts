@@ -15,6 +15,7 @@ import { VERSION } from "../version.ts";
 import { chooseDisk, describeDisk, listDisks, type DiskInfo } from "./disks.ts";
 import { IMAGES_LABEL, isDiscusMedium, readLabel } from "./labels.ts";
 import { stageInstalledLinux } from "./localboot.ts";
+import { DaemonReporter } from "./daemon-client.ts";
 import { reportFailure } from "./report.ts";
 import { describeSettings, dhcpOptionText, resolveSettings, type AgentSettings, type FinalAction } from "./settings.ts";
 
@@ -137,8 +138,8 @@ async function mountImageFile(s: AgentSettings, paths: AgentPaths): Promise<stri
   }
 }
 
-/** Writes the disk; returns the step after success. Throws DiscusError on any failure. */
-async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, markLoadStarted: () => void): Promise<NextStep> {
+/** Writes the disk; returns the step after success and the rate. Throws DiscusError on any failure. */
+async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, markLoadStarted: () => void, daemon: DaemonReporter | null): Promise<{ next: NextStep; bytesPerSecond: number }> {
   if (s.group !== null && lease === null) {
     const ifaces = existsSync("/sys/class/net") ? readdirSync("/sys/class/net").filter((n) => n !== "lo") : [];
     throw new DiscusError("network", "DHCP", `no answer on ${ifaces.join(", ") || "any interface (no network driver matched this machine's NIC)"}`, "Check the cable, the DHCP server, and that the NIC's driver is in the initramfs");
@@ -178,6 +179,9 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
       requestWindowChunks: REQUEST_WINDOW_CHUNKS,
       seed: crypto.getRandomValues(new Uint32Array(1))[0]!,
       showProgress: false,
+      onEvent: (e) => {
+        if (e.kind === "progress" && e.chunksTotal > 0) daemon?.progress((100 * e.chunksDone) / e.chunksTotal, e.bytesWritten / Math.max(0.001, (performance.now() - startMs) / 1000));
+      },
     });
     written = r.writtenBytes;
     signature = r.signature;
@@ -185,7 +189,19 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
   }
   const seconds = (performance.now() - startMs) / 1000;
   say(`disk written: ${disk.path}, ${formatBytes(written)} in ${seconds.toFixed(1)} s, every chunk's digest checked, signature ${signature}`);
-  return s.after;
+  return { next: s.after, bytesPerSecond: written / Math.max(0.001, seconds) };
+}
+
+/** The daemon that booted this node, when its boot script named one. */
+function daemonOf(s: AgentSettings): DaemonReporter | null {
+  return s.server !== null && s.token !== null && s.mac !== null ? new DaemonReporter({ server: s.server, token: s.token, mac: s.mac }) : null;
+}
+
+/** Tells the daemon how the job ended; says on the console whether it heard. */
+async function tellDaemon(daemon: DaemonReporter | null, state: "written" | "failed", bytesPerSecond: number, message: string): Promise<void> {
+  if (daemon === null) return;
+  const heard = await daemon.finish(state, bytesPerSecond, message);
+  say(heard ? `reported ${state} to the control server` : `the control server did not take the ${state} report: it will show the job unfinished`);
 }
 
 /** Touches no disk: stages the installed Linux for kexec, or fails saying why it cannot. */
@@ -209,17 +225,24 @@ export async function runAgent(paths: AgentPaths = DEFAULT_PATHS): Promise<{ nex
   const lease = readLease(paths.netEnv);
   let loadStarted = false;
   let ok = false;
+  let daemon: DaemonReporter | null = null;
   try {
     say(lease === null ? "network: no DHCP lease" : `network: ${lease.iface} ${lease.ip}${lease.dhcpSettings !== null ? `, DHCP option ${DHCP_OPTION}: ${lease.dhcpSettings}` : ""}`);
     settings = resolveSettings(readFileSync(paths.cmdline, "utf8"), lease?.dhcpSettings ?? null);
     for (const line of describeSettings(settings)) say(`  ${line}`);
     for (const note of settings.notes) say(`note: ${note}`);
-    next = settings.action === "load" ? await reload(settings, lease, paths, () => (loadStarted = true)) : await bootInstalled(paths, spawnRun);
+    daemon = daemonOf(settings);
+    if (settings.action === "load") {
+      const r = await reload(settings, lease, paths, () => (loadStarted = true), daemon);
+      await tellDaemon(daemon, "written", r.bytesPerSecond, "");
+      next = r.next;
+    } else next = await bootInstalled(paths, spawnRun);
     ok = true;
   } catch (e) {
     const message = e instanceof DiscusError ? e.message : `internal error: ${(e as Error).stack ?? e}`;
     say(`FAILED: ${message}`);
     say("nothing more will be written to any disk by this boot");
+    await tellDaemon(daemon, "failed", 0, message);
     // The loader reports its own failures; earlier ones are reported here, when a server answers.
     if (!loadStarted && settings?.group && lease !== null) {
       const server = await reportFailure({ group: settings.group, port: settings.port, iface: lease.ip, imageId: settings.imageId, message, waitMs: REPORT_WAIT_MS });

@@ -12,6 +12,7 @@ import { destroyStaleLabs, withLab, type Host, type Lab } from "../../scripts/li
 import { MCAST_PORT, runClient } from "../../scripts/lib/mcast.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { startPostgres, type Postgres } from "./postgres.ts";
+import { MAX_AGENT_BOOTS } from "../../src/daemon/daemon.ts";
 
 const HTTP_PORT = 8080;
 const TEST_TIMEOUT_MS = 300_000;
@@ -19,6 +20,7 @@ const MAC_A = "52:54:00:d1:5c:01";
 const MAC_B = "52:54:00:d1:5c:02";
 const cli = join(import.meta.dir, "..", "..", "src", "cli.ts");
 const agentCall = join(import.meta.dir, "agent-call.ts");
+const agentReport = join(import.meta.dir, "agent-report.ts");
 
 let dir = "";
 let referenceSha = "";
@@ -126,7 +128,8 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       const loaded = await runClient(lab, a, w.group!, target, ["--image-id", w.image!, "--give-up", "60s"]);
       expect(loaded.exitCode).toBe(0);
       expect(await sha256File(target)).toBe(referenceSha);
-      expect((await call(lab, a, "POST", `${daemon.url}/api/agent/report?mac=${MAC_A}`, w.token!, { state: "written", percent: 100, bytesPerSecond: 3e6, message: "" })).status).toBe(200);
+      // The agent's own reporter tells the daemon the disk is written.
+      expect((await lab.exec(a, ["bun", agentReport, daemon.url, w.token!, MAC_A, "written"])).stdout).toBe("heard");
       expect(await jobState(lab, state, "node-a")).toBe("written/written");
       // The next PXE boot goes to the local disk by itself, and the job ends booted.
       expect((await call(lab, a, "GET", `${daemon.url}/boot.ipxe?mac=${MAC_A}`, "")).body).toContain("exit");
@@ -134,6 +137,13 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       expect(await jobState(lab, state, "node-b")).toBe("ready/-");
       // The old token is worthless now.
       expect((await call(lab, a, "GET", `${daemon.url}/api/agent/plan?mac=${MAC_A}`, w.token!)).status).toBe(403);
+      // An agent that boots again and again without reporting is failed, not reloaded for ever.
+      expect((await fleet(lab, state, ["reload", "node-b"])).exitCode).toBe(0);
+      for (let boot = 1; boot <= MAX_AGENT_BOOTS; boot++) expect((await call(lab, b, "GET", `${daemon.url}/boot.ipxe?mac=${MAC_B}`, "")).body).toContain("kernel ");
+      expect((await call(lab, b, "GET", `${daemon.url}/boot.ipxe?mac=${MAC_B}`, "")).body).toContain("exit");
+      expect(await jobState(lab, state, "node-b")).toBe("failed/failed");
+      const shown = JSON.parse((await fleet(lab, state, ["node", "show", "node-b", "--json"])).stdout) as { job: { error: string } };
+      expect(shown.job.error).toContain("without reporting");
       const events = await fleet(lab, state, ["events", "--json"]);
       const actions = (JSON.parse(events.stdout) as { action: string }[]).map((e) => e.action);
       for (const act of ["node.add", "job.create", "job.boot", "job.state", "job.booted"]) expect(actions).toContain(act);
