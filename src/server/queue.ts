@@ -72,13 +72,11 @@ const CRITICAL_SPACING_CHUNKS = 16;
 /** Urgent-lane credit, in packets, at most (and at the start). */
 const MAX_URGENT_CREDIT_PACKETS = 1024;
 
-/** A request for a few blocks of each group and of the chunk: it goes to the chunk's urgent entry. */
-function smallRequest(wanted: Uint8Array, blockCount: number): boolean {
-  const groups = fecGroupCount(blockCount);
-  const counts = countPerGroup(wanted, blockCount, groups);
+/** A request for a few blocks of each group (`counts`) and of the chunk: it goes to the chunk's urgent entry. */
+function smallRequest(counts: Uint16Array, blockCount: number): boolean {
   let total = 0;
-  for (let g = 0; g < groups; g++) {
-    if (counts[g]! > repairLimit(groupBlocks(blockCount, groups, g))) return false;
+  for (let g = 0; g < counts.length; g++) {
+    if (counts[g]! > repairLimit(groupBlocks(blockCount, counts.length, g))) return false;
     total += counts[g]!;
   }
   return total <= Math.max(1, Math.floor(blockCount / SMALL_TURN_DIVISOR));
@@ -155,9 +153,11 @@ export class SendQueue {
   }
 
   merge(chunk: number, blockCount: number, wanted: Uint8Array): MergeResult {
+    // Counted once per request, by group: for emptiness, the lane, and the repair plan.
+    const counts = countPerGroup(wanted, blockCount, fecGroupCount(blockCount));
     // An empty request makes no entry: an entry waits in a lane exactly while it has blocks.
-    if (countBits(wanted, Math.min(blockCount, wanted.length * 8)) === 0) return { addedBlocks: 0, accepted: true };
-    const urgent = chunk >= this.criticalFrom || smallRequest(wanted, blockCount);
+    if (counts.every((n) => n === 0)) return { addedBlocks: 0, accepted: true };
+    const urgent = chunk >= this.criticalFrom || smallRequest(counts, blockCount);
     let entry = this.entries.get(keyOf(chunk, urgent));
     const fresh = entry === undefined;
     if (entry === undefined) {
@@ -166,14 +166,13 @@ export class SendQueue {
       this.entries.set(keyOf(chunk, urgent), entry);
     }
     assert(entry.blockCount === blockCount, "block count of a chunk is fixed");
-    const added = this.mergeBits(entry, wanted);
+    const added = this.mergeBits(entry, wanted, counts);
     if (fresh) this.enqueue(entry);
     return { addedBlocks: added, accepted: true };
   }
 
-  private mergeBits(entry: Entry, wanted: Uint8Array): number {
+  private mergeBits(entry: Entry, wanted: Uint8Array, counts: Uint16Array): number {
     const { blockCount, groups } = entry;
-    const counts = countPerGroup(wanted, blockCount, groups);
     // A group this turn still sends enough repairs for is served by them: nothing to queue.
     const served = (b: number): boolean => entry.turnRepairs[b % groups]! >= counts[b % groups]!;
     let added = 0;
