@@ -4,10 +4,9 @@
 // engine is built to be embedded (several sessions in one process are tested in
 // test/net/two-sessions.test.ts), and its state is visible to the daemon without a pipe.
 import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
-import { refuseDamagedImage } from "../image/scan.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
-import { groupTransport } from "../net/socket.ts";
-import { ServeSession, type ServeEvent } from "../server/session.ts";
+import { networkSession } from "../server/serve.ts";
+import type { ServeEvent, ServeSession } from "../server/session.ts";
 import type { ImageRecord } from "./model.ts";
 
 export interface SessionOptions {
@@ -21,7 +20,6 @@ export interface SessionOptions {
 
 /** Sessions at once, at most: each holds a socket and a chunk cache. */
 export const MAX_SESSIONS = 64;
-const SOCKET_BUFFER_BYTES = 8 << 20;
 
 interface Running {
   record: ImageRecord;
@@ -46,12 +44,12 @@ export class Sessions {
     if (this.running.size >= MAX_SESSIONS) throw new Error(`more than ${MAX_SESSIONS} images served at once`);
     const image = openImage(record.path);
     try {
-      refuseDamagedImage(image, false, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
       const seed = crypto.getRandomValues(new Uint32Array(1))[0]!;
-      const session = new ServeSession(
+      const session = networkSession(
         image,
         { imageName: record.name, group: record.group, port: record.port, rateBitsPerSecond: this.o.rateBitsPerSecond, adaptiveRate: true, mtuBytes: this.o.mtuBytes, idleMs: this.o.idleMs, seed },
-        { clock: this.clock, openTransport: groupTransport({ group: record.group, port: record.port, iface: this.o.iface, ttl: this.o.ttl, receiveBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES }) },
+        this.o,
+        this.clock,
       );
       session.on((e) => {
         this.onEvent(record.name, e);

@@ -1,10 +1,10 @@
 // `discus serve`: one ServeSession (session.ts) on the real network and the wall clock, serving an
 // image file until it is idle long enough or aborted. What it does is told through events.
-import { closeImage, openImage } from "../image/reader.ts";
+import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
 import { refuseDamagedImage } from "../image/scan.ts";
-import { wallClock } from "../util/clock.ts";
+import { wallClock, type Clock } from "../util/clock.ts";
 import { groupTransport } from "../net/socket.ts";
-import { ServeSession, type ServeEvent, type ServeStats } from "./session.ts";
+import { ServeSession, type ServeEvent, type ServeSessionOptions, type ServeStats } from "./session.ts";
 
 export type { ServeEvent, ServeStats, SessionSummary } from "./session.ts";
 
@@ -28,19 +28,24 @@ export interface ServeOptions {
 
 const SOCKET_BUFFER_BYTES = 8 << 20;
 
+/**
+ * A session of an open image on the real network: refuses a damaged image first (headers and their
+ * tiling: every client would refuse a chunk that claims another's sectors, so serving such an
+ * image would only load the network). `discus serve` and `discus server` both start theirs here.
+ */
+export function networkSession(image: OpenImage, o: ServeSessionOptions, net: { iface: string; ttl: number }, clock: Clock = wallClock): ServeSession {
+  refuseDamagedImage(image, false, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
+  const openTransport = groupTransport({ group: o.group, port: o.port, iface: net.iface, ttl: net.ttl, receiveBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES });
+  return new ServeSession(image, o, { clock, openTransport });
+}
+
 export async function serveImage(o: ServeOptions): Promise<ServeStats> {
   const image = openImage(o.image);
   try {
-    // Headers and their tiling first: every client would refuse a chunk that claims another's
-    // sectors, so serving such an image would only load the network.
-    refuseDamagedImage(image, false, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
-    const session = new ServeSession(
+    const session = networkSession(
       image,
       { imageName: o.image, group: o.group, port: o.port, rateBitsPerSecond: o.rateBitsPerSecond, adaptiveRate: o.adaptiveRate, mtuBytes: o.mtuBytes, idleMs: o.idleExitMs, seed: o.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]! },
-      {
-        clock: wallClock,
-        openTransport: groupTransport({ group: o.group, port: o.port, iface: o.iface, ttl: o.ttl, receiveBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES }),
-      },
+      o,
     );
     const ended = new Promise<ServeStats>((resolve) =>
       session.on((e) => {
