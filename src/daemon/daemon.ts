@@ -1,7 +1,8 @@
 // `discus server`'s core: the catalog, the inventory, reload jobs, boot decisions and the agent's
 // calls, over a Store (SQLite or PostgreSQL) and in-process multicast sessions. Faces (the HTTP
 // API) call it through DaemonApi; every change goes to the events table (who, what, when).
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { fromHex, hex, sha256, utf8 } from "../util/bytes.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
 import { DiscusError } from "../util/errors.ts";
 import type { ServeEvent } from "../server/session.ts";
@@ -45,14 +46,13 @@ export const MAX_AGENT_BOOTS = 3;
 /** Jobs in these states have not begun to write: they may be cancelled or replaced. */
 const NOT_WRITING: readonly string[] = ["queued", "booting"];
 
-function sha256Hex(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
+function tokenDigest(token: string): string {
+  return hex(sha256(utf8(token)));
 }
 
+/** Compared digest to digest, in constant time: the token itself is never stored. */
 function sameToken(token: string, job: JobRecord): boolean {
-  const a = Buffer.from(sha256Hex(token), "hex");
-  const b = Buffer.from(job.tokenSha256, "hex");
-  return a.length === b.length && timingSafeEqual(a, b);
+  return timingSafeEqual(sha256(utf8(token)), fromHex(job.tokenSha256));
 }
 
 export class Daemon implements DaemonApi {
@@ -132,13 +132,13 @@ export class Daemon implements DaemonApi {
     return (mac === null ? null : await this.store.getNode(mac)) ?? (await this.store.getNodeByName(nameOrMac.toLowerCase()));
   }
 
-  private async statusOf(node: NodeRecord, jobs: readonly JobRecord[]): Promise<NodeStatus> {
+  private statusOf(node: NodeRecord, jobs: readonly JobRecord[]): NodeStatus {
     return { node, job: jobs.find((j) => j.mac === node.mac) ?? null };
   }
 
   async listNodes(): Promise<NodeStatus[]> {
     const jobs = await this.store.listJobs(MAX_LISTED);
-    return Promise.all((await this.store.listNodes()).map((n) => this.statusOf(n, jobs)));
+    return (await this.store.listNodes()).map((n) => this.statusOf(n, jobs));
   }
 
   async getNode(nameOrMac: string): Promise<NodeStatus | null> {
@@ -204,7 +204,7 @@ export class Daemon implements DaemonApi {
     const jobs: JobRecord[] = [];
     for (const { node, record, old } of plans) {
       if (old !== null) await this.store.updateJob(old.id, { state: "cancelled", error: "replaced by a new reload", updatedMs: this.now() });
-      const job = await this.store.createJob({ mac: node.mac, image: record.name, state: "queued", tokenSha256: sha256Hex(randomBytes(TOKEN_BYTES).toString("base64url")), agentBoots: 0, percent: 0, bytesPerSecond: 0, error: null, createdMs: this.now(), updatedMs: this.now() });
+      const job = await this.store.createJob({ mac: node.mac, image: record.name, state: "queued", tokenSha256: hex(randomBytes(TOKEN_BYTES)) /* no token yet: each boot script makes one */, agentBoots: 0, percent: 0, bytesPerSecond: 0, error: null, createdMs: this.now(), updatedMs: this.now() });
       await this.store.putNode({ ...node, state: "queued" });
       await this.event(actor, "job.create", node.name, `job ${job.id}: ${record.name}`);
       await this.sessions.ensure(record);
@@ -308,7 +308,7 @@ export class Daemon implements DaemonApi {
     await this.sessions.ensure(image);
     // A fresh token per boot: only the agent this script starts can act for the job.
     const token = randomBytes(TOKEN_BYTES).toString("base64url");
-    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: sha256Hex(token), agentBoots: job.agentBoots + 1, updatedMs: this.now() });
+    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: tokenDigest(token), agentBoots: job.agentBoots + 1, updatedMs: this.now() });
     await this.store.putNode({ ...node, state: "booting" });
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
     return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac });
