@@ -3,7 +3,7 @@
 import type { Argv } from "yargs";
 import type { NodeStatus, StatusView } from "../daemon/api-types.ts";
 import type { EventRecord, ImageRecord, JobRecord, NodeRecord } from "../daemon/model.ts";
-import { call, connection, formatEvents, formatImages, formatJobs, formatNode, formatNodes, formatStatus, nodeInput, readCsv, type Connection } from "./fleet.ts";
+import { call, connection, formatEvents, formatImages, formatJobs, formatNode, formatNodes, formatStatus, nodeInput, parsePower, readCsv, type Connection } from "./fleet.ts";
 
 type Out = (json: boolean, value: unknown, text: string) => void;
 
@@ -48,7 +48,7 @@ function nodeCommands(y: Argv, print: Out): Argv {
         if (a.disk !== undefined) change.diskRule = a.disk;
         if (a.image !== undefined) change.image = a.image;
         if (a.tag !== undefined) change.tags = a.tag;
-        if (a.power !== undefined) change.power = nodeInput("x", { mac: "00:00:00:00:00:00", power: a.power }).power;
+        if (a.power !== undefined) change.power = parsePower(a.power);
         const n = await call<NodeRecord>(conn(a), "PATCH", `/api/nodes/${enc(a.node)}`, change);
         print(a.json === true, n, `changed ${n.name}`);
       },

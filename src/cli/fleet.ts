@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { NodeInput, NodeStatus, StatusView } from "../daemon/api-types.ts";
 import type { EventRecord, ImageRecord, JobRecord, NodeRecord, PowerSpec } from "../daemon/model.ts";
+import { parsePowerText } from "../daemon/csv.ts";
 import { DEFAULT_STATE_DIR, readServerUrl, readToken, tokenPath } from "../daemon/state-dir.ts";
 import { DiscusError } from "../util/errors.ts";
 import { formatBytes } from "../util/units.ts";
@@ -53,13 +54,8 @@ export async function call<T>(c: Connection, method: string, path: string, body?
   throw new DiscusError("network", `discus server ${c.url}`, why, "See the daemon's log");
 }
 
-/** `none`, `command:PROGRAM` or `ipmi:HOST:USER:PASSWORD-FILE`. */
 export function parsePower(text: string): PowerSpec {
-  if (text === "none") return { driver: "none" };
-  if (text.startsWith("command:") && text.length > 8) return { driver: "command", command: text.slice(8) };
-  const m = /^ipmi:([^:]+):([^:]+):(.+)$/.exec(text);
-  if (m !== null) return { driver: "ipmi", host: m[1]!, user: m[2]!, passwordFile: m[3]! };
-  throw new DiscusError("usage", `--power ${text}`, "is not none, command:PROGRAM or ipmi:HOST:USER:PASSWORD-FILE", "See `discus node add --help`");
+  return parsePowerText(text, `--power ${text}`, { ipmi: true });
 }
 
 export function nodeInput(name: string, a: { mac: string; disk?: string; image?: string; tag?: string[]; power?: string }): NodeInput {

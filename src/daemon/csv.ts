@@ -27,10 +27,17 @@ function splitCsvLine(line: string): string[] {
   return out;
 }
 
-/** `none`, or `command:PROGRAM`; IPMI nodes are added one by one (their password file is named on the command line). */
-export function parsePowerText(text: string, where: string): PowerSpec {
+/**
+ * A power setting as text: `none` (or empty), `command:PROGRAM`, and with `ipmi` allowed
+ * `ipmi:HOST:USER:PASSWORD-FILE`. The CSV import leaves IPMI out: such nodes are added one by one,
+ * naming their password file on the command line. `discus node add --power` takes all three.
+ */
+export function parsePowerText(text: string, where: string, o: { ipmi: boolean }): PowerSpec {
   if (text === "" || text === "none") return { driver: "none" };
   if (text.startsWith("command:") && text.length > 8) return { driver: "command", command: text.slice(8) };
+  const m = o.ipmi ? /^ipmi:([^:]+):([^:]+):(.+)$/.exec(text) : null;
+  if (m !== null) return { driver: "ipmi", host: m[1]!, user: m[2]!, passwordFile: m[3]! };
+  if (o.ipmi) throw new DiscusError("usage", where, `"${text}" is not none, command:PROGRAM or ipmi:HOST:USER:PASSWORD-FILE`, "See `discus node add --help`");
   throw new DiscusError("usage", where, `power "${text}" is not none or command:PROGRAM`, "Add IPMI nodes with `discus node add --power ipmi:HOST:USER:PASSWORD-FILE`");
 }
 
@@ -54,7 +61,7 @@ export function parseNodesCsv(text: string): NodeInput[] {
       diskRule: get("disk") === "" ? null : get("disk"),
       image: get("image") === "" ? null : get("image"),
       tags: get("tags").split(/\s+/).filter((t) => t !== ""),
-      power: parsePowerText(get("power"), where),
+      power: parsePowerText(get("power"), where, { ipmi: false }),
     };
   });
 }
