@@ -26,21 +26,16 @@ import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 import { formatSummary, imageSummary } from "./cli/info.ts";
-import { bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
+import { MAX_IDLE_EXIT_MS, MAX_RATE_BITS_PER_SECOND, MIN_RATE_BITS_PER_SECOND, bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
 import { VERSION } from "./version.ts";
 import { fleetCommands } from "./cli/fleet-commands.ts";
-import { startServer } from "./http/run-server.ts";
-import { DEFAULT_STATE_DIR } from "./daemon/state-dir.ts";
-import { DEFAULT_GROUP_POOL } from "./daemon/groups.ts";
+import { serverCommand } from "./http/server-command.ts";
 
 /** Worker threads at most (the pool's own bound). */
 const MAX_WORKERS = 64;
 const defaultWorkers = Math.max(1, Math.min(availableParallelism(), 16));
 /** Free runs up to this long may be kept as data; longer would only bloat images. */
 const MAX_MIN_FREE_BYTES = 64 << 20;
-const MIN_RATE_BITS_PER_SECOND = 1e6;
-const MAX_RATE_BITS_PER_SECOND = 100e9;
-const MAX_IDLE_EXIT_MS = 7 * 24 * 3_600_000;
 const MIN_GIVE_UP_MS = 1000;
 const MAX_GIVE_UP_MS = 24 * 3_600_000;
 const MIN_BUFFER_BYTES = 8 << 20;
@@ -304,36 +299,6 @@ function runKey(a: Args): void {
   print(a.json === true, { fingerprint: keyFingerprint(raw), kernelArg: `discus.key=${hex(raw)}` }, `fingerprint ${keyFingerprint(raw)}\ndiscus.key=${hex(raw)}`);
 }
 
-async function runServer(a: Args): Promise<void> {
-  const [hostname, portText] = splitHostPort(str(a, "listen"));
-  const keyPath = a.key as string | undefined;
-  const server = await startServer({
-    stateDir: str(a, "state"),
-    listen: { hostname, port: intOption("--listen port", portText, 0, 65535, "Give ADDRESS:PORT, e.g. 0.0.0.0:8080") },
-    dbUrl: (a.db as string | undefined) ?? null,
-    imagesDir: str(a, "images"),
-    iface: localAddressOption("--iface", a.iface),
-    groupPool: str(a, "group-pool"),
-    port: intOption("--port", a.port, 1, 65535, "Give a UDP port"),
-    rateBitsPerSecond: rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit"),
-    mtuBytes: intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, `Give the link MTU, ${MIN_MTU_BYTES}..${MAX_MTU_BYTES}`),
-    sessionIdleMs: durationOption("--session-idle", a["session-idle"], 1000, MAX_IDLE_EXIT_MS, "Give a time such as 60s"),
-    keyHex: keyPath === undefined ? null : hex(rawPublicKey(loadPublicKey(readSmallFile("key", keyPath, "Pass the .pub file written by `discus keygen`"), keyPath))),
-    bootDir: (a["boot-dir"] as string | undefined) ?? null,
-    log: (line) => process.stderr.write(`${line}\n`),
-  });
-  await new Promise<void>((resolve) => {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
-  });
-  await server.stop();
-}
-
-function splitHostPort(text: string): [string, string] {
-  const at = text.lastIndexOf(":");
-  if (at <= 0) usage(`--listen ${text}`, "is not ADDRESS:PORT", "Give e.g. 0.0.0.0:8080");
-  return [text.slice(0, at), text.slice(at + 1)];
-}
-
 async function main(argv: string[]): Promise<void> {
   const y = yargs(argv)
     .scriptName("discus")
@@ -452,27 +417,8 @@ async function main(argv: string[]): Promise<void> {
         // The exit code tells /init (and scripts) whether the disk was written or left alone.
         process.exitCode = ok ? 0 : 1;
       },
-    )
-    .command(
-      "server",
-      "Run the control server: image catalog, node inventory, boot decisions, reload jobs (docs/API.md)",
-      (y) =>
-        y
-          .option("state", { type: "string", default: DEFAULT_STATE_DIR, describe: "State directory: database, admin token (0600), server.json" })
-          .option("listen", { type: "string", default: "0.0.0.0:8080", describe: "HTTP address:port (nodes fetch boot.ipxe here)" })
-          .option("db", { type: "string", describe: "Database URL (default sqlite://STATE/discus.db; or postgres://...)" })
-          .option("images", { type: "string", demandOption: true, describe: "Directory of .dsc images: the catalog" })
-          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface sessions send from" })
-          .option("group-pool", { type: "string", default: DEFAULT_GROUP_POOL, describe: "Multicast range images' groups come from" })
-          .option("port", { type: "string", default: String(DEFAULT_PORT), describe: "UDP port of every session" })
-          .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling of each session" })
-          .option("mtu", { type: "string", default: "1500" })
-          .option("session-idle", { type: "string", default: "60s", describe: "Stop a session this long after its last request, when no job needs it" })
-          .option("key", { type: "string", describe: "Ed25519 public key (PEM) agents must check images against" })
-          .option("boot-dir", { type: "string", describe: "Directory with vmlinuz and initramfs, served at /boot/NAME" }),
-      (a) => runServer(a),
     );
-  await fleetCommands(y as never, print)
+  await serverCommand(fleetCommands(y as never, print))
     .fail((msg, err) => {
       if (err) throw err;
       throw new DiscusError("usage", "command line", msg, "See `discus --help`");

@@ -22,6 +22,11 @@ function single(option: string, raw: unknown): string {
 }
 
 /** A whole number in lo..hi, written in plain decimal (no 1e3, 0x10, 1.5 or 2K). */
+/** Send rates `serve` and `server` accept, and the longest idle time either waits. */
+export const MIN_RATE_BITS_PER_SECOND = 1e6;
+export const MAX_RATE_BITS_PER_SECOND = 100e9;
+export const MAX_IDLE_EXIT_MS = 7 * 24 * 3_600_000;
+
 export function intOption(option: string, raw: unknown, lo: number, hi: number, action: string): number {
   assert(Number.isSafeInteger(lo) && Number.isSafeInteger(hi) && lo <= hi, "integer option bounds are ordered");
   const text = single(option, raw);
