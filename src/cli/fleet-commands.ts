@@ -101,6 +101,15 @@ export function fleetCommands(y: Argv, print: Out): Argv {
         print(a.json === true, jobs, formatJobs(jobs));
       },
     )
+    .command(
+      "inventory <nodes..>",
+      "Collect nodes' hardware again (disks, NICs, CPU, memory): power-cycle them into the agent, which writes nothing",
+      (y) => withServer(y).positional("nodes", { type: "string", array: true, demandOption: true }),
+      async (a) => {
+        const jobs = await call<JobRecord[]>(conn(a), "POST", "/api/inventory", { selectors: a.nodes });
+        print(a.json === true, jobs, formatJobs(jobs));
+      },
+    )
     .command("cancel <nodes..>", "Cancel reloads that have not begun to write", (y) => withServer(y).positional("nodes", { type: "string", array: true, demandOption: true }), async (a) => {
       const jobs = await call<JobRecord[]>(conn(a), "POST", "/api/cancel", { selectors: a.nodes });
       print(a.json === true, jobs, jobs.length === 0 ? "nothing to cancel" : formatJobs(jobs));

@@ -103,7 +103,7 @@ export function formatStatus(v: StatusView): string {
 }
 
 export function formatJobs(jobs: readonly JobRecord[]): string {
-  return jobs.length === 0 ? "no jobs" : jobs.map((j) => `${j.mac} ${jobText(j)} image ${j.image}`).join("\n");
+  return jobs.length === 0 ? "no jobs" : jobs.map((j) => `${j.mac} ${jobText(j)} ${j.image === null ? j.kind : `image ${j.image}`}`).join("\n");
 }
 
 export function formatEvents(events: readonly EventRecord[]): string {

@@ -66,6 +66,8 @@ export interface DaemonApi {
 
   /** Marks the nodes the selectors name (names, MACs, `tag:T`, globs on names) and power-cycles them. */
   reload(selectors: string[], image: string | null, actor: string): Promise<JobRecord[]>;
+  /** Inventories the nodes the selectors name again (nothing written): an inventory job each, then a power cycle. */
+  inventory(selectors: string[], actor: string): Promise<JobRecord[]>;
   /** Cancels those nodes' jobs that have not begun to write. */
   cancel(selectors: string[], actor: string): Promise<JobRecord[]>;
   status(): Promise<StatusView>;

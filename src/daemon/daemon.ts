@@ -11,7 +11,7 @@ import { agentScript, exitScript } from "./boot-script.ts";
 import { mergeCatalog, scanImagesDir } from "./catalog.ts";
 import { parseNodesCsv } from "./csv.ts";
 import type { GroupPool } from "./groups.ts";
-import { FINISHED_JOB_STATES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobRecord, type NodeRecord, type Store } from "./model.ts";
+import { FINISHED_JOB_STATES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobKind, type JobRecord, type NodeRecord, type Store } from "./model.ts";
 import { nodeFromInput } from "./nodes.ts";
 import { powerCycle } from "./power.ts";
 import { selectNodes } from "./selectors.ts";
@@ -73,7 +73,7 @@ export class Daemon implements DaemonApi {
     for (const i of await this.store.listImages()) this.images.set(i.name, i);
     await this.rescanImages("daemon");
     for (const job of await this.unfinishedJobs()) {
-      const image = this.images.get(job.image);
+      const image = job.image === null ? undefined : this.images.get(job.image);
       if (image !== undefined) await this.sessions.ensure(image);
     }
   }
@@ -204,13 +204,40 @@ export class Daemon implements DaemonApi {
     const jobs: JobRecord[] = [];
     for (const { node, record, old } of plans) {
       if (old !== null) await this.store.updateJob(old.id, { state: "cancelled", error: "replaced by a new reload", updatedMs: this.now() });
-      const job = await this.store.createJob({ mac: node.mac, image: record.name, state: "queued", tokenSha256: hex(randomBytes(TOKEN_BYTES)) /* no token yet: each boot script makes one */, agentBoots: 0, percent: 0, bytesPerSecond: 0, error: null, createdMs: this.now(), updatedMs: this.now() });
+      const job = await this.newJob(node.mac, "load", record.name);
       await this.store.putNode({ ...node, state: "queued" });
       await this.event(actor, "job.create", node.name, `job ${job.id}: ${record.name}`);
       await this.sessions.ensure(record);
       jobs.push(job);
     }
     for (const { node } of plans) void this.powerOn(node, jobs.find((j) => j.mac === node.mac)!);
+    return jobs;
+  }
+
+  /** A queued job. No token yet: each boot script makes one (the random digest here matches none). */
+  private async newJob(mac: string, kind: JobKind, image: string | null): Promise<JobRecord> {
+    const at = this.now();
+    return this.store.createJob({ mac, kind, image, state: "queued", tokenSha256: hex(randomBytes(TOKEN_BYTES)), agentBoots: 0, percent: 0, bytesPerSecond: 0, error: null, createdMs: at, updatedMs: at });
+  }
+
+  /** Re-inventories known nodes: each gets an inventory job (nothing written) and is power-cycled. */
+  async inventory(selectors: string[], actor: string): Promise<JobRecord[]> {
+    const nodes = selectNodes(selectors, await this.store.listNodes());
+    const olds = await Promise.all(nodes.map((n) => this.store.activeJob(n.mac)));
+    // Every node is checked before any job is made, as for reloads.
+    nodes.forEach((n, i) => {
+      const old = olds[i]!;
+      if (old !== null && !NOT_WRITING.includes(old.state)) throw new DiscusError("usage", `node ${n.name}`, `is writing its disk (job ${old.id} ${old.state})`, "Wait for it to end");
+    });
+    const jobs: JobRecord[] = [];
+    for (const [i, node] of nodes.entries()) {
+      const old = olds[i]!;
+      if (old !== null) await this.store.updateJob(old.id, { state: "cancelled", error: "replaced by an inventory", updatedMs: this.now() });
+      const job = await this.newJob(node.mac, "inventory", null);
+      await this.event(actor, "job.create", node.name, `job ${job.id}: inventory`);
+      jobs.push(job);
+    }
+    for (const [i, node] of nodes.entries()) void this.powerOn(node, jobs[i]!);
     return jobs;
   }
 
@@ -235,9 +262,10 @@ export class Daemon implements DaemonApi {
     }
   }
 
+  /** An inventory job's failure leaves the node's state alone: its disk was never at stake. */
   private async failJob(job: JobRecord, node: NodeRecord, why: string, actor: string): Promise<void> {
     await this.store.updateJob(job.id, { state: "failed", error: why, updatedMs: this.now() });
-    await this.store.putNode({ ...node, state: "failed" });
+    if (job.kind === "load") await this.store.putNode({ ...node, state: "failed" });
     await this.event(actor, "job.failed", node.name, `job ${job.id}: ${why}`);
   }
 
@@ -249,7 +277,7 @@ export class Daemon implements DaemonApi {
       if (job === null) continue;
       if (!NOT_WRITING.includes(job.state)) throw new DiscusError("usage", `node ${node.name}`, `has begun to write (job ${job.id} ${job.state}); stopping now would leave a half-written disk`, "Let it finish, then reload again");
       out.push((await this.store.updateJob(job.id, { state: "cancelled", updatedMs: this.now() }))!);
-      await this.store.putNode({ ...node, state: "ready" });
+      if (job.kind === "load") await this.store.putNode({ ...node, state: "ready" });
       await this.event(actor, "job.cancel", node.name, `job ${job.id}`);
     }
     return out;
@@ -273,18 +301,44 @@ export class Daemon implements DaemonApi {
     const mac = normalizeMac(macText);
     if (mac === null) return exitScript("no MAC in the request: booting the local disk");
     const node = await this.store.getNode(mac);
-    if (node === null) {
-      const name = `new-${mac.replace(/:/g, "")}`;
-      await this.store.putNode({ mac, name, tags: [], diskRule: null, image: null, power: { driver: "none" }, state: "new", lastSeenMs: this.now(), hardware: null });
-      await this.event("daemon", "node.new", name, `${mac} PXE-booted unknown; recorded, not written`);
-      return exitScript("unknown node: recorded as new, booting the local disk");
-    }
+    if (node === null) return this.firstBoot(mac, baseUrl);
     const seen = { ...node, lastSeenMs: this.now() };
     await this.store.putNode(seen);
     const job = await this.store.activeJob(mac);
     if (job === null) return exitScript("no reload asked: booting the local disk");
     if (job.state === "written") return this.bootedAfterWrite(job, seen);
+    if (job.kind === "inventory") return this.inventoryBoot(job, seen, baseUrl);
     return this.agentBoot(job, seen, baseUrl);
+  }
+
+  /** An unknown node: recorded as new and inventoried (MAAS: commissioning); never written. */
+  private async firstBoot(mac: string, baseUrl: string): Promise<string> {
+    const name = `new-${mac.replace(/:/g, "")}`;
+    const node: NodeRecord = { mac, name, tags: [], diskRule: null, image: null, power: { driver: "none" }, state: "new", lastSeenMs: this.now(), hardware: null };
+    await this.store.putNode(node);
+    await this.event("daemon", "node.new", name, `${mac} PXE-booted unknown; recorded, to be inventoried, not written`);
+    const job = await this.newJob(mac, "inventory", null);
+    await this.event("daemon", "job.create", name, `job ${job.id}: inventory`);
+    return this.inventoryBoot(job, node, baseUrl);
+  }
+
+  /** Counts the boot and makes its token; null when the job has booted too often (it is failed). */
+  private async countBoot(job: JobRecord, node: NodeRecord, baseUrl: string, what: string): Promise<string | null> {
+    if (job.agentBoots >= MAX_AGENT_BOOTS) {
+      await this.failJob(job, node, `the agent booted ${job.agentBoots} times without reporting ${what}; check that nodes reach ${baseUrl}`, "daemon");
+      return null;
+    }
+    // A fresh token per boot: only the agent this script starts can act for the job.
+    const token = randomBytes(TOKEN_BYTES).toString("base64url");
+    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: tokenDigest(token), agentBoots: job.agentBoots + 1, updatedMs: this.now() });
+    return token;
+  }
+
+  private async inventoryBoot(job: JobRecord, node: NodeRecord, baseUrl: string): Promise<string> {
+    const token = await this.countBoot(job, node, baseUrl, "the hardware");
+    if (token === null) return exitScript("the inventory failed (see discus job show): booting the local disk");
+    await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for inventory`);
+    return agentScript({ baseUrl, action: "inventory", group: null, port: null, imageId: null, diskRule: null, keyHex: null, token, mac: node.mac });
   }
 
   /** The agent wrote the disk and rebooted: this boot is the new OS's, from the local disk. */
@@ -296,19 +350,14 @@ export class Daemon implements DaemonApi {
   }
 
   private async agentBoot(job: JobRecord, node: NodeRecord, baseUrl: string): Promise<string> {
-    const image = this.images.get(job.image);
+    const image = job.image === null ? undefined : this.images.get(job.image);
     if (image === undefined) {
       await this.failJob(job, node, `image ${job.image} left the catalog`, "daemon");
       return exitScript("the job's image is gone: booting the local disk");
     }
-    if (job.agentBoots >= MAX_AGENT_BOOTS) {
-      await this.failJob(job, node, `the agent booted ${job.agentBoots} times without reporting the disk written; check that nodes reach ${baseUrl}`, "daemon");
-      return exitScript("the reload failed (see discus job show): booting the local disk");
-    }
+    const token = await this.countBoot(job, node, baseUrl, "the disk written");
+    if (token === null) return exitScript("the reload failed (see discus job show): booting the local disk");
     await this.sessions.ensure(image);
-    // A fresh token per boot: only the agent this script starts can act for the job.
-    const token = randomBytes(TOKEN_BYTES).toString("base64url");
-    await this.store.updateJob(job.id, { state: job.state === "queued" ? "booting" : job.state, tokenSha256: tokenDigest(token), agentBoots: job.agentBoots + 1, updatedMs: this.now() });
     await this.store.putNode({ ...node, state: "booting" });
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
     return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac });
@@ -326,8 +375,8 @@ export class Daemon implements DaemonApi {
   async agentPlan(macText: string, token: string): Promise<AgentPlan | null> {
     const found = await this.jobFor(macText, token);
     if (found === null) return null;
-    const image = this.images.get(found.job.image) ?? null;
-    return { action: "load", jobId: found.job.id, image: found.job.image, imageId: image?.imageId ?? null, group: image?.group ?? null, port: image?.port ?? null, diskRule: found.node.diskRule };
+    const image = found.job.image === null ? null : (this.images.get(found.job.image) ?? null);
+    return { action: found.job.kind, jobId: found.job.id, image: found.job.image, imageId: image?.imageId ?? null, group: image?.group ?? null, port: image?.port ?? null, diskRule: found.node.diskRule };
   }
 
   async agentReport(macText: string, token: string, r: AgentReport): Promise<boolean> {
@@ -339,6 +388,7 @@ export class Daemon implements DaemonApi {
       await this.failJob(job, node, r.message || "the agent reported a failure without a reason", actor);
       return true;
     }
+    if (job.kind === "inventory") throw new DiscusError("usage", `job ${job.id}`, `is an inventory: it writes no disk, so "${r.state}" does not apply`, "Report the hardware (POST /api/agent/inventory), or failed with the reason");
     await this.store.updateJob(job.id, { state: r.state, percent: r.state === "written" ? 100 : r.percent, bytesPerSecond: r.bytesPerSecond, updatedMs: this.now() });
     if (r.state !== job.state) {
       await this.store.putNode({ ...node, state: r.state });
@@ -350,8 +400,14 @@ export class Daemon implements DaemonApi {
   async agentInventory(macText: string, token: string, hardware: Hardware): Promise<boolean> {
     const found = await this.jobFor(macText, token);
     if (found === null) return false;
-    await this.store.putNode({ ...found.node, hardware });
-    await this.event(`agent:${found.node.mac}`, "node.inventory", found.node.name, `${hardware.disks.length} disks, ${hardware.nics.length} NICs`);
+    const { job, node } = found;
+    await this.store.putNode({ ...node, hardware });
+    await this.event(`agent:${node.mac}`, "node.inventory", node.name, `${hardware.disks.length} disks, ${hardware.nics.length} NICs`);
+    // An inventory job is over once the hardware is in: the node's next boots go to its disk.
+    if (job.kind === "inventory") {
+      await this.store.updateJob(job.id, { state: "done", percent: 100, updatedMs: this.now() });
+      await this.event(`agent:${node.mac}`, "job.done", node.name, `job ${job.id}: inventory`);
+    }
     return true;
   }
 }

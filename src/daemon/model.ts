@@ -6,10 +6,15 @@
 export const NODE_STATES = ["new", "ready", "queued", "booting", "loading", "written", "booted", "failed"] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
-export const JOB_STATES = ["queued", "booting", "loading", "written", "booted", "failed", "cancelled"] as const;
+/** `done`: an inventory job whose agent reported the hardware (load jobs end `booted`). */
+export const JOB_STATES = ["queued", "booting", "loading", "written", "booted", "done", "failed", "cancelled"] as const;
 export type JobState = (typeof JOB_STATES)[number];
 /** A job in one of these states is over: the node boots its local disk. */
-export const FINISHED_JOB_STATES: readonly JobState[] = ["booted", "failed", "cancelled"];
+export const FINISHED_JOB_STATES: readonly JobState[] = ["booted", "done", "failed", "cancelled"];
+
+/** `load`: write the disk with an image. `inventory`: collect the hardware, write nothing, power off. */
+export const JOB_KINDS = ["load", "inventory"] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
 
 export type PowerSpec =
   | { driver: "none" }
@@ -61,7 +66,9 @@ export interface NodeRecord {
 export interface JobRecord {
   id: number;
   mac: string;
-  image: string;
+  kind: JobKind;
+  /** The catalog image a load writes; null for inventory jobs. */
+  image: string | null;
   state: JobState;
   /** SHA-256 (hex) of the job's token: the token itself goes only into the node's boot script. */
   tokenSha256: string;

@@ -3,6 +3,7 @@
 // edited or damaged behind the daemon's back and a bad row must not surface as a TypeError.
 import { DiscusError } from "../util/errors.ts";
 import {
+  JOB_KINDS,
   JOB_STATES,
   NAME_PATTERN,
   NODE_STATES,
@@ -19,8 +20,11 @@ import {
 export type Dialect = "sqlite" | "postgres";
 export type Row = Record<string, unknown>;
 
-/** Bumped whenever a table changes; a daemon refuses a database written by a newer one. */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped whenever a table changes; a daemon refuses a database written by a newer one and
+ * migrates an older one (migrationStatements). 2: jobs gained `kind`, and `image` may be null.
+ */
+export const SCHEMA_VERSION = 2;
 
 /** Longest text per field, in characters (JSON fields: of their serialized text). */
 export const LIMITS = {
@@ -44,13 +48,43 @@ const TYPES: Record<Dialect, { id: string; int: string; real: string }> = {
   postgres: { id: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", int: "BIGINT", real: "DOUBLE PRECISION" },
 };
 
+const JOBS_INDEX = "CREATE INDEX jobs_by_node ON jobs (mac, finished, id)";
+const JOB_COLUMNS_V1 = "id, mac, image, state, finished, token_sha256, agent_boots, percent, bytes_per_second, error, created_ms, updated_ms";
+
+function jobsTable(name: string, dialect: Dialect): string {
+  const { id, int, real } = TYPES[dialect];
+  return `CREATE TABLE ${name} (id ${id}, mac TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'load', image TEXT, state TEXT NOT NULL,
+      finished INTEGER NOT NULL, token_sha256 TEXT NOT NULL, agent_boots INTEGER NOT NULL, percent ${real} NOT NULL,
+      bytes_per_second ${real} NOT NULL, error TEXT, created_ms ${int} NOT NULL, updated_ms ${int} NOT NULL)`;
+}
+
 /**
- * The statements that create schema version 1 on an empty database. Job and event ids are
+ * The statements that take a database from schema version `from` to `from + 1`, in one
+ * transaction with the version bump. 1 -> 2: jobs gain `kind` (every old job is a load) and
+ * `image` loses NOT NULL. PostgreSQL alters in place; SQLite cannot drop NOT NULL, so the table
+ * is rebuilt with the same ids (AUTOINCREMENT's counter follows the largest id copied).
+ */
+export function migrationStatements(dialect: Dialect, from: number): string[] {
+  if (from !== 1) throw new Error(`no migration from schema version ${from}`);
+  if (dialect === "postgres") {
+    return ["ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'load'", "ALTER TABLE jobs ALTER COLUMN image DROP NOT NULL"];
+  }
+  return [
+    jobsTable("jobs_v2", dialect),
+    `INSERT INTO jobs_v2 (${JOB_COLUMNS_V1}) SELECT ${JOB_COLUMNS_V1} FROM jobs`,
+    "DROP TABLE jobs",
+    "ALTER TABLE jobs_v2 RENAME TO jobs",
+    JOBS_INDEX,
+  ];
+}
+
+/**
+ * The statements that create the current schema on an empty database. Job and event ids are
  * assigned by the database and only grow (AUTOINCREMENT: SQLite never reuses one). Jobs keep a
  * `finished` flag so "the node's newest unfinished job" is one indexed lookup.
  */
 export function schemaStatements(dialect: Dialect): string[] {
-  const { id, int, real } = TYPES[dialect];
+  const { id, int } = TYPES[dialect];
   return [
     `CREATE TABLE images (name TEXT PRIMARY KEY, path TEXT NOT NULL, image_id TEXT NOT NULL,
       source_bytes ${int} NOT NULL, file_bytes ${int} NOT NULL, data_chunks ${int} NOT NULL,
@@ -58,10 +92,8 @@ export function schemaStatements(dialect: Dialect): string[] {
     `CREATE TABLE nodes (mac TEXT PRIMARY KEY, name TEXT NOT NULL, tags TEXT NOT NULL, disk_rule TEXT,
       image TEXT, power TEXT NOT NULL, state TEXT NOT NULL, last_seen_ms ${int}, hardware TEXT)`,
     `CREATE UNIQUE INDEX nodes_name ON nodes (name)`,
-    `CREATE TABLE jobs (id ${id}, mac TEXT NOT NULL, image TEXT NOT NULL, state TEXT NOT NULL,
-      finished INTEGER NOT NULL, token_sha256 TEXT NOT NULL, agent_boots INTEGER NOT NULL, percent ${real} NOT NULL,
-      bytes_per_second ${real} NOT NULL, error TEXT, created_ms ${int} NOT NULL, updated_ms ${int} NOT NULL)`,
-    `CREATE INDEX jobs_by_node ON jobs (mac, finished, id)`,
+    jobsTable("jobs", dialect),
+    JOBS_INDEX,
     `CREATE TABLE events (id ${id}, at_ms ${int} NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
       subject TEXT NOT NULL, detail TEXT NOT NULL)`,
   ];
@@ -138,7 +170,9 @@ export function checkJobPatch(thing: string, patch: JobPatch): void {
 export function checkJob(job: Omit<JobRecord, "id">): void {
   const thing = `job for ${job.mac.slice(0, 40)}`;
   checkMac(thing, job.mac);
-  tooLong(thing, "image", job.image, LIMITS.nameChars);
+  if (!JOB_KINDS.includes(job.kind)) badValue(thing, "kind", `"${job.kind}" is not one of ${JOB_KINDS.join(", ")}`);
+  if ((job.kind === "load") !== (job.image !== null)) badValue(thing, "image", job.kind === "load" ? "is missing: a load job writes an image" : "is set: an inventory job writes none");
+  if (job.image !== null) tooLong(thing, "image", job.image, LIMITS.nameChars);
   checkInt(thing, "creation time", job.createdMs, 0);
   checkJobPatch(thing, job);
 }
@@ -281,7 +315,8 @@ export function decodeJob(row: Row, db: string): JobRecord {
   return {
     id: r.int("id"),
     mac: r.text("mac"),
-    image: r.text("image"),
+    kind: r.oneOf("kind", JOB_KINDS),
+    image: r.textOrNull("image"),
     state: r.oneOf("state", JOB_STATES),
     tokenSha256: r.text("token_sha256"),
     agentBoots: r.int("agent_boots"),

@@ -16,6 +16,7 @@ import {
   decodeImage,
   decodeJob,
   decodeNode,
+  migrationStatements,
   schemaStatements,
   type Dialect,
   type Row,
@@ -102,7 +103,10 @@ async function setUpSqlite(sql: SQL): Promise<void> {
   await sql.unsafe("PRAGMA foreign_keys=ON");
 }
 
-/** Creates the schema on an empty database; accepts the current version, refuses a newer one. */
+/** The version the first discus server wrote; every later one migrates from it. */
+const FIRST_SCHEMA_VERSION = 1;
+
+/** Creates the schema on an empty database, migrates an older one, refuses a newer one. */
 async function migrate(sql: SQL, dialect: Dialect, label: string): Promise<void> {
   await sql.begin(async (tx) => {
     await tx.unsafe("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
@@ -122,9 +126,14 @@ async function migrate(sql: SQL, dialect: Dialect, label: string): Promise<void>
         "Run the newer discus that wrote it, or point --db at another database",
       );
     }
-    if (version !== SCHEMA_VERSION) {
+    if (!(version >= FIRST_SCHEMA_VERSION)) {
       throw new DiscusError("input", label, `its meta table holds schema version "${String(stored).slice(0, 20)}", which no discus wrote`, "Restore a backup, or point --db at another database");
     }
+    // Older versions step up one at a time, inside this transaction: a failure leaves the old schema whole.
+    for (let from = version; from < SCHEMA_VERSION; from++) {
+      for (const statement of migrationStatements(dialect, from)) await tx.unsafe(statement);
+    }
+    if (version < SCHEMA_VERSION) await tx`UPDATE meta SET value = ${String(SCHEMA_VERSION)} WHERE key = ${"schema_version"}`;
   });
 }
 
@@ -254,8 +263,8 @@ class SqlStore implements Store {
     const j = job;
     const finished = FINISHED_JOB_STATES.includes(j.state) ? 1 : 0;
     const rows: Row[] = await this.run(`creating a job for ${j.mac}`, (sql) => sql`
-      INSERT INTO jobs (mac, image, state, finished, token_sha256, agent_boots, percent, bytes_per_second, error, created_ms, updated_ms)
-      VALUES (${j.mac}, ${j.image}, ${j.state}, ${finished}, ${j.tokenSha256}, ${j.agentBoots}, ${j.percent}, ${j.bytesPerSecond}, ${j.error}, ${j.createdMs}, ${j.updatedMs})
+      INSERT INTO jobs (mac, kind, image, state, finished, token_sha256, agent_boots, percent, bytes_per_second, error, created_ms, updated_ms)
+      VALUES (${j.mac}, ${j.kind}, ${j.image}, ${j.state}, ${finished}, ${j.tokenSha256}, ${j.agentBoots}, ${j.percent}, ${j.bytesPerSecond}, ${j.error}, ${j.createdMs}, ${j.updatedMs})
       RETURNING *`);
     return decodeJob(rows[0]!, this.label);
   }

@@ -81,6 +81,7 @@ function imageAndJobRoutes(api: DaemonApi): Route[] {
         return json(await api.reload(body.selectors, body.image, ADMIN_ACTOR));
       },
     },
+    { method: "POST", path: "/api/inventory", auth: "admin", handle: async (c) => json(await api.inventory((await readJson(c.req, cancelBody)).selectors, ADMIN_ACTOR)) },
     { method: "POST", path: "/api/cancel", auth: "admin", handle: async (c) => json(await api.cancel((await readJson(c.req, cancelBody)).selectors, ADMIN_ACTOR)) },
     { method: "GET", path: "/api/status", auth: "admin", handle: async () => json(await api.status()) },
     {

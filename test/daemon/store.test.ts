@@ -79,6 +79,7 @@ const node = (mac: string, name: string, extra: Partial<NodeRecord> = {}): NodeR
 const TOKEN = "ab".repeat(32);
 const job = (mac: string, state: JobRecord["state"], createdMs = 1_764_614_820_000): Omit<JobRecord, "id"> => ({
   mac,
+  kind: "load",
   image: "ubuntu-24.04",
   state,
   tokenSha256: TOKEN,
@@ -265,6 +266,61 @@ describe.each([sqliteBackend(), postgresBackend()])("store on $name", (backend) 
     expect(await again.getNode("52:54:00:00:00:01")).toEqual(node("52:54:00:00:00:01", "n1"));
     expect(await again.activeJob("52:54:00:00:00:01")).toEqual(j);
     expect((await again.createJob(job("52:54:00:00:00:01", "queued"))).id).toBeGreaterThan(j.id);
+  });
+
+  test("a version 1 database (as the first discus server wrote it) is migrated to version 2", async () => {
+    const url = await backend.fresh();
+    const [id, int, real] = backend.name === "sqlite" ? ["INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL"] : ["BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT", "DOUBLE PRECISION"];
+    const raw = backend.raw(url);
+    // Version 1's jobs table, verbatim, with two jobs in it.
+    await raw.unsafe("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    await raw.unsafe(`CREATE TABLE jobs (id ${id}, mac TEXT NOT NULL, image TEXT NOT NULL, state TEXT NOT NULL,
+      finished INTEGER NOT NULL, token_sha256 TEXT NOT NULL, agent_boots INTEGER NOT NULL, percent ${real} NOT NULL,
+      bytes_per_second ${real} NOT NULL, error TEXT, created_ms ${int} NOT NULL, updated_ms ${int} NOT NULL)`);
+    await raw.unsafe("CREATE INDEX jobs_by_node ON jobs (mac, finished, id)");
+    await raw.unsafe(`CREATE TABLE images (name TEXT PRIMARY KEY, path TEXT NOT NULL, image_id TEXT NOT NULL,
+      source_bytes ${int} NOT NULL, file_bytes ${int} NOT NULL, data_chunks ${int} NOT NULL,
+      signed INTEGER NOT NULL, mcast_group TEXT NOT NULL, port INTEGER NOT NULL, added_ms ${int} NOT NULL)`);
+    await raw.unsafe(`CREATE TABLE nodes (mac TEXT PRIMARY KEY, name TEXT NOT NULL, tags TEXT NOT NULL, disk_rule TEXT,
+      image TEXT, power TEXT NOT NULL, state TEXT NOT NULL, last_seen_ms ${int}, hardware TEXT)`);
+    await raw.unsafe("CREATE UNIQUE INDEX nodes_name ON nodes (name)");
+    await raw.unsafe(`CREATE TABLE events (id ${id}, at_ms ${int} NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL)`);
+    await raw`INSERT INTO meta (key, value) VALUES (${"schema_version"}, ${"1"})`;
+    const mac = "52:54:00:00:00:01";
+    for (const [state, finished] of [["booted", 1], ["loading", 0]] as const) {
+      await raw`INSERT INTO jobs (mac, image, state, finished, token_sha256, agent_boots, percent, bytes_per_second, error, created_ms, updated_ms)
+        VALUES (${mac}, ${"ubuntu-24.04"}, ${state}, ${finished}, ${TOKEN}, ${1}, ${42.5}, ${1e6}, ${null}, ${1_764_614_820_000}, ${1_764_614_820_001})`;
+    }
+    await raw.close();
+
+    const store = await openStore(url);
+    open.push(store);
+    const jobs = await store.listJobs(10);
+    expect(jobs.map((j) => [j.id, j.kind, j.image, j.state])).toEqual([[2, "load", "ubuntu-24.04", "loading"], [1, "load", "ubuntu-24.04", "booted"]]);
+    expect(jobs[0]).toEqual({ ...job(mac, "loading"), id: 2, agentBoots: 1, percent: 42.5, bytesPerSecond: 1e6, updatedMs: 1_764_614_820_001 });
+    expect((await store.activeJob(mac))?.id).toBe(2);
+    // Version 2's inventory jobs: no image. Ids go on from the old ones.
+    const inv = await store.createJob({ ...job(mac, "queued"), kind: "inventory", image: null });
+    expect(inv.id).toBe(3);
+    expect(await store.getJob(3)).toEqual(inv);
+    expect((await store.updateJob(3, { state: "done" }))?.state).toBe("done");
+    expect((await store.activeJob(mac))?.id).toBe(2);
+    const check = backend.raw(url);
+    expect(await check`SELECT value FROM meta WHERE key = ${"schema_version"}`).toEqual([{ value: "2" }]);
+    await check.close();
+    // Opened again, it is simply version 2.
+    await store.close();
+    const again = await openStore(url);
+    open.push(again);
+    expect((await again.listJobs(10)).length).toBe(3);
+  });
+
+  test("a load job needs an image and an inventory job has none", async () => {
+    const { store } = await fresh();
+    const mac = "52:54:00:00:00:01";
+    expect((await rejection(store.createJob({ ...job(mac, "queued"), image: null }))).message).toContain("a load job writes an image");
+    expect((await rejection(store.createJob({ ...job(mac, "queued"), kind: "inventory" }))).message).toContain("an inventory job writes none");
+    expect(await store.listJobs(10)).toEqual([]);
   });
 
   test("a database with a newer schema is refused, naming it without its password", async () => {

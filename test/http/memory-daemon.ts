@@ -128,12 +128,17 @@ export class MemoryDaemon implements DaemonApi {
       const name = image ?? n.image;
       if (name === null || !this.images.has(name)) throw new DiscusError("usage", `image ${name ?? "(none)"}`, "it is not in the catalog", "Run `discus image list`");
       const token = randomBytes(32).toString("hex");
-      const job: JobRecord = { id: this.jobs.length + 1, mac: n.mac, image: name, state: "queued", agentBoots: 0, tokenSha256: sha256Hex(token), percent: 0, bytesPerSecond: 0, error: null, createdMs: Date.now(), updatedMs: Date.now() };
+      const job: JobRecord = { id: this.jobs.length + 1, mac: n.mac, kind: "load", image: name, state: "queued", agentBoots: 0, tokenSha256: sha256Hex(token), percent: 0, bytesPerSecond: 0, error: null, createdMs: Date.now(), updatedMs: Date.now() };
       this.jobs.push(job);
       this.tokens.set(job.id, token);
       this.event(actor, "job.create", `job ${job.id}`, `${n.name} ← ${name}`);
       return job;
     });
+  }
+  async inventory(selectors: string[], actor: string): Promise<JobRecord[]> {
+    this.trip();
+    this.event(actor, "job.create", selectors.join(" "), "inventory");
+    return [];
   }
   async cancel(selectors: string[], actor: string): Promise<JobRecord[]> {
     this.trip();
@@ -186,7 +191,7 @@ export class MemoryDaemon implements DaemonApi {
     this.trip();
     const job = this.jobFor(macText, token);
     if (job === null) return null;
-    const image = this.images.get(job.image)!;
+    const image = this.images.get(job.image!)!;
     const node = this.nodes.get(job.mac)!;
     return { action: "load", jobId: job.id, image: job.image, imageId: image.imageId, group: image.group, port: image.port, diskRule: node.diskRule };
   }
