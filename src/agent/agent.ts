@@ -16,6 +16,7 @@ import { chooseDisk, describeDisk, listDisks, type DiskInfo } from "./disks.ts";
 import { IMAGES_LABEL, isDiscusMedium, readLabel } from "./labels.ts";
 import { stageInstalledLinux } from "./localboot.ts";
 import { DaemonReporter } from "./daemon-client.ts";
+import { describeHardware, readHardware } from "./inventory.ts";
 import { reportFailure } from "./report.ts";
 import { describeSettings, dhcpOptionText, resolveSettings, type AgentSettings, type FinalAction } from "./settings.ts";
 
@@ -97,8 +98,11 @@ async function sleepMs(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
-/** Lists disks once the set has held still for DISKS_STABLE_MS (bounded by DISKS_MAX_WAIT_MS). */
-async function settledDisks(sysBlock: string): Promise<DiskInfo[]> {
+/**
+ * Lists disks once the set has held still for DISKS_STABLE_MS (bounded by DISKS_MAX_WAIT_MS).
+ * `isBootMedium` reads partition labels; the inventory passes one that opens nothing.
+ */
+async function settledDisks(sysBlock: string, isBootMedium: (partition: string) => boolean = isDiscusMedium): Promise<DiskInfo[]> {
   const startMs = performance.now();
   let names = "";
   let stableSinceMs = startMs;
@@ -112,7 +116,7 @@ async function settledDisks(sysBlock: string): Promise<DiskInfo[]> {
     if (nowMs - stableSinceMs >= DISKS_STABLE_MS || nowMs - startMs >= DISKS_MAX_WAIT_MS) break;
     await sleepMs(POLL_MS);
   }
-  return listDisks(sysBlock, isDiscusMedium);
+  return listDisks(sysBlock, isBootMedium);
 }
 
 /** Finds and mounts (read-only) the stick's image partition; returns the image file's path. */
@@ -204,6 +208,26 @@ async function tellDaemon(daemon: DaemonReporter | null, state: "written" | "fai
   say(heard ? `reported ${state} to the control server` : `the control server did not take the ${state} report: it will show the job unfinished`);
 }
 
+/**
+ * The `inventory` action: collects the hardware (opening no disk), prints it, gives it to the
+ * control server, and powers off. Without a server in the settings it only prints.
+ */
+async function takeInventory(paths: AgentPaths, daemon: DaemonReporter | null): Promise<NextStep> {
+  say("inventory: collecting the hardware; no disk will be opened or written");
+  const { hardware, dropped } = readHardware(await settledDisks(paths.sysBlock, () => false));
+  for (const line of describeHardware(hardware)) say(`  ${line}`);
+  for (const d of dropped) say(`note: left out of the report: ${d}`);
+  if (daemon === null) {
+    say("no control server named (discus.server, discus.token, discus.mac): the inventory is on this console only");
+    return "poweroff";
+  }
+  if (!(await daemon.inventory(hardware))) {
+    throw new DiscusError("network", "the control server", "did not take the hardware inventory (no answer, or it refused the job token)", "Check that the node reaches the server, then boot it again for a fresh token; no disk was written");
+  }
+  say("inventory reported to the control server");
+  return "poweroff";
+}
+
 /** Touches no disk: stages the installed Linux for kexec, or fails saying why it cannot. */
 async function bootInstalled(paths: AgentPaths, run: typeof spawnRun): Promise<NextStep> {
   say("no reload asked: no disk will be written");
@@ -236,7 +260,8 @@ export async function runAgent(paths: AgentPaths = DEFAULT_PATHS): Promise<{ nex
       const r = await reload(settings, lease, paths, () => (loadStarted = true), daemon);
       await tellDaemon(daemon, "written", r.bytesPerSecond, "");
       next = r.next;
-    } else next = await bootInstalled(paths, spawnRun);
+    } else if (settings.action === "inventory") next = await takeInventory(paths, daemon);
+    else next = await bootInstalled(paths, spawnRun);
     ok = true;
   } catch (e) {
     const message = e instanceof DiscusError ? e.message : `internal error: ${(e as Error).stack ?? e}`;

@@ -3,6 +3,8 @@
 // seconds and its end (written, or failed with its FAILED line) with the job's token. Bounded:
 // every call times out, the final report is retried a few times, and progress reports never
 // queue up (one in flight at most). A daemon that cannot be reached never stops a load.
+// The `inventory` action posts the node's hardware the same way, retried like the final report.
+import type { Hardware } from "./inventory.ts";
 
 export interface DaemonLink {
   server: string;
@@ -27,13 +29,14 @@ export class DaemonReporter {
     private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
-  private async post(state: AgentState, percent: number, bytesPerSecond: number, message: string): Promise<boolean> {
-    const url = `${this.link.server}/api/agent/report?mac=${encodeURIComponent(this.link.mac)}`;
+  /** One call with the job token; true when the daemon answered 2xx. */
+  private async postJson(route: string, body: unknown): Promise<boolean> {
+    const url = `${this.link.server}${route}?mac=${encodeURIComponent(this.link.mac)}`;
     try {
       const res = await fetch(url, {
         method: "POST",
         headers: { authorization: `Bearer ${this.link.token}`, "content-type": "application/json" },
-        body: JSON.stringify({ state, percent: Math.max(0, Math.min(100, percent)), bytesPerSecond: Math.max(0, bytesPerSecond), message: message.slice(0, MAX_MESSAGE_CHARS) }),
+        body: JSON.stringify(body),
         signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
       });
       await res.arrayBuffer();
@@ -41,6 +44,18 @@ export class DaemonReporter {
     } catch {
       return false;
     }
+  }
+
+  private post(state: AgentState, percent: number, bytesPerSecond: number, message: string): Promise<boolean> {
+    return this.postJson("/api/agent/report", { state, percent: Math.max(0, Math.min(100, percent)), bytesPerSecond: Math.max(0, bytesPerSecond), message: message.slice(0, MAX_MESSAGE_CHARS) });
+  }
+
+  private async retried(call: () => Promise<boolean>): Promise<boolean> {
+    for (let attempt = 1; attempt <= FINAL_ATTEMPTS; attempt++) {
+      if (await call()) return true;
+      if (attempt < FINAL_ATTEMPTS) await new Promise((r) => setTimeout(r, FINAL_RETRY_MS));
+    }
+    return false;
   }
 
   /** Progress, at most every PROGRESS_INTERVAL_MS and one call at a time; fire and forget. */
@@ -53,11 +68,12 @@ export class DaemonReporter {
   }
 
   /** The end of the job, retried: true once the daemon took it. */
-  async finish(state: "written" | "failed", bytesPerSecond: number, message: string): Promise<boolean> {
-    for (let attempt = 1; attempt <= FINAL_ATTEMPTS; attempt++) {
-      if (await this.post(state, state === "written" ? 100 : 0, bytesPerSecond, message)) return true;
-      if (attempt < FINAL_ATTEMPTS) await new Promise((r) => setTimeout(r, FINAL_RETRY_MS));
-    }
-    return false;
+  finish(state: "written" | "failed", bytesPerSecond: number, message: string): Promise<boolean> {
+    return this.retried(() => this.post(state, state === "written" ? 100 : 0, bytesPerSecond, message));
+  }
+
+  /** The hardware inventory (already bounded by inventory.ts), retried: true once the daemon took it. */
+  inventory(hardware: Hardware): Promise<boolean> {
+    return this.retried(() => this.postJson("/api/agent/inventory", hardware));
   }
 }

@@ -12,10 +12,15 @@ import { DEFAULT_PORT } from "../net/wire.ts";
 export type Origin = "default" | "cmdline" | "dhcp";
 export type FinalAction = "reboot" | "poweroff" | "halt" | "shell";
 export type FreeSetting = "skip" | "zero" | "discard";
+export const AGENT_ACTIONS = ["load", "boot", "inventory"] as const;
+export type AgentAction = (typeof AGENT_ACTIONS)[number];
 
 export interface AgentSettings {
-  /** "load": write the disk; "boot": touch no disk, boot the installed OS. */
-  action: "load" | "boot";
+  /**
+   * "load": write the disk; "boot": touch no disk, boot the installed OS; "inventory": report the
+   * hardware to the control server, touch no disk, power off.
+   */
+  action: AgentAction;
   group: string | null;
   port: number;
   /** Only this image (16 bytes), or any the group serves. */
@@ -141,7 +146,7 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
   const get = (n: SettingName) => merged.get(n) ?? null;
   const thing = (n: SettingName) => `${PREFIX}${n}=${get(n)} (${sourceName(origin[n])})`;
 
-  const action = oneOf("action", get("action") ?? "boot", ["load", "boot"] as const, origin.action);
+  const action = oneOf("action", get("action") ?? "boot", AGENT_ACTIONS, origin.action);
   const group = get("group");
   if (group !== null && !(isIpv4Address(group) && isMulticastAddress(group))) {
     throw new DiscusError("usage", thing("group"), "is not an IPv4 multicast address", "Use the group `discus serve --group` serves, e.g. 239.192.0.1");
