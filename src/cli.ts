@@ -26,7 +26,7 @@ import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 import { formatSummary, imageSummary } from "./cli/info.ts";
-import { MAX_IDLE_EXIT_MS, MAX_RATE_BITS_PER_SECOND, MIN_RATE_BITS_PER_SECOND, bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
+import { MAX_IDLE_EXIT_MS, authKeyFileOption, MAX_RATE_BITS_PER_SECOND, MIN_RATE_BITS_PER_SECOND, bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
 import { VERSION } from "./version.ts";
 import { fleetCommands } from "./cli/fleet-commands.ts";
 import { serverCommand } from "./http/server-command.ts";
@@ -154,6 +154,7 @@ async function runServe(a: Args): Promise<void> {
   const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
   const iface = localAddressOption("--iface", a.iface);
   const image = inputImagePath(str(a, "image"));
+  const authKey = authKeyFileOption("--auth-key-file", a["auth-key-file"]);
   const abort = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
   const stats = await serveImage({
@@ -164,6 +165,7 @@ async function runServe(a: Args): Promise<void> {
     adaptiveRate: a["fixed-rate"] !== true,
     mtuBytes,
     idleExitMs: idleMs > 0 ? idleMs : null,
+    authKey,
     onEvent: (e) => {
       const line = serveEventLine(e, image, iface);
       if (line !== null) process.stderr.write(`discus serve: ${line}\n`);
@@ -180,8 +182,12 @@ function serveEventLine(e: ServeEvent, image: string, iface: string): string | n
     case "started":
       return (
         `serving ${image} (image ${e.imageId}, ${e.dataChunkCount} chunks + ${e.manifestPartCount} manifest part(s) of ${e.chunkBytes} bytes) on ${e.group}:${e.port} via ${iface}, ` +
-        `${e.blockBytes}-byte blocks, up to ${mbit(e.rateBitsPerSecond)} Mbit/s${e.adaptiveRate ? " (adaptive)" : ""}`
+        `${e.blockBytes}-byte blocks, up to ${mbit(e.rateBitsPerSecond)} Mbit/s${e.adaptiveRate ? " (adaptive)" : ""}${e.authenticated ? ", authenticated control packets only" : ""}`
       );
+    case "auth-dropped": {
+      const d = e.packets;
+      return `dropped control packets: ${d.unauthenticated} unauthenticated, ${d.badTag} bad tag, ${d.staleEpoch} stale epoch, ${d.replayed} replayed (last from ${e.lastFrom})`;
+    }
     case "transfer-started":
       return `session started: ${mbit(e.rateBitsPerSecond)} Mbit/s`;
     case "transfer-ended": {
@@ -220,6 +226,7 @@ function loadOptions(a: Args) {
     imageId: a["image-id"] === undefined ? null : fromHex(hexOption("--image-id", a["image-id"], 32, "Copy the id from `discus info IMAGE`")),
     seed: a.seed === undefined ? crypto.getRandomValues(new Uint32Array(1))[0]! : seedOption(a.seed),
     publicKey: publicKeyOption(a.key),
+    authKey: authKeyFileOption("--auth-key-file", a["auth-key-file"]),
     iface: localAddressOption("--iface", a.iface),
   };
   // Size is known only from the server; a missing directory, a mount or a holder is known now.
@@ -351,7 +358,8 @@ async function main(argv: string[]): Promise<void> {
           .option("fixed-rate", { type: "boolean", default: false, describe: "Always send at --rate; do not adapt to the loss clients report" })
           .option("mtu", { type: "string", default: "1500", describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
           .option("ttl", { type: "string", default: "1", describe: "Multicast TTL (1: this LAN only)" })
-          .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" }),
+          .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" })
+          .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" }),
       (a) => runServe(a),
     )
     .command(
@@ -371,7 +379,8 @@ async function main(argv: string[]): Promise<void> {
           .option("give-up", { type: "string", default: "60s", describe: "Fail when the server is silent this long" })
           .option("memory", { type: "string", default: "64M", describe: "Chunk buffer budget (the client stays within about 4x this)" })
           .option("window", { type: "string", default: "4", describe: "Chunks this client asks for at once" })
-          .option("seed", { type: "string", describe: "Seed of this client's random chunk order (default: random)" }),
+          .option("seed", { type: "string", describe: "Seed of this client's random chunk order (default: random)" })
+          .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key of a server started with --auth-key-file" }),
       (a) => runLoad(a),
     )
     .command(

@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { isIpv4Address, isMulticastAddress } from "../net/socket.ts";
+import { sessionKeyFromHex, type SessionKey } from "../net/auth.ts";
 import { assert } from "../util/assert.ts";
 import { DiscusError, ioError } from "../util/errors.ts";
 import { formatBytes, parseBytes, parseDurationMs, parseRate } from "../util/units.ts";
@@ -113,6 +114,34 @@ export function readSmallFile(option: string, raw: unknown, action: string): str
   } catch (e) {
     throw ioError(e, path, "reading the file");
   }
+}
+
+/** A session key file is small: 64 hex digits and a newline, give or take white space. */
+const MAX_AUTH_KEY_FILE_BYTES = 256;
+
+/**
+ * `--auth-key-file F`: the session key of authenticated control packets, 64 hex digits, in a file
+ * only its owner may read (mode 0600 or stricter, as the daemon's token files). Absent: open mode.
+ */
+export function authKeyFileOption(option: string, raw: unknown): SessionKey | null {
+  if (raw === undefined) return null;
+  const path = single(option, raw);
+  const action = "Write 64 hex digits into a file only you can read: `openssl rand -hex 32 > F; chmod 600 F` (the same file for serve and load)";
+  if (!existsSync(path)) usage(`${option} ${path}`, "no such file", action);
+  const st = statSync(path);
+  if (!st.isFile()) usage(`${option} ${path}`, "is not a regular file", action);
+  const mode = st.mode & 0o777;
+  if ((mode & 0o077) !== 0) usage(`${option} ${path}`, `is readable by others (mode ${mode.toString(8).padStart(4, "0")})`, "Run `chmod 600` on it; if others could read it, treat the key as leaked and make a new one");
+  if (st.size > MAX_AUTH_KEY_FILE_BYTES) usage(`${option} ${path}`, `is ${st.size} bytes, not a session key`, action);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw ioError(e, path, "reading the file");
+  }
+  const key = sessionKeyFromHex(text);
+  if (key === null) usage(`${option} ${path}`, "does not hold a session key (64 hex digits)", action);
+  return key;
 }
 
 /** An image to read: a directory is refused here, before any reader gets to it. */

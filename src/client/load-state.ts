@@ -3,6 +3,7 @@
 // the server being loaded from, and where each chunk stands. One object per Loader, passed
 // explicitly to each step; no module keeps state of its own.
 import type { KeyObject } from "node:crypto";
+import type { SessionKey } from "../net/auth.ts";
 import type { Manifest } from "../image/manifest.ts";
 import type { AnnouncePacket } from "../net/wire.ts";
 import type { Clock } from "../util/clock.ts";
@@ -30,6 +31,8 @@ export interface LoaderOptions {
   requestWindowChunks: number;
   /** Every random choice (sender id, chunk order) comes from it, so a simulation is reproducible. */
   seed: number;
+  /** Tag queries, requests and reports with this key, and heed only tagged requests of others; null: open. */
+  authKey?: SessionKey | null;
 }
 
 export type LoadEvent =
@@ -73,6 +76,8 @@ export interface LoadState {
   server: Server | null;
   /** Why the last server was dropped or refused, for the give-up message. */
   lastRefusal: string | null;
+  /** The last announce ignored because its session key is not ours (or we have none), for the give-up message. */
+  authRefusal: string | null;
   /** The last image a server offered that this client refused for the image's own fault. */
   refusedWith: DiscusError | null;
   /** The image of the server adopted last, for a failure report after it was dropped. */

@@ -6,7 +6,8 @@
 // nothing. This module runs the load (lifecycle, dispatch, ticks, reports); server-choice.ts picks
 // the server, requests.ts asks for blocks, intake.ts stores them, completion.ts sees chunks written.
 import type { GroupTransport, OpenTransport, Peer } from "../net/transport.ts";
-import { decodePacket, encodeReport, PacketType, ReportState } from "../net/wire.ts";
+import { ReplayWindow } from "../net/auth.ts";
+import { decodePacket, encodeReport, PacketType, ReportState, type RequestPacket } from "../net/wire.ts";
 import { idFromSeed, mulberry32 } from "../util/shuffle.ts";
 import { assert } from "../util/assert.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
@@ -37,6 +38,8 @@ const REPORT_INTERVAL_MS = 1000;
 /** The final report goes out twice (best effort), this far apart; the load resolves just after. */
 const FINAL_REPORT_REPEAT_MS = 50;
 const FINAL_SETTLE_MS = 60;
+/** Other clients whose request counters are remembered (for overheard requests, with a key). */
+const MAX_OVERHEARD_SENDERS = 4096;
 assert(FINAL_SETTLE_MS > FINAL_REPORT_REPEAT_MS, "the load resolves after its last report");
 
 export class Loader {
@@ -51,6 +54,10 @@ export class Loader {
   private nextReportMs = 0;
   private ticker: TimerHandle | null = null;
   private settle: { resolve: (s: LoadStats) => void; reject: (e: Error) => void } | null = null;
+  /** With a key: the counter of the last packet sent, the epoch of the last server followed. */
+  private authCounter = 0;
+  private authEpoch = 0;
+  private readonly overheard = new ReplayWindow(MAX_OVERHEARD_SENDERS);
 
   constructor(
     private readonly o: LoaderOptions,
@@ -71,9 +78,10 @@ export class Loader {
       candidates: newCandidates(),
       random: mulberry32(idFromSeed(o.seed, 0x51)),
       emit: (e) => this.emit(e),
-      send: (bytes) => this.transport?.send(bytes),
+      send: (bytes) => this.transport?.send(this.signed(bytes)),
       server: null,
       lastRefusal: null,
+      authRefusal: null,
       refusedWith: null,
       lastImageId: null,
       refusedManifests: [],
@@ -181,11 +189,32 @@ export class Loader {
       case PacketType.repair:
         return this.completeIfWhole(onRepair(this.st, p, from));
       case PacketType.request:
-        if (p.sender !== this.st.me) onOverheard(this.st, p);
+        if (p.sender === this.st.me) return;
+        // A forged or replayed request the server ignores must not make us hold back our own.
+        if (!this.heedable(p, bytes)) this.stats.packetsDropped.unauthenticated++;
+        else onOverheard(this.st, p);
         return;
       default:
         return; // queries and reports are for the server
     }
+  }
+
+  /** Our packet as it goes out: with a key, tagged with the epoch of the server we follow. */
+  private signed(bytes: Uint8Array): Uint8Array {
+    const key = this.o.authKey ?? null;
+    if (key === null) return bytes;
+    if (this.st.server !== null) this.authEpoch = this.st.server.epoch;
+    return key.sign(bytes, this.authEpoch, ++this.authCounter);
+  }
+
+  /** Without a key every request counts; with one, only a tagged one for our server, seen once. */
+  private heedable(p: RequestPacket, bytes: Uint8Array): boolean {
+    const key = this.o.authKey ?? null;
+    if (key === null) return true;
+    const t = p.auth ?? null;
+    const s = this.st.server;
+    if (t === null || s === null || t.epoch !== s.epoch || key.verify(bytes, t) !== "ok") return false;
+    return this.overheard.admit(p.sender, t.counter);
   }
 
   private completeIfWhole(slot: Slot | null): void {

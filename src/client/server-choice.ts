@@ -50,6 +50,13 @@ export function onAnnounce(st: LoadState, p: AnnouncePacket, from: Peer): void {
     st.stats.packetsDropped.otherImage++;
     return;
   }
+  const keyRefusal = authRefusal(st, p, from);
+  if (keyRefusal !== null) {
+    // Not fatal: anyone can announce anything; a server we can talk to may still answer.
+    st.stats.packetsDropped.otherKey++;
+    st.authRefusal = keyRefusal;
+    return;
+  }
   const c = st.candidates.heard(p, from.address, from.port, nowMs);
   const s = st.server;
   if (s === null) return adoptNext(st, nowMs);
@@ -69,6 +76,19 @@ export function onAnnounce(st: LoadState, p: AnnouncePacket, from: Peer): void {
     return;
   }
   st.stats.packetsDropped.foreignSource++;
+}
+
+/**
+ * Why a server that announces its session key's id is no use to us: we have no key, or another.
+ * A server without one is open and ignores our tags, so it is always usable.
+ */
+function authRefusal(st: LoadState, p: AnnouncePacket, from: Peer): string | null {
+  const theirs = p.keyId ?? null;
+  if (theirs === null) return null;
+  const ours = st.o.authKey ?? null;
+  if (ours === null) return `${from.address} serves image ${hex(p.imageId)} only to clients with its session key (key id ${hex(theirs)})`;
+  if (equalBytes(ours.keyId, theirs)) return null;
+  return `${from.address} serves image ${hex(p.imageId)} with another session key (key id ${hex(theirs)}; ours is ${hex(ours.keyId)})`;
 }
 
 /** Adopts the best candidate not set aside, if any; refuses those this client cannot take. */
@@ -193,6 +213,9 @@ export function reconsider(st: LoadState, nowMs: number): void {
 export function giveUp(st: LoadState): DiscusError {
   const s = st.server;
   const seconds = (st.o.giveUpMs / 1000).toFixed(0);
+  if (s === null && st.lastRefusal === null && st.authRefusal !== null) {
+    return new DiscusError("network", `${st.o.group}:${st.o.port}`, `${st.authRefusal}, and no other server answered within ${seconds} s`, "Pass --auth-key-file with the key the server was started with (for `discus server`, the discus.auth= word of the node's boot script)");
+  }
   if (s === null && st.lastRefusal === null) {
     return new DiscusError("network", `${st.o.group}:${st.o.port}`, `no discus server answered within ${seconds} s`, "Start `discus serve` for this group and port, and check --iface names the interface on that network");
   }

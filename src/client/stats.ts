@@ -21,7 +21,8 @@ export interface LoadStats extends RestoreStats {
   /** Unproven servers dropped: their manifest did not match their announcement, or never came. */
   serversDropped: number;
   serverRestarts: number;
-  packetsDropped: Record<DropReason | "foreignSource" | "otherImage" | "badBlock", number>;
+  /** `unauthenticated`: with a session key, overheard requests without a valid tag; `otherKey`: announces of another key. */
+  packetsDropped: Record<DropReason | "foreignSource" | "otherImage" | "badBlock" | "unauthenticated" | "otherKey", number>;
   peakRssBytes: number;
 }
 
@@ -51,7 +52,7 @@ export function emptyLoadStats(): LoadStats {
     manifestRejected: 0,
     serversDropped: 0,
     serverRestarts: 0,
-    packetsDropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, foreignSource: 0, otherImage: 0, badBlock: 0 },
+    packetsDropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, foreignSource: 0, otherImage: 0, badBlock: 0, unauthenticated: 0, otherKey: 0 },
     peakRssBytes: 0,
   };
 }

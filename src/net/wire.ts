@@ -20,6 +20,14 @@ export const ANNOUNCE_BODY_BYTES = 72;
 /** A request's chunk u32, block count u16, reserved u16; the bitmap follows. */
 export const REQUEST_FIXED_BYTES = 8;
 export const REPORT_FIXED_BYTES = 64;
+/** Header flag: the packet carries an authentication trailer (docs/PROTOCOL.md, "Authentication"). */
+export const FLAG_AUTH = 0x0001;
+/** After a query, request or report with FLAG_AUTH: server epoch u32, reserved u32, counter u64, tag[16]. */
+export const AUTH_TRAILER_BYTES = 32;
+/** The truncated HMAC-SHA256 at the end of the trailer. */
+export const AUTH_TAG_BYTES = 16;
+/** After an announce with FLAG_AUTH: the session key's id (src/net/auth.ts keyId). */
+export const KEY_ID_BYTES = 8;
 export const MAX_REPORT_MESSAGE_BYTES = 256;
 /** Bound on blocks per chunk, so a request's bitmap (1 KiB at most) fits one 1500-byte datagram. */
 export const MAX_BLOCKS_PER_CHUNK = 8192;
@@ -59,7 +67,21 @@ export interface Common {
   sender: number;
 }
 
-export interface QueryPacket extends Common {
+/** The authentication trailer of a client's packet (the tag itself is checked by net/auth.ts). */
+export interface AuthTrailer {
+  /** The epoch of the server the client follows (0 in a query before it has one). */
+  epoch: number;
+  /** Per sender, increasing with every packet it sends: what the replay window checks. */
+  counter: number;
+  tag: Uint8Array;
+}
+
+/** A client's packet: with FLAG_AUTH, its trailer (absent or undefined: sent in the open). */
+export interface ClientPacket extends Common {
+  auth?: AuthTrailer | null;
+}
+
+export interface QueryPacket extends ClientPacket {
   type: PacketType.query;
 }
 
@@ -75,9 +97,11 @@ export interface AnnounceBody {
 }
 export interface AnnouncePacket extends Common, AnnounceBody {
   type: PacketType.announce;
+  /** Set (KEY_ID_BYTES) when the server takes only authenticated queries, requests and reports. */
+  keyId?: Uint8Array | null;
 }
 
-export interface RequestPacket extends Common {
+export interface RequestPacket extends ClientPacket {
   type: PacketType.request;
   chunk: number;
   blockCount: number;
@@ -120,7 +144,7 @@ export interface ReportBody {
   intervalSeqSpan: number;
   message: string;
 }
-export interface ReportPacket extends Common, ReportBody {
+export interface ReportPacket extends ClientPacket, ReportBody {
   type: PacketType.report;
 }
 
@@ -134,13 +158,22 @@ const HEADER = new Layout("packet header", HEADER_BYTES, [
   { name: "magic", kind: "u32" },
   { name: "version", kind: "u8" },
   { name: "type", kind: "u8" },
-  { name: "flags", kind: "reserved", width: 2 },
+  { name: "flags", kind: "u16" },
   { name: "imageId", kind: "bytes", width: IMAGE_ID_BYTES },
   { name: "sender", kind: "u32" },
   { name: "crc", kind: "u32" },
 ] as const);
 const OFF_TYPE = HEADER.offset("type");
 const OFF_CRC = HEADER.offset("crc");
+const OFF_FLAGS = HEADER.offset("flags");
+
+/** Follows a client's packet with FLAG_AUTH; the tag covers every byte before it but the CRC. */
+const AUTH_TRAILER = new Layout("auth trailer", AUTH_TRAILER_BYTES, [
+  { name: "epoch", kind: "u32" },
+  { name: "reserved", kind: "reserved", width: 4 },
+  { name: "counter", kind: "u64" },
+  { name: "tag", kind: "bytes", width: AUTH_TAG_BYTES },
+] as const);
 
 const ANNOUNCE = new Layout("announce body", ANNOUNCE_BODY_BYTES, [
   { name: "chunkBytes", kind: "u32" },
@@ -206,7 +239,7 @@ function packetCrc(bytes: Uint8Array): number {
 /** A packet of `type` with room for `bodyBytes`; the CRC is filled in by seal. */
 function frame(type: PacketType, c: Common, bodyBytes: number): Uint8Array {
   const bytes = new Uint8Array(HEADER_BYTES + bodyBytes);
-  HEADER.write(bytes, 0, { magic: PROTOCOL_MAGIC, version: PROTOCOL_VERSION, type, imageId: c.imageId, sender: c.sender >>> 0, crc: 0 });
+  HEADER.write(bytes, 0, { magic: PROTOCOL_MAGIC, version: PROTOCOL_VERSION, type, flags: 0, imageId: c.imageId, sender: c.sender >>> 0, crc: 0 });
   return bytes;
 }
 
@@ -219,9 +252,42 @@ export function encodeQuery(c: Common): Uint8Array {
   return seal(frame(PacketType.query, c, 0));
 }
 
-export function encodeAnnounce(c: Common, a: AnnounceBody): Uint8Array {
-  const bytes = frame(PacketType.announce, c, ANNOUNCE_BODY_BYTES);
+/** `keyId`: the server takes only authenticated control packets, made with the key of this id. */
+export function encodeAnnounce(c: Common, a: AnnounceBody, keyId: Uint8Array | null = null): Uint8Array {
+  assert(keyId === null || keyId.length === KEY_ID_BYTES, "a key id is KEY_ID_BYTES long");
+  const bytes = frame(PacketType.announce, c, ANNOUNCE_BODY_BYTES + (keyId === null ? 0 : KEY_ID_BYTES));
   ANNOUNCE.write(bytes, HEADER_BYTES, { ...a, rateBitsPerSecond: Math.round(a.rateBitsPerSecond) });
+  if (keyId !== null) {
+    view(bytes).setUint16(OFF_FLAGS, FLAG_AUTH, true);
+    bytes.set(keyId, HEADER_BYTES + ANNOUNCE_BODY_BYTES);
+  }
+  return seal(bytes);
+}
+
+/**
+ * A client's packet (query, request, report) made authenticated: a copy with FLAG_AUTH and the
+ * trailer, its tag left for `sealTag` once `taggedParts` of it have been MACed (net/auth.ts).
+ */
+export function withAuthTrailer(packet: Uint8Array, epoch: number, counter: number): Uint8Array {
+  const type = packet[OFF_TYPE];
+  assert(type === PacketType.query || type === PacketType.request || type === PacketType.report, "only a client's packets are authenticated");
+  assert(view(packet).getUint16(OFF_FLAGS, true) === 0, "a packet is authenticated once");
+  const bytes = new Uint8Array(packet.length + AUTH_TRAILER_BYTES);
+  bytes.set(packet);
+  view(bytes).setUint16(OFF_FLAGS, FLAG_AUTH, true);
+  AUTH_TRAILER.write(bytes, packet.length, { epoch: epoch >>> 0, counter, tag: new Uint8Array(AUTH_TAG_BYTES) });
+  return bytes;
+}
+
+/** What the tag covers: the header before the CRC, and everything after it up to the tag. */
+export function taggedParts(bytes: Uint8Array): [Uint8Array, Uint8Array] {
+  return [bytes.subarray(0, OFF_CRC), bytes.subarray(HEADER_BYTES, bytes.length - AUTH_TAG_BYTES)];
+}
+
+/** Writes the tag into an authenticated packet's trailer and seals it (the CRC covers the tag). */
+export function sealTag(bytes: Uint8Array, tag: Uint8Array): Uint8Array {
+  assert(tag.length === AUTH_TAG_BYTES, "a tag is AUTH_TAG_BYTES long");
+  bytes.set(tag, bytes.length - AUTH_TAG_BYTES);
   return seal(bytes);
 }
 
@@ -293,7 +359,9 @@ assert(blockBytesForMtu(MAX_MTU_BYTES) <= MAX_BLOCK_BYTES && MAX_BLOCK_BYTES <= 
 assert(MIN_BLOCK_BYTES % 8 === 0 && MIN_BLOCK_BYTES <= MIN_CHUNK_BYTES, "a chunk holds at least one block");
 assert(MAX_BLOCKS_PER_CHUNK - 1 <= 0xffff, "a block index fits the u16 field");
 assert(IP_UDP_HEADER_BYTES + HEADER_BYTES + REQUEST_FIXED_BYTES + bitmapBytes(MAX_BLOCKS_PER_CHUNK) <= 1500, "a full request bitmap fits one 1500-byte datagram");
-assert(HEADER_BYTES + Math.max(ANNOUNCE_BODY_BYTES, REPORT_FIXED_BYTES + MAX_REPORT_MESSAGE_BYTES) + IP_UDP_HEADER_BYTES <= MIN_MTU_BYTES, "control packets fit the smallest MTU");
+assert(IP_UDP_HEADER_BYTES + HEADER_BYTES + REQUEST_FIXED_BYTES + bitmapBytes(MAX_BLOCKS_PER_CHUNK) + AUTH_TRAILER_BYTES <= 1500, "an authenticated full request fits one 1500-byte datagram");
+assert(HEADER_BYTES + Math.max(ANNOUNCE_BODY_BYTES + KEY_ID_BYTES, REPORT_FIXED_BYTES + MAX_REPORT_MESSAGE_BYTES + AUTH_TRAILER_BYTES) + IP_UDP_HEADER_BYTES <= MIN_MTU_BYTES, "control packets, authenticated too, fit the smallest MTU");
+assert(AUTH_TRAILER.bytes === AUTH_TRAILER_BYTES && AUTH_TAG_BYTES >= 16, "the trailer is as documented and the tag at least 128 bits");
 
 /** Bytes a packet of `payloadBytes` occupies on an Ethernet link (what pacing counts). */
 export function wireBytes(payloadBytes: number): number {
@@ -314,31 +382,45 @@ export function decodePacket(bytes: Uint8Array): Decoded {
   const header = HEADER.read(bytes, 0);
   if (!header.ok) return { ok: false, reason: "field" };
   if (header.values.crc !== packetCrc(bytes)) return { ok: false, reason: "crc" };
+  const { type, flags } = header.values;
+  if (flags !== 0 && flags !== FLAG_AUTH) return { ok: false, reason: "field" };
   const common: Common = { imageId: header.values.imageId, sender: header.values.sender };
-  const body = bytes.subarray(HEADER_BYTES);
-  switch (header.values.type) {
-    case PacketType.query:
-      return body.length === 0 ? { ok: true, packet: { type: PacketType.query, ...common } } : { ok: false, reason: "length" };
-    case PacketType.announce:
-      return decodeAnnounce(common, body);
-    case PacketType.request:
-      return decodeRequest(common, body);
-    case PacketType.block:
-      return decodeBlock(common, body);
-    case PacketType.report:
-      return decodeReport(common, body);
-    case PacketType.repair:
-      return decodeRepair(common, body);
-    default:
-      return { ok: false, reason: "type" };
+  const authed = flags === FLAG_AUTH;
+  if (type === PacketType.announce) return decodeAnnounce(common, bytes.subarray(HEADER_BYTES), authed);
+  if (type === PacketType.block || type === PacketType.repair) {
+    if (authed) return { ok: false, reason: "field" }; // the chunk digests protect data, not tags
+    return type === PacketType.block ? decodeBlock(common, bytes.subarray(HEADER_BYTES)) : decodeRepair(common, bytes.subarray(HEADER_BYTES));
   }
+  if (type !== PacketType.query && type !== PacketType.request && type !== PacketType.report) return { ok: false, reason: "type" };
+  // A client's packet: its body ends where the trailer begins.
+  let end = bytes.length;
+  let auth: AuthTrailer | null = null;
+  if (authed) {
+    end -= AUTH_TRAILER_BYTES;
+    if (end < HEADER_BYTES) return { ok: false, reason: "length" };
+    const t = AUTH_TRAILER.read(bytes, end);
+    if (!t.ok) return { ok: false, reason: "field" };
+    auth = t.values;
+  }
+  const body = bytes.subarray(HEADER_BYTES, end);
+  const decoded: Decoded =
+    type === PacketType.query
+      ? body.length === 0
+        ? { ok: true, packet: { type: PacketType.query, ...common } }
+        : { ok: false, reason: "length" }
+      : type === PacketType.request
+        ? decodeRequest(common, body)
+        : decodeReport(common, body);
+  if (decoded.ok) (decoded.packet as ClientPacket).auth = auth;
+  return decoded;
 }
 
-function decodeAnnounce(common: Common, body: Uint8Array): Decoded {
-  if (body.length !== ANNOUNCE_BODY_BYTES) return { ok: false, reason: "length" };
+function decodeAnnounce(common: Common, body: Uint8Array, authed: boolean): Decoded {
+  if (body.length !== ANNOUNCE_BODY_BYTES + (authed ? KEY_ID_BYTES : 0)) return { ok: false, reason: "length" };
   const r = ANNOUNCE.read(body, 0);
   if (!r.ok) return { ok: false, reason: "field" };
-  const packet: AnnouncePacket = { type: PacketType.announce, ...common, ...r.values };
+  const keyId = authed ? body.slice(ANNOUNCE_BODY_BYTES) : null;
+  const packet: AnnouncePacket = { type: PacketType.announce, ...common, ...r.values, keyId };
   return announceFieldsValid(packet) ? { ok: true, packet } : { ok: false, reason: "field" };
 }
 

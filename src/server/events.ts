@@ -10,8 +10,16 @@ export type ClientFigures = Pick<
   "chunksDone" | "chunksTotal" | "bytesWritten" | "blocksReceived" | "duplicateBlocks" | "requestsSent" | "rerequests" | "chunksRejected"
 >;
 
+/** Control packets a keyed session dropped since it last told, by reason (docs/PROTOCOL.md, "Authentication"). */
+export interface AuthDrops {
+  packets: { unauthenticated: number; badTag: number; staleEpoch: number; replayed: number };
+  /** Source address of the last one dropped. */
+  lastFrom: string;
+}
+
 export type ServeEvent =
-  | { kind: "started"; atMs: number; imageId: string; group: string; rateBitsPerSecond: number; port: number; adaptiveRate: boolean; blockBytes: number; chunkBytes: number; dataChunkCount: number; manifestPartCount: number }
+  | { kind: "started"; atMs: number; imageId: string; group: string; rateBitsPerSecond: number; port: number; adaptiveRate: boolean; blockBytes: number; chunkBytes: number; dataChunkCount: number; manifestPartCount: number; authenticated: boolean }
+  | ({ kind: "auth-dropped"; atMs: number } & AuthDrops)
   | { kind: "client-progress"; atMs: number; client: string; chunksDone: number; chunksTotal: number; bytesWritten: number; lossFraction: number }
   | ({ kind: "client-done"; atMs: number; client: string; seconds: number } & ClientFigures)
   | { kind: "client-failed"; atMs: number; client: string; message: string; seconds: number; chunksDone: number; chunksTotal: number }

@@ -4,6 +4,7 @@ import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
 import { refuseDamagedImage } from "../image/scan.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
 import { groupTransport } from "../net/socket.ts";
+import type { SessionKey } from "../net/auth.ts";
 import { ServeSession, type ServeEvent, type ServeSessionOptions, type ServeStats } from "./session.ts";
 
 export type { ServeEvent, ServeStats, SessionSummary } from "./session.ts";
@@ -22,6 +23,8 @@ export interface ServeOptions {
   idleExitMs: number | null;
   /** The sender id comes from it; default: random. */
   seed?: number;
+  /** Take only control packets authenticated with this key; null: the open mode. */
+  authKey: SessionKey | null;
   onEvent: (e: ServeEvent) => void;
   signal?: AbortSignal;
 }
@@ -44,7 +47,7 @@ export async function serveImage(o: ServeOptions): Promise<ServeStats> {
   try {
     const session = networkSession(
       image,
-      { imageName: o.image, group: o.group, port: o.port, rateBitsPerSecond: o.rateBitsPerSecond, adaptiveRate: o.adaptiveRate, mtuBytes: o.mtuBytes, idleMs: o.idleExitMs, seed: o.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]! },
+      { imageName: o.image, group: o.group, port: o.port, rateBitsPerSecond: o.rateBitsPerSecond, adaptiveRate: o.adaptiveRate, mtuBytes: o.mtuBytes, idleMs: o.idleExitMs, seed: o.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!, authKey: o.authKey },
       o,
     );
     const ended = new Promise<ServeStats>((resolve) =>

@@ -12,11 +12,12 @@ import { equalBytes, hex } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
 import { idFromSeed } from "../util/shuffle.ts";
 import type { GroupTransport, OpenTransport, Peer } from "../net/transport.ts";
-import { decodePacket, peekType, encodeAnnounce, PacketType, ReportState, type ReportPacket, type RequestPacket } from "../net/wire.ts";
+import { ReplayWindow, type SessionKey } from "../net/auth.ts";
+import { decodePacket, peekType, encodeAnnounce, PacketType, ReportState, type QueryPacket, type ReportPacket, type RequestPacket } from "../net/wire.ts";
 import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
 import { ClientTable } from "./clients.ts";
 import { announceBody, blockLayout, packetFor, packetWireBytes, type BlockLayout } from "./datagrams.ts";
-import type { ServeEvent, ServeSnapshot } from "./events.ts";
+import type { AuthDrops, ServeEvent, ServeSnapshot } from "./events.ts";
 import { LossReports } from "./loss-reports.ts";
 import { SendQueue } from "./queue.ts";
 import { RateControl } from "./rate-control.ts";
@@ -24,7 +25,7 @@ import { MAX_TRACKED_CLIENTS, noteClient, Transfers, type ServeStats, type Trans
 
 export { MAX_SESSION_SUMMARIES } from "./transfers.ts";
 export type { ServeStats, SessionSummary } from "./transfers.ts";
-export type { ClientFigures, ServeEvent, ServeSnapshot } from "./events.ts";
+export type { AuthDrops, ClientFigures, ServeEvent, ServeSnapshot } from "./events.ts";
 
 export interface ServeSessionOptions {
   /** For messages: the image's path or name. */
@@ -39,6 +40,11 @@ export interface ServeSessionOptions {
   idleMs: number | null;
   /** Every random choice (the sender id) comes from it, so a simulation is reproducible. */
   seed: number;
+  /**
+   * With a key, queries, requests and reports must carry its tag (docs/PROTOCOL.md,
+   * "Authentication"); others are dropped and counted before they touch anything. Null: open.
+   */
+  authKey?: SessionKey | null;
 }
 
 export interface ServeSessionDeps {
@@ -66,8 +72,17 @@ export const MAX_CLIENT_ROWS = 1024;
 const RECENT_REQUEST_MS = 5000;
 /** A host that reported this recently is waited for (clients report once a second). */
 const REPORT_MEMORY_MS = 3000;
+/** Dropped unauthenticated packets are told (an "auth-dropped" event) at most this often. */
+const AUTH_EVENT_INTERVAL_MS = 5000;
 assert(SESSION_IDLE_MS > CONTROL_INTERVAL_MS && REPORT_MEMORY_MS < RECENT_REQUEST_MS, "control runs within a transfer's idle time; reports expire before requesters");
 assert(MAX_CLIENT_ROWS <= MAX_TRACKED_CLIENTS && READ_AHEAD_CHUNKS < CACHE_CHUNKS, "tables and caches nest");
+assert(AUTH_EVENT_INTERVAL_MS >= CONTROL_INTERVAL_MS, "auth drops are told from the control step");
+
+type AuthDropReason = keyof AuthDrops["packets"];
+
+function noAuthDrops(): AuthDrops["packets"] {
+  return { unauthenticated: 0, badTag: 0, staleEpoch: 0, replayed: 0 };
+}
 
 export class ServeSession {
   private readonly listeners: ((e: ServeEvent) => void)[] = [];
@@ -83,6 +98,12 @@ export class ServeSession {
   private readonly stats: ServeStats = this.books.stats;
   private readonly lossReports = new LossReports({ recentRequestMs: RECENT_REQUEST_MS, reportMemoryMs: REPORT_MEMORY_MS, maxHosts: MAX_TRACKED_CLIENTS });
   private readonly clients = new ClientTable(MAX_CLIENT_ROWS);
+  private readonly authKey: SessionKey | null;
+  private readonly replay = new ReplayWindow();
+  /** Drops since the last "auth-dropped" event, and who sent the last one. */
+  private authDrops = noAuthDrops();
+  private authDropFrom = "";
+  private lastAuthEventMs = -Infinity;
   private seq = 0;
   private lastAnnounceMs = -Infinity;
   private announceTimer: TimerHandle | null = null;
@@ -105,6 +126,7 @@ export class ServeSession {
     this.totalChunks = t.dataChunkCount + t.manifestPartCount;
     this.queue = new SendQueue(MAX_QUEUED_CHUNKS, t.dataChunkCount);
     this.self = { imageId: image.manifest.imageId, sender: idFromSeed(o.seed, 0x5e) };
+    this.authKey = o.authKey ?? null;
     this.fullPacketWireBytes = packetWireBytes(this.layout.blockBytes);
     this.pace = new RateControl(o.rateBitsPerSecond, this.fullPacketWireBytes);
     const read = deps.readChunk;
@@ -146,6 +168,7 @@ export class ServeSession {
       chunkBytes: t.chunkBytes,
       dataChunkCount: t.dataChunkCount,
       manifestPartCount: t.manifestPartCount,
+      authenticated: this.authKey !== null,
     });
   }
 
@@ -196,6 +219,8 @@ export class ServeSession {
     }
     const p = decoded.packet;
     if (p.type === PacketType.block || p.type === PacketType.repair || p.type === PacketType.announce) return; // skipped above; narrows the type
+    // With a key, a packet without its tag costs no pacing, no queue entry, no client row.
+    if (this.authKey !== null && !this.admit(this.authKey, p, bytes, from)) return;
     const nowMs = this.clock.nowMs();
     this.pace.charge(bytes.length, nowMs);
     if (p.type === PacketType.query) {
@@ -211,6 +236,33 @@ export class ServeSession {
     this.active(nowMs);
     if (p.type === PacketType.request) this.onRequest(p, from, nowMs);
     else this.onReport(p, from, nowMs);
+  }
+
+  /** Whether a client's packet carries a valid tag, of our epoch, not seen before; else counted. */
+  private admit(key: SessionKey, p: QueryPacket | RequestPacket | ReportPacket, bytes: Uint8Array, from: Peer): boolean {
+    const t = p.auth ?? null;
+    let reason: AuthDropReason | null = null;
+    if (t === null) reason = "unauthenticated";
+    else if (key.verify(bytes, t) !== "ok") reason = "badTag";
+    // A query may come before its client knows us; anything else names the epoch it follows.
+    else if (p.type !== PacketType.query && t.epoch !== this.self.sender) reason = "staleEpoch";
+    else if (!this.replay.admit(p.sender, t.counter)) reason = "replayed";
+    if (reason === null) return true;
+    this.stats.dropped[reason]++;
+    this.authDrops[reason]++;
+    this.authDropFrom = from.address;
+    // A genuine client that followed our predecessor (we restarted) learns our epoch from the announce.
+    if (reason === "staleEpoch") this.scheduleAnnounce();
+    return false;
+  }
+
+  /** Tells the drops since the last time, at most every AUTH_EVENT_INTERVAL_MS. */
+  private tellAuthDrops(nowMs: number): void {
+    const d = this.authDrops;
+    if (d.unauthenticated + d.badTag + d.staleEpoch + d.replayed === 0 || nowMs - this.lastAuthEventMs < AUTH_EVENT_INTERVAL_MS) return;
+    this.lastAuthEventMs = nowMs;
+    this.emit({ kind: "auth-dropped", atMs: nowMs, packets: d, lastFrom: this.authDropFrom });
+    this.authDrops = noAuthDrops();
   }
 
   private active(nowMs: number): void {
@@ -289,6 +341,7 @@ export class ServeSession {
     const samples = this.lossReports.take(nowMs);
     const change = this.o.adaptiveRate ? this.pace.adapt(samples) : null;
     if (change !== null) this.emit({ kind: "rate-changed", atMs: nowMs, ...change });
+    this.tellAuthDrops(nowMs);
     const s = this.books.current;
     if (s !== null && this.queue.empty && nowMs - s.lastRequestMs > SESSION_IDLE_MS) this.closeTransfer();
     const idleMs = this.o.idleMs;
@@ -306,7 +359,8 @@ export class ServeSession {
     this.announceTimer = this.clock.setTimer(waitMs, () => {
       this.announceTimer = null;
       this.lastAnnounceMs = this.clock.nowMs();
-      this.transport?.send(encodeAnnounce(this.self, announceBody(this.image, this.layout.blockBytes, this.pace.rateBitsPerSecond)));
+      const body = announceBody(this.image, this.layout.blockBytes, this.pace.rateBitsPerSecond);
+      this.transport?.send(encodeAnnounce(this.self, body, this.authKey?.keyId ?? null));
     });
   }
 

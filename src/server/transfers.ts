@@ -26,7 +26,8 @@ export interface ServeStats {
   sessions: SessionSummary[];
   /** Transfers ended in all, including those no longer in `sessions`. */
   sessionsEnded: number;
-  dropped: Record<DropReason | "otherImage" | "badChunk", number>;
+  /** By reason; the last four only with a session key (docs/PROTOCOL.md, "Authentication"). */
+  dropped: Record<DropReason | "otherImage" | "badChunk" | "unauthenticated" | "badTag" | "staleEpoch" | "replayed", number>;
 }
 
 export interface Transfer {
@@ -51,7 +52,7 @@ export const MAX_SESSION_SUMMARIES = 64;
 export const MAX_TRACKED_CLIENTS = 65536;
 
 export class Transfers {
-  readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0 } };
+  readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0, unauthenticated: 0, badTag: 0, staleEpoch: 0, replayed: 0 } };
   /** The transfer under way, if any. */
   current: Transfer | null = null;
   /** Since the session started, over every transfer. */
