@@ -18,6 +18,7 @@ import { stageInstalledLinux } from "./localboot.ts";
 import { DaemonReporter } from "./daemon-client.ts";
 import { describeHardware, readHardware } from "./inventory.ts";
 import { reportFailure } from "./report.ts";
+import { SessionKey } from "../net/auth.ts";
 import { describeSettings, dhcpOptionText, resolveSettings, type AgentSettings, type FinalAction } from "./settings.ts";
 
 /** The site-specific DHCP option that carries discus settings (224..254 are the site range). */
@@ -182,6 +183,7 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
       bufferBytes: CHUNK_BUFFER_BYTES,
       requestWindowChunks: REQUEST_WINDOW_CHUNKS,
       seed: crypto.getRandomValues(new Uint32Array(1))[0]!,
+      authKey: s.auth === null ? null : new SessionKey(s.auth),
       showProgress: false,
       onEvent: (e) => {
         if (e.kind === "progress" && e.chunksTotal > 0) daemon?.progress((100 * e.chunksDone) / e.chunksTotal, e.bytesWritten / Math.max(0.001, (performance.now() - startMs) / 1000));

@@ -39,6 +39,8 @@ export interface AgentSettings {
   server: string | null;
   token: string | null;
   mac: string | null;
+  /** The session key (32 bytes) of authenticated control packets, from `discus server`'s boot script; null: open mode. */
+  auth: Uint8Array | null;
   /** Where each setting came from, for the console summary. */
   origin: Record<SettingName, Origin>;
   /** Things worth telling the operator (ignored words, a pinned key kept). */
@@ -46,7 +48,7 @@ export interface AgentSettings {
 }
 
 /** `server`, `token`, `mac`: set by `discus server`'s boot script, so the agent can reach the daemon as its job. */
-export const SETTING_NAMES = ["action", "group", "port", "image", "file", "disk", "free", "key", "after", "onfail", "giveup", "net", "server", "token", "mac"] as const;
+export const SETTING_NAMES = ["action", "group", "port", "image", "file", "disk", "free", "key", "after", "onfail", "giveup", "net", "server", "token", "mac", "auth"] as const;
 export type SettingName = (typeof SETTING_NAMES)[number];
 
 /** Longest settings text accepted from either source (a kernel command line is at most 4 KiB). */
@@ -176,6 +178,8 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
   if (server !== null && !/^http:\/\/[A-Za-z0-9.:[\]-]{1,260}$/.test(server)) throw new DiscusError("usage", thing("server"), "is not http://HOST:PORT", "Let `discus server` write the boot script");
   const token = get("token");
   if (token !== null && !/^[A-Za-z0-9_-]{16,128}$/.test(token)) throw new DiscusError("usage", "discus.token", "is not a job token", "Let `discus server` write the boot script");
+  const authText = get("auth");
+  if (authText !== null && !/^[0-9a-f]{64}$/i.test(authText)) throw new DiscusError("usage", "discus.auth", "is not 64 hex digits (a session key)", "Let `discus server` write the boot script");
   const mac = get("mac");
   if (mac !== null && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new DiscusError("usage", thing("mac"), "is not a MAC address", "Write it as aa:bb:cc:dd:ee:ff");
   if (action === "load") {
@@ -201,6 +205,7 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
     server,
     token,
     mac,
+    auth: authText === null ? null : fromHex(authText),
     origin,
     notes,
   };
