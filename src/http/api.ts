@@ -7,10 +7,13 @@ import { bearerToken, redact, tokenMatches } from "./auth.ts";
 import { HttpError, errorResponse } from "./respond.ts";
 import { compileRoutes, matchRoute, type Route } from "./router.ts";
 import { buildRoutes } from "./routes.ts";
+import { protectSocket } from "./unix-socket.ts";
 
 export interface HttpOptions {
   listen: { hostname: string; port: number };
   adminToken: string;
+  /** A Unix socket to serve the same API on as well (claimed with claimSocketPath first); absent or null: none. */
+  socketPath?: string | null;
   /** Where GET /boot/NAME (the agent's kernel and initramfs) is served from; absent or null: not served. */
   bootDir?: string | null;
   log?: (line: string) => void;
@@ -114,10 +117,12 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
     error: () => errorResponse(500, "internal error; the details are in the server log"),
   });
   ownUrl = `${hostUrl(o.listen.hostname)}:${server.port}`;
+  const local = o.socketPath ? Bun.serve({ unix: o.socketPath, development: false, fetch: handle, error: () => errorResponse(500, "internal error; the details are in the server log") }) : null;
+  if (o.socketPath) protectSocket(o.socketPath);
   return {
     url: ownUrl,
     stop: async () => {
-      await server.stop(true);
+      await Promise.all([server.stop(true), local?.stop(true)]);
     },
   };
 }

@@ -8,7 +8,10 @@ import { loadPublicKey, rawPublicKey } from "../image/signing.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "../net/wire.ts";
 import { hex } from "../util/bytes.ts";
 import { durationOption, intOption, localAddressOption, MAX_IDLE_EXIT_MS, MAX_RATE_BITS_PER_SECOND, MIN_RATE_BITS_PER_SECOND, rateOption, readSmallFile, usage } from "../cli/options.ts";
+import { join } from "node:path";
 import { startServer } from "./run-server.ts";
+
+const SOCKET_FILE = "api.sock";
 
 type Args = Record<string, unknown>;
 
@@ -34,6 +37,7 @@ async function runServer(a: Args): Promise<void> {
     sessionIdleMs: durationOption("--session-idle", a["session-idle"], 1000, MAX_IDLE_EXIT_MS, "Give a time such as 60s"),
     keyHex: keyPath === undefined ? null : hex(rawPublicKey(loadPublicKey(readSmallFile("key", keyPath, "Pass the .pub file written by `discus keygen`"), keyPath))),
     bootDir: (a["boot-dir"] as string | undefined) ?? null,
+    socketPath: a.socket === "" ? null : ((a.socket as string | undefined) ?? join(a.state as string, SOCKET_FILE)),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   await new Promise<void>((resolve) => {
@@ -50,6 +54,7 @@ export function serverCommand(y: Argv): Argv {
       y
         .option("state", { type: "string", default: DEFAULT_STATE_DIR, describe: "State directory: database, admin token (0600), server.json" })
         .option("listen", { type: "string", default: "0.0.0.0:8080", describe: "HTTP address:port (nodes fetch boot.ipxe here)" })
+        .option("socket", { type: "string", describe: `Local socket with the same API (default STATE/${SOCKET_FILE}, mode 0600; "" for none)` })
         .option("db", { type: "string", describe: "Database URL (default sqlite://STATE/discus.db; or postgres://...)" })
         .option("images", { type: "string", demandOption: true, describe: "Directory of .dsc images: the catalog" })
         .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface sessions send from" })
