@@ -99,6 +99,11 @@ function isUniqueViolation(e: unknown): boolean {
 async function setUpSqlite(sql: SQL): Promise<void> {
   // WAL: readers never wait for the writer; busy_timeout: a second process waits instead of failing.
   await sql.unsafe("PRAGMA journal_mode=WAL");
+  // Bun.SQL runs SQLite on the event loop's thread, so every fsync stalls HTTP and the in-process
+  // sessions' pacing. NORMAL syncs the WAL at checkpoints, not at every commit: still safe from
+  // corruption, and a killed daemon loses nothing (the WAL is in the page cache); only a power cut
+  // may roll back the last commits. scripts/bench-daemon.ts measured it (docs/BENCHMARKS.md).
+  await sql.unsafe("PRAGMA synchronous=NORMAL");
   await sql.unsafe(`PRAGMA busy_timeout=${SQLITE_BUSY_TIMEOUT_MS}`);
   await sql.unsafe("PRAGMA foreign_keys=ON");
 }
