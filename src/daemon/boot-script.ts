@@ -17,6 +17,8 @@ export interface AgentBoot {
   keyHex: string | null;
   /** The job's secret: the agent shows it to the daemon to read its plan and report. */
   token: string;
+  /** Hex of the image's session key (authenticated control packets); null: an open session. */
+  authHex?: string | null;
   mac: string;
 }
 
@@ -35,6 +37,7 @@ export function agentScript(b: AgentBoot): string {
   if (b.port !== null) words.push(`discus.port=${b.port}`);
   if (b.imageId !== null) words.push(`discus.image=${b.imageId}`);
   if (b.keyHex !== null) words.push(`discus.key=${b.keyHex}`);
+  if ((b.authHex ?? null) !== null) words.push(`discus.auth=${b.authHex}`);
   for (const w of words) assert(SAFE_WORD.test(w), `boot word ${w.split("=")[0]} is safe`);
   if (b.diskRule !== null) {
     assert(SAFE_RULE.test(b.diskRule) && !b.diskRule.includes('"'), "disk rule is safe to quote");

@@ -360,7 +360,7 @@ export class Daemon implements DaemonApi {
     await this.sessions.ensure(image);
     await this.store.putNode({ ...node, state: "booting" });
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
-    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac });
+    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac, authHex: this.sessions.authKeyHex(image) });
   }
 
   /** The job the token belongs to, if it is the node's unfinished job and the token matches. */

@@ -5,6 +5,8 @@
 // test/net/two-sessions.test.ts), and its state is visible to the daemon without a pipe.
 import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
+import { deriveSessionKey, SessionKey } from "../net/auth.ts";
+import { hex } from "../util/bytes.ts";
 import { networkSession } from "../server/serve.ts";
 import type { ServeEvent, ServeSession } from "../server/session.ts";
 import type { ImageRecord } from "./model.ts";
@@ -16,6 +18,8 @@ export interface SessionOptions {
   mtuBytes: number;
   /** A session with no request for this long, and no job needing it, stops. */
   idleMs: number;
+  /** Each image's session key is derived from it (state-dir.ts sessionSecret); null: open sessions. */
+  authSecret: Uint8Array | null;
 }
 
 /** Sessions at once, at most: each holds a socket and a chunk cache. */
@@ -47,7 +51,7 @@ export class Sessions {
       const seed = crypto.getRandomValues(new Uint32Array(1))[0]!;
       const session = networkSession(
         image,
-        { imageName: record.name, group: record.group, port: record.port, rateBitsPerSecond: this.o.rateBitsPerSecond, adaptiveRate: true, mtuBytes: this.o.mtuBytes, idleMs: this.o.idleMs, seed },
+        { imageName: record.name, group: record.group, port: record.port, rateBitsPerSecond: this.o.rateBitsPerSecond, adaptiveRate: true, mtuBytes: this.o.mtuBytes, idleMs: this.o.idleMs, seed, authKey: this.keyOf(record) },
         this.o,
         this.clock,
       );
@@ -62,6 +66,17 @@ export class Sessions {
       closeImage(image);
       throw e;
     }
+  }
+
+  private keyOf(record: ImageRecord): SessionKey | null {
+    const secret = this.o.authSecret;
+    return secret === null ? null : new SessionKey(deriveSessionKey(secret, record.imageId, record.group));
+  }
+
+  /** The image's session key in hex, for the agent's boot script only (never a log, event or API answer). */
+  authKeyHex(record: ImageRecord): string | null {
+    const secret = this.o.authSecret;
+    return secret === null ? null : hex(deriveSessionKey(secret, record.imageId, record.group));
   }
 
   private async stopIfUnneeded(name: string): Promise<void> {

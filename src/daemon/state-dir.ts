@@ -8,6 +8,9 @@ import { DiscusError } from "../util/errors.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/discus";
 const TOKEN_FILE = "admin.token";
+/** The secret every session key is derived from (docs/PROTOCOL.md, "Authentication"). */
+const SESSION_SECRET_FILE = "session.secret";
+const SESSION_SECRET_BYTES = 32;
 const SERVER_FILE = "server.json";
 const TOKEN_BYTES = 32;
 const MAX_TOKEN_FILE_BYTES = 1024;
@@ -42,6 +45,20 @@ export function readToken(path: string): string {
   const text = readFileSync(path, "utf8").trim();
   if (text.length === 0 || text.length > MAX_TOKEN_FILE_BYTES) throw new DiscusError("usage", `token file ${path}`, "is empty or too long", "Delete it and restart the daemon to make a new one");
   return text;
+}
+
+/**
+ * The secret the sessions' keys are derived from, made (mode 0600) at first start: a restarted
+ * daemon derives the same keys, so agents booted before the restart still talk to its sessions.
+ */
+export function sessionSecret(dir: string): Uint8Array {
+  const path = join(dir, SESSION_SECRET_FILE);
+  if (!existsSync(path)) writeFileSync(path, `${randomBytes(SESSION_SECRET_BYTES).toString("hex")}\n`, { mode: 0o600, flag: "wx" });
+  const text = readToken(path);
+  if (!new RegExp(`^[0-9a-f]{${SESSION_SECRET_BYTES * 2}}$`).test(text)) {
+    throw new DiscusError("usage", `session secret ${path}`, `is not ${SESSION_SECRET_BYTES * 2} hex digits`, "Delete it and restart the daemon to make a new one (agents booted before must boot again)");
+  }
+  return Uint8Array.from(Buffer.from(text, "hex"));
 }
 
 export function tokenPath(dir: string): string {

@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { Daemon } from "../daemon/daemon.ts";
 import { parseGroupPool } from "../daemon/groups.ts";
-import { adminToken, ensureStateDir, writeServerInfo } from "../daemon/state-dir.ts";
+import { adminToken, ensureStateDir, sessionSecret, writeServerInfo } from "../daemon/state-dir.ts";
 import { openStore } from "../daemon/store.ts";
 import { startHttp, type HttpServer } from "./api.ts";
 
@@ -41,7 +41,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     pool: parseGroupPool(o.groupPool),
     port: o.port,
     keyHex: o.keyHex,
-    sessions: { iface: o.iface, ttl: 1, rateBitsPerSecond: o.rateBitsPerSecond, mtuBytes: o.mtuBytes, idleMs: o.sessionIdleMs },
+    sessions: { iface: o.iface, ttl: 1, rateBitsPerSecond: o.rateBitsPerSecond, mtuBytes: o.mtuBytes, idleMs: o.sessionIdleMs, authSecret: sessionSecret(o.stateDir) },
     log: o.log,
   });
   let http: HttpServer | null = null;

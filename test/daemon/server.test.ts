@@ -5,7 +5,7 @@
 // goes to the local disk by itself. The other node is never written. The daemon is killed with
 // SIGKILL mid-job and restarted: the session is served again and the job completes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "../../scripts/lib/netlab.ts";
@@ -110,6 +110,9 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       const w = bootWords(script);
       expect(w.action).toBe("load");
       expect(w.disk).toBe("serial:QM00001");
+      // The session's key travels in the boot script only; its secret is 0600 in the state dir.
+      expect(w.auth).toMatch(/^[0-9a-f]{64}$/);
+      expect(statSync(join(state, "session.secret")).mode & 0o777).toBe(0o600);
       expect((await call(lab, b, "GET", `${daemon.url}/boot.ipxe?mac=${MAC_B}`, "")).body).toContain("exit");
       expect(await jobState(lab, state, "node-a")).toBe("booting/booting");
 
@@ -125,7 +128,10 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       expect(await jobState(lab, state, "node-a")).toBe("booting/booting");
       await call(lab, a, "POST", `${daemon.url}/api/agent/report?mac=${MAC_A}`, w.token!, { state: "loading", percent: 0, bytesPerSecond: 0, message: "" });
       const target = join(dir, `${label}-a.img`);
-      const loaded = await runClient(lab, a, w.group!, target, ["--image-id", w.image!, "--give-up", "60s"]);
+      // The key from before the restart still opens the restarted daemon's session (derived, not stored).
+      const keyFile = join(dir, `${label}-session.key`);
+      writeFileSync(keyFile, `${w.auth!}\n`, { mode: 0o600 });
+      const loaded = await runClient(lab, a, w.group!, target, ["--image-id", w.image!, "--give-up", "60s", "--auth-key-file", keyFile]);
       expect(loaded.exitCode).toBe(0);
       expect(await sha256File(target)).toBe(referenceSha);
       // The agent's own reporter tells the daemon the disk is written.
@@ -151,6 +157,8 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       daemon.proc.kill("SIGTERM");
       const log = await daemon.log();
       expect(log).not.toContain(w.token!);
+      expect(log).not.toContain(w.auth!);
+      expect(events.stdout).not.toContain(w.auth!);
     } finally {
       daemon.proc.kill("SIGKILL");
     }
