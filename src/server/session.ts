@@ -179,6 +179,7 @@ export class ServeSession {
     this.phase = "stopped";
     for (const timer of [this.control, this.sendTimer, this.announceTimer]) timer?.cancel();
     this.control = this.sendTimer = this.announceTimer = null;
+    if (wasRunning) this.tellAuthDrops(Infinity); // the last ones too
     this.closeTransfer();
     this.transport?.close();
     this.transport = null;
@@ -251,17 +252,19 @@ export class ServeSession {
     this.stats.dropped[reason]++;
     this.authDrops[reason]++;
     this.authDropFrom = from.address;
-    // A genuine client that followed our predecessor (we restarted) learns our epoch from the announce.
-    if (reason === "staleEpoch") this.scheduleAnnounce();
+    // A client that followed our predecessor (we restarted) learns our epoch from the announce, and
+    // one that asks without our key learns from its key id why it gets nothing (at most 10 a second).
+    if (reason === "staleEpoch" || p.type === PacketType.query) this.scheduleAnnounce();
     return false;
   }
 
-  /** Tells the drops since the last time, at most every AUTH_EVENT_INTERVAL_MS. */
+  /** Tells the drops since the last time, at most every AUTH_EVENT_INTERVAL_MS (Infinity: now). */
   private tellAuthDrops(nowMs: number): void {
     const d = this.authDrops;
     if (d.unauthenticated + d.badTag + d.staleEpoch + d.replayed === 0 || nowMs - this.lastAuthEventMs < AUTH_EVENT_INTERVAL_MS) return;
-    this.lastAuthEventMs = nowMs;
-    this.emit({ kind: "auth-dropped", atMs: nowMs, packets: d, lastFrom: this.authDropFrom });
+    const atMs = this.clock.nowMs();
+    this.lastAuthEventMs = atMs;
+    this.emit({ kind: "auth-dropped", atMs, packets: d, lastFrom: this.authDropFrom });
     this.authDrops = noAuthDrops();
   }
 

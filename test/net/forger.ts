@@ -10,6 +10,10 @@
 //             all of chunk 0 three times a second; the first request heard from a client replayed
 //             at PACKETS_PER_MS; 200/s each of garbage, valid-CRC requests for chunks that do not
 //             exist, forged blocks, and reports claiming 100 % loss under random sender ids
+//   steer     without the session key, what would stall the queue and steer the rate of an open
+//             server (needs IMAGE_PATH): requests for every block of every chunk in turn at
+//             PACKETS_PER_MS, 100 %-loss reports from one sender at 50/s, and the first request
+//             heard from a client (authenticated, if the clients have the key) replayed at 0.5/ms
 // PACKETS_PER_MS may be fractional. Bound to the served port with SO_REUSEADDR, so from the
 // server's own host the packets carry the server's address and port. Prints what it sent as JSON.
 import { openImage } from "../../src/image/reader.ts";
@@ -29,12 +33,12 @@ import {
 import { fillBits, bitmapFor } from "../../src/util/bitmap.ts";
 import { equalBytes, fromHex } from "../../src/util/bytes.ts";
 
-const MODES = ["garbage", "forged", "announce", "hostile"] as const;
+const MODES = ["garbage", "forged", "announce", "hostile", "steer"] as const;
 type Mode = (typeof MODES)[number];
 const [group, portText, iface, imageHex, modeText, durationText, rateText, imagePath] = process.argv.slice(2);
 const mode = MODES.find((m) => m === modeText);
-if (!group || !portText || !iface || !imageHex || mode === undefined || !durationText || !rateText || ((mode === "announce" || mode === "hostile") && !imagePath)) {
-  throw new Error("usage: forger.ts GROUP PORT IFACE IMAGE_ID_HEX garbage|forged|announce|hostile DURATION_MS PACKETS_PER_MS [IMAGE_PATH]");
+if (!group || !portText || !iface || !imageHex || mode === undefined || !durationText || !rateText || (mode !== "garbage" && mode !== "forged" && !imagePath)) {
+  throw new Error("usage: forger.ts GROUP PORT IFACE IMAGE_ID_HEX garbage|forged|announce|hostile|steer DURATION_MS PACKETS_PER_MS [IMAGE_PATH]");
 }
 const port = Number(portText);
 const imageId = fromHex(imageHex);
@@ -72,9 +76,17 @@ function fullRequest(chunk: number): Uint8Array {
   return encodeRequest(me, chunk, blockCount, all);
 }
 
-function lossReport(): Uint8Array {
+function lossReport(sender = (random(2 ** 31) * 2 + 1) >>> 0): Uint8Array {
   const body = { state: ReportState.progress, elapsedMs: 1000, chunksDone: 0, chunksTotal: 1, bytesWritten: 0, blocksReceived: 0, duplicateBlocks: 0, requestsSent: 1, rerequests: 0, chunksRejected: 0, intervalReceived: 0, intervalSeqSpan: 1000, message: "" };
-  return encodeReport({ imageId, sender: (random(2 ** 31) * 2 + 1) >>> 0 }, body);
+  return encodeReport({ imageId, sender }, body);
+}
+
+/** Every chunk the image has, data and manifest parts, in turn: an open server sends them all. */
+const totalChunks = real ? real.dataChunkCount + real.manifestPartCount : 1;
+let nextChunk = 0;
+function everyChunk(): [string, Uint8Array] {
+  nextChunk = (nextChunk + 1) % totalChunks;
+  return ["fullRequest", fullRequest(nextChunk)];
 }
 
 const sock = await openGroupSocket({ group, port, iface, ttl: 1, receiveBufferBytes: 1 << 20, sendBufferBytes: 4 << 20 }, (bytes) => {
@@ -117,6 +129,11 @@ const plans: Record<Mode, (() => void)[]> = {
     every(0.2, () => ["badChunk", fullRequest(1_000_000 + random(1000))]),
     every(0.2, forgedBlock),
     every(0.2, () => ["lossReport", lossReport()]),
+  ],
+  steer: [
+    every(packetsPerMs, everyChunk),
+    every(0.05, () => ["lossReport", lossReport(me.sender)]),
+    every(0.5, () => (captured === null ? null : ["replay", captured])),
   ],
 };
 
