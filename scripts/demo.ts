@@ -7,6 +7,7 @@ import { gptComposite } from "../test/fixtures/composite.ts";
 import { checkPartition, discusOk } from "../test/helpers.ts";
 import { destroyStaleLabs, withLab } from "./lib/netlab.ts";
 import { runClient, startServer } from "./lib/mcast.ts";
+import { mkdirSync, linkSync } from "node:fs";
 
 const step = (text: string) => console.log(`\n== ${text}`);
 const show = async (args: string[]) => {
@@ -71,9 +72,59 @@ await withLab({ clients: 3, linkMbit: 100 }, async (lab) => {
   }
 });
 
+step("discus server: the daemon reloads two machines (namespaces) with one command");
+failures += await daemonSection();
+
 await $`rm -rf ${dir}`;
 if (failures > 0) {
   console.log(`\ndemo FAILED: ${failures} partition(s) differ`);
   process.exit(1);
 }
-console.log("\ndemo ok: the restored disk is the captured one, and three multicast clients wrote the same disk");
+console.log("\ndemo ok: the restored disk is the captured one, three multicast clients wrote the same disk, and discus server reloaded two nodes with one command");
+
+/** `discus server` in the lab's server namespace, two nodes in theirs; returns the failures. */
+async function daemonSection(): Promise<number> {
+  const cli = join(import.meta.dir, "..", "src", "cli.ts");
+  const nodeScript = join(import.meta.dir, "lib", "namespace-node.ts");
+  const [images, state] = [join(dir, "images"), join(dir, "state")];
+  mkdirSync(images);
+  linkSync(image, join(images, "example.dsc"));
+  const restoredSha = (await $`sha256sum ${restored}`.text()).split(" ")[0];
+  return withLab({ clients: 2, linkMbit: 100 }, async (lab) => {
+    const s = lab.server;
+    const url = `http://${s.address}:8080`;
+    const daemon = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:8080`, "--images", images, "--iface", s.address]);
+    let log = "";
+    void (async () => {
+      for await (const c of daemon.stderr) log += new TextDecoder().decode(c);
+    })();
+    for (let i = 0; i < 200 && !log.includes("listening on"); i++) await Bun.sleep(50);
+    console.log(`$ discus server --state ${state} --listen ${s.address}:8080 --images ${images} --iface ${s.address}   (in ${s.ns})`);
+    const admin = async (args: string[]) => {
+      console.log(`$ discus ${args.join(" ")}`);
+      const r = await lab.exec(s, ["bun", cli, ...args, "--state", state]);
+      process.stdout.write(r.stdout + r.stderr);
+      return r.exitCode;
+    };
+    let failed = 0;
+    const macs = lab.clients.map((_, i) => `52:54:00:de:00:0${i + 1}`);
+    for (const [i, mac] of macs.entries()) failed += (await admin(["node", "add", `node-${i + 1}`, "--mac", mac, "--disk", `serial:DEMO${i + 1}`, "--image", "example", "--tag", "demo"])) === 0 ? 0 : 1;
+    failed += (await admin(["reload", "tag:demo"])) === 0 ? 0 : 1;
+    console.log("(each node powers on: PXE asks the daemon what to boot, as the chain script does)");
+    const runs = await Promise.all(lab.clients.map((c, i) => lab.exec(c, ["bun", nodeScript, url, macs[i]!, c.address, join(dir, `node-${i + 1}.img`)])));
+    for (const r of runs) {
+      process.stdout.write(r.stdout + r.stderr);
+      if (r.exitCode !== 0) failed++;
+    }
+    failed += (await admin(["status"])) === 0 ? 0 : 1;
+    for (let i = 0; i < lab.clients.length; i++) {
+      const sha = (await $`sha256sum ${join(dir, `node-${i + 1}.img`)}`.nothrow().text()).split(" ")[0];
+      const same = sha === restoredSha;
+      if (!same) failed++;
+      console.log(`node-${i + 1}: disk ${same ? "identical to the local restore" : "DIFFERENT"}`);
+    }
+    daemon.kill("SIGTERM");
+    await daemon.exited;
+    return failed;
+  });
+}
