@@ -2,6 +2,9 @@
 // namespace, serving initramfs/pxe/boot.ipxe, dist/vmlinuz and dist/initramfs.img. Machines
 // listed in `reload` get the discus DHCP option (224) carrying their settings; others get none,
 // so their iPXE exits to the local disk. Shared by the netboot test and scripts/demo-netboot.
+// Chain mode (`chainTo`, for `discus server`): dnsmasq is configured once, with no per-node lines,
+// to give iPXE chain.ipxe over TFTP, which chains to the daemon's boot.ipxe with the node's MAC;
+// the daemon decides and serves the kernel and initramfs itself, so no httpd runs here.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Lab } from "./netlab.ts";
@@ -15,8 +18,10 @@ export interface PxeOptions {
   dir: string;
   /** Site-wide kernel arguments put into boot.ipxe (e.g. discus.group=..., discus.key=...). */
   siteArgs: string;
-  /** MAC address -> the discus settings its DHCP answer carries (option 224). */
+  /** MAC address -> the discus settings its DHCP answer carries (option 224). Empty in chain mode. */
   reload: Map<string, string>;
+  /** Chain mode: the daemon's base URL, e.g. http://198.18.0.1:8080; siteArgs are then unused. */
+  chainTo?: string;
 }
 
 export interface PxeServer {
@@ -29,6 +34,11 @@ export interface PxeServer {
 
 export function bootScript(siteArgs: string): string {
   return readFileSync(join(ROOT, "initramfs/pxe/boot.ipxe"), "utf8").replaceAll("@SITE@", siteArgs).replaceAll("@HTTP_PORT@", String(PXE_HTTP_PORT));
+}
+
+/** The two-line script iPXE gets over TFTP in chain mode; iPXE expands ${net0/mac} itself. */
+export function chainScript(daemonUrl: string): string {
+  return `#!ipxe\nchain ${daemonUrl}/boot.ipxe?mac=\${net0/mac}\n`;
 }
 
 export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
@@ -45,7 +55,7 @@ export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
     // iPXE (QEMU's NIC ROM, or undionly.kpxe chained from a vendor PXE ROM) gets the script;
     // a plain PXE ROM gets iPXE first.
     "dhcp-userclass=set:ipxe,iPXE",
-    "dhcp-boot=tag:ipxe,boot.ipxe",
+    `dhcp-boot=tag:ipxe,${o.chainTo === undefined ? "boot.ipxe" : "chain.ipxe"}`,
     "dhcp-boot=tag:!ipxe,undionly.kpxe",
     "log-dhcp",
   ];
@@ -60,19 +70,20 @@ export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
 }
 
 export async function startPxeServer(lab: Lab, o: PxeOptions): Promise<PxeServer> {
+  if (o.chainTo !== undefined && o.reload.size > 0) throw new Error("pxe: chain mode has no per-node DHCP lines; the daemon decides");
   const http = join(o.dir, "http");
   const tftp = join(o.dir, "tftp");
-  mkdirSync(http, { recursive: true });
   mkdirSync(tftp, { recursive: true });
-  copyFileSync(join(ROOT, "dist/vmlinuz"), join(http, "vmlinuz"));
-  copyFileSync(join(ROOT, "dist/initramfs.img"), join(http, "initramfs.img"));
-  writeFileSync(join(tftp, "boot.ipxe"), bootScript(o.siteArgs));
+  if (o.chainTo === undefined) {
+    mkdirSync(http, { recursive: true });
+    copyFileSync(join(ROOT, "dist/vmlinuz"), join(http, "vmlinuz"));
+    copyFileSync(join(ROOT, "dist/initramfs.img"), join(http, "initramfs.img"));
+    writeFileSync(join(tftp, "boot.ipxe"), bootScript(o.siteArgs));
+  } else writeFileSync(join(tftp, "chain.ipxe"), chainScript(o.chainTo));
   writeFileSync(join(o.dir, "leases"), "");
   writeFileSync(join(o.dir, "dnsmasq.conf"), dnsmasqConfig(lab, o));
-  const procs = [
-    lab.spawn(lab.server, ["dnsmasq", "--no-daemon", `--conf-file=${join(o.dir, "dnsmasq.conf")}`, "--pid-file"]),
-    lab.spawn(lab.server, ["busybox", "httpd", "-f", "-vv", "-p", `${lab.server.address}:${PXE_HTTP_PORT}`, "-h", http]),
-  ];
+  const procs = [lab.spawn(lab.server, ["dnsmasq", "--no-daemon", `--conf-file=${join(o.dir, "dnsmasq.conf")}`, "--pid-file"])];
+  if (o.chainTo === undefined) procs.push(lab.spawn(lab.server, ["busybox", "httpd", "-f", "-vv", "-p", `${lab.server.address}:${PXE_HTTP_PORT}`, "-h", http]));
   let text = "";
   const decoder = new TextDecoder();
   const readers = procs.flatMap((p) => [p.stdout, p.stderr]).map(async (s) => {

@@ -46,7 +46,8 @@ export function agentScript(b: AgentBoot): string {
   return [
     "#!ipxe",
     `echo discus: ${b.action} for ${b.mac}`,
-    `kernel ${b.baseUrl}/boot/vmlinuz initrd=initramfs console=ttyS0 console=tty0 ${words.join(" ")}`,
+    // The last console= is /dev/console, where /init and the agent write: the serial line, as in boot.ipxe.
+    `kernel ${b.baseUrl}/boot/vmlinuz initrd=initramfs console=tty0 console=ttyS0,115200 ${words.join(" ")}`,
     `initrd --name initramfs ${b.baseUrl}/boot/initramfs`,
     "boot",
     "",
