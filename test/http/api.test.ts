@@ -305,6 +305,21 @@ describe("boot and agent", () => {
     expect((await call("POST", `/api/agent/inventory?mac=${MAC}`, { token: "0".repeat(64), body: JSON.stringify(hw) })).status).toBe(403);
   });
 
+  test("cancel stops a reload that has not begun to write, and refuses one that has", async () => {
+    const c1 = "52:54:00:00:00:11";
+    expect((await call("POST", "/api/reload", { body: JSON.stringify({ selectors: ["c1"], image: null }) })).status).toBe(200);
+    const cancelled = await call("POST", "/api/cancel", { body: JSON.stringify({ selectors: ["c1"] }) });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.map((j: { state: string }) => j.state)).toEqual(["cancelled"]);
+    expect((await call("GET", `/boot.ipxe?mac=${c1}`, { token: null })).text).toMatch(/\nexit\n$/);
+    expect((await call("GET", "/api/nodes/c1")).body.node.state).toBe("ready");
+    // n1's agent reported loading: stopping it now would leave a half-written disk.
+    const refused = await call("POST", "/api/cancel", { body: JSON.stringify({ selectors: ["n1"] }) });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toContain("has begun to write");
+    expect((await call("GET", `/api/jobs/${jobId}`)).body.state).toBe("loading");
+  });
+
   test("a reload of an image not in the catalog (DiscusError usage) is 400", async () => {
     const r = await call("POST", "/api/reload", { body: JSON.stringify({ selectors: ["n1"], image: "nope" }) });
     expect(r.status).toBe(400);
