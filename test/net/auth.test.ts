@@ -1,8 +1,15 @@
 // Authenticated control packets (issue 11): the trailer's layout and tag, the replay window, the
 // cost of a verify, and the key file options. The attacks on a real LAN are in auth-lan.test.ts.
 import { describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { resolveSettings, describeSettings } from "../../src/agent/settings.ts";
+import { Loader } from "../../src/client/loader.ts";
+import { TargetSink } from "../../src/client/sink.ts";
+import { closeImage, openImage } from "../../src/image/reader.ts";
+import { ServeSession, type ServeEvent } from "../../src/server/session.ts";
+import { MemoryLan, VIRTUAL_GROUP, VIRTUAL_PORT, VIRTUAL_SERVER_ADDRESS, VirtualClock } from "./virtual.ts";
 import { deriveSessionKey, ReplayWindow, REPLAY_WINDOW_PACKETS, SessionKey, sessionKeyFromHex } from "../../src/net/auth.ts";
 import {
   AUTH_TAG_BYTES,
@@ -20,7 +27,7 @@ import {
   REQUEST_FIXED_BYTES,
 } from "../../src/net/wire.ts";
 import { view } from "../../src/util/bytes.ts";
-import { discus, tmpDir } from "../helpers.ts";
+import { discus, discusOk, sha256File, tmpDir } from "../helpers.ts";
 
 const imageId = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
 const common = { imageId, sender: 0x1234567 };
@@ -189,4 +196,69 @@ describe("--auth-key-file", () => {
     expect(missing.stderr).toContain("--auth-key-file");
     expect(missing.stderr).toContain("no such file");
   });
+});
+
+describe("the agent's discus.auth", () => {
+  test("64 hex digits become the key; anything else is a usage error that does not echo it; never described", () => {
+    const hexKey = "c0".repeat(32);
+    const s = resolveSettings(`discus.action=load discus.group=239.192.0.1 discus.disk=only discus.auth=${hexKey}`, null);
+    expect(Buffer.from(s.auth!).toString("hex")).toBe(hexKey);
+    expect(describeSettings(s).join("\n")).not.toContain("c0c0");
+    expect(() => resolveSettings("discus.auth=secretsecret", null)).toThrow("discus.auth: is not 64 hex digits");
+    try {
+      resolveSettings("discus.auth=secretsecret", null);
+    } catch (e) {
+      expect((e as Error).message).not.toContain("secretsecret");
+    }
+  });
+});
+
+describe("a keyed session restarted mid-load (virtual time)", () => {
+  test("clients with the key follow the new epoch from its announce and finish with the right disk", async () => {
+    const dir = await tmpDir();
+    writeFileSync(join(dir, "source.img"), randomBytes(8 << 20));
+    const imagePath = join(dir, "disk.dsc");
+    await discusOk(["create", join(dir, "source.img"), imagePath, "--raw", "--chunk-size", "256K", "--quiet"]);
+    const image = openImage(imagePath);
+    const clock = new VirtualClock();
+    const lan = new MemoryLan(clock, 0.2);
+    const session = (seed: number) =>
+      new ServeSession(
+        image,
+        { imageName: imagePath, group: VIRTUAL_GROUP, port: VIRTUAL_PORT, rateBitsPerSecond: 100e6, adaptiveRate: true, mtuBytes: 1500, idleMs: null, seed, authKey: key },
+        { clock, openTransport: lan.transport(VIRTUAL_SERVER_ADDRESS, VIRTUAL_PORT) },
+      );
+    try {
+      const first = session(1);
+      await first.start();
+      const targets = [0, 1].map((i) => join(dir, `t${i}.img`));
+      let settled = 0;
+      let progress = 0;
+      const runs = targets.map((target, i) => {
+        const loader = new Loader(
+          { group: VIRTUAL_GROUP, port: VIRTUAL_PORT, publicKey: null, keyPath: null, imageId: null, giveUpMs: 30_000, bufferBytes: 2 << 20, requestWindowChunks: 4, seed: 10 + i, authKey: key },
+          { clock, openTransport: lan.transport(`198.18.0.${10 + i}`, VIRTUAL_PORT), sink: new TargetSink({ target, freeMode: "skip", workers: 0 }) },
+        );
+        loader.on((e) => e.kind === "progress" && e.chunksDone > 0 && progress++);
+        return loader.run().finally(() => settled++);
+      });
+      await clock.runUntil(() => progress >= 6, 60_000);
+      expect(settled).toBe(0);
+      await first.stop();
+      const second = session(2);
+      const events: ServeEvent[] = [];
+      second.on((e) => events.push(e));
+      await second.start();
+      await clock.runUntil(() => settled === 2, clock.nowMs() + 60_000);
+      const stats = await Promise.all(runs);
+      for (const s of stats) expect(s.serverRestarts).toBeGreaterThanOrEqual(1);
+      for (const t of targets) expect(await sha256File(t)).toBe(await sha256File(join(dir, "source.img")));
+      await second.stop();
+      // The clients' first requests to the new server named the old epoch: dropped, answered with an announce.
+      const dropped = events.filter((e) => e.kind === "auth-dropped").reduce((n, e) => n + (e.kind === "auth-dropped" ? e.packets.staleEpoch : 0), 0);
+      expect(dropped).toBeGreaterThan(0);
+    } finally {
+      closeImage(image);
+    }
+  }, 120_000);
 });
