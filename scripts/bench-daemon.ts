@@ -7,7 +7,8 @@
 // at the same rate, each with idle HTTP and with the agents running; a listening host's kernel
 // counter (scripts/lib/rx-sampler.ts) gives the rate per 100 ms window.
 // Usage: bun scripts/bench-daemon.ts [--nodes 1000] [--run 60] [--concurrency 64] [--agent-procs 1]
-//   [--rate 200mbit] [--image-mb 384] [--db sqlite|postgres|postgres://...] [--no-pacing]
+//   [--rate 200mbit] [--image-mb 384] [--db sqlite|postgres|postgres://...] [--state DIR] [--no-pacing]
+//   --state: the daemon's state directory (SQLite lives there), wiped first; default under /tmp.
 import { $ } from "bun";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -45,6 +46,7 @@ interface Options {
   rateBitsPerSecond: number;
   imageMb: number;
   db: string;
+  stateDir: string;
   pacing: boolean;
 }
 
@@ -70,6 +72,7 @@ function parseOptions(argv: string[]): Options {
     rateBitsPerSecond: Number(m[1]) * 1e6,
     imageMb: int("image-mb", 384, 8, 8192),
     db: get("db", "sqlite"),
+    stateDir: get("state", join(WORK, "state")),
     pacing: !argv.includes("--no-pacing"),
   };
 }
@@ -216,11 +219,14 @@ function startSampler(lab: Lab, host: Host): () => Promise<[number, number][]> {
 interface Transfer {
   rate: RateFigures;
   rerequests: number;
+  /** The machine's 1-minute load average as the transfer began: other work skews the figures. */
+  loadAverage: number;
 }
 
 /** One `discus load` of the whole image, measured at the listening host. */
 async function transfer(lab: Lab, group: string, port: number, imageId: string, ceiling: number, keyArgs: string[]): Promise<Transfer> {
   const [, loader, listener] = lab.clients as [Host, Host, Host];
+  const loadAverage = Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
   const stopSampler = startSampler(lab, listener);
   await Bun.sleep(300);
   const proc = lab.spawn(loader, ["bun", cli, "load", TARGET, "--group", group, "--port", String(port), "--iface", loader.address, "--image-id", imageId, "--give-up", "60s", "--json", ...keyArgs]);
@@ -232,7 +238,7 @@ async function transfer(lab: Lab, group: string, port: number, imageId: string, 
   if (code !== 0) throw new Error(`discus load exited ${code}: ${stderr.trim()}`);
   const figures = rateFigures(samples, ceiling);
   if (figures === null) throw new Error("the transfer was too short to measure a steady rate: give a larger --image-mb");
-  return { rate: figures, rerequests: (JSON.parse(stdout) as { rerequests: number }).rerequests };
+  return { rate: figures, rerequests: (JSON.parse(stdout) as { rerequests: number }).rerequests, loadAverage };
 }
 
 function startChildServe(lab: Lab, imagesDir: string, o: Options, keyArgs: string[]): ReturnType<Lab["spawn"]> {
@@ -269,6 +275,7 @@ interface PacingRun {
   http: "idle" | "agents";
   rate: RateFigures;
   rerequests: number;
+  loadAverage: number;
   /** CPU of the process that sends, over the run. */
   senderCpuPercent: number;
 }
@@ -322,7 +329,7 @@ async function pacingRuns(lab: Lab, daemon: Daemon, token: string, o: Options, b
 }
 
 async function bench(lab: Lab, o: Options, imagesDir: string, dbUrl: string | null): Promise<Bench> {
-  const state = join(WORK, "state");
+  const state = o.stateDir;
   rmSync(state, { recursive: true, force: true });
   const daemon = await startDaemon(lab, state, imagesDir, o, dbUrl);
   try {
@@ -386,10 +393,10 @@ function runsTable(runs: HttpRun[]): string[] {
 }
 
 function pacingTable(runs: PacingRun[]): string[] {
-  const out = ["| sender | HTTP | mean Mbit/s | p5 / p50 / max per 100 ms | CV of 100 ms windows | stalls (< half) | steady s | loader re-requests | sender CPU % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"];
+  const out = ["| sender | HTTP | mean Mbit/s | p5 / p50 / max per 100 ms | CV of 100 ms windows | stalls (< half) | steady s | loader re-requests | sender CPU % | load avg at start |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"];
   for (const r of runs) {
     const x = r.rate;
-    out.push(`| ${r.label} | ${r.http} | ${f1(x.meanMbit)} | ${f1(x.p5Mbit)} / ${f1(x.p50Mbit)} / ${f1(x.maxMbit)} | ${f2(x.cv)} | ${x.stalls} | ${f1(x.seconds)} | ${r.rerequests} | ${f1(r.senderCpuPercent)} |`);
+    out.push(`| ${r.label} | ${r.http} | ${f1(x.meanMbit)} | ${f1(x.p5Mbit)} / ${f1(x.p50Mbit)} / ${f1(x.maxMbit)} | ${f2(x.cv)} | ${x.stalls} | ${f1(x.seconds)} | ${r.rerequests} | ${f1(r.senderCpuPercent)} | ${f2(r.loadAverage)} |`);
   }
   const find = (label: string, http: string) => runs.find((r) => r.label.startsWith(label) && r.http === http)?.rate;
   const [ai, al, ci, cl] = [find("in process", "idle"), find("in process", "agents"), find("child", "idle"), find("child", "agents")];
@@ -398,6 +405,8 @@ function pacingTable(runs: PacingRun[]): string[] {
     out.push(`rate, loaded / idle: in process ${f2(al.meanMbit / ai.meanMbit)}, child ${f2(cl.meanMbit / ci.meanMbit)}; in process / child, loaded: ${f2(al.meanMbit / cl.meanMbit)}`);
     out.push(`CV, loaded / idle: in process ${f2(al.cv / ai.cv)}, child ${f2(cl.cv / ci.cv)}; in process / child, loaded: ${f2(al.cv / cl.cv)}`);
     // The lead's threshold (issue 11): more than ~5 % lost to HTTP work, or markedly more jitter than a child.
+    const when = (x: RateFigures) => (x.stallAtS.length === 0 ? "none" : x.stallAtS.slice(0, 40).join(" "));
+    out.push(`stalls, s since the listener started (0.3 s before the loader, ${TRANSFER_DELAY_MS / 1000} s after the agents): in process ${when(al)}; child ${when(cl)}`);
     const drop = 1 - al.meanMbit / ai.meanMbit;
     if (drop > 0.05 || al.cv > 2 * cl.cv) {
       out.push(`NOTE: in-process pacing looks hurt by the HTTP load: its rate loaded / idle is ${f2(al.meanMbit / ai.meanMbit)}, its CV loaded ${f2(al.cv)} against ${f2(cl.cv)} for the child.`);
@@ -417,7 +426,7 @@ function summary(b: Bench, o: Options, dbKind: string, where: string): string[] 
   const lines = [
     `## discus server under ${o.nodes} agents (${new Date().toISOString().slice(0, 10)})`,
     "",
-    `${where}. Database ${dbKind}; ${o.nodes} nodes; each agent reports every 3 s for ${o.runMs / 1000} s; at most ${o.concurrency} requests in flight (${o.agentProcs} agent process${o.agentProcs > 1 ? "es" : ""}); session rate ${o.rate}, image ${o.imageMb} MiB.`,
+    `${where}. Database ${dbKind} (state in ${o.stateDir}); ${o.nodes} nodes; each agent reports every 3 s for ${o.runMs / 1000} s; at most ${o.concurrency} requests in flight (${o.agentProcs} agent process${o.agentProcs > 1 ? "es" : ""}); session rate ${o.rate}, image ${o.imageMb} MiB.`,
     `import of ${o.nodes} nodes (CSV) ${f1(b.importMs / 1000)} s; reload of ${o.nodes} nodes ${f1(b.reloadMs / 1000)} s (CLI wall time).`,
     "",
     ...latencyTable(b.http[0]!),

@@ -113,11 +113,12 @@ class Agents {
     const token = /discus\.token=([A-Za-z0-9_-]+)/.exec(script)?.[1];
     if (token === undefined) return this.fail(`boot-agent ${mac}: no agent script: ${script.slice(0, 120)}`);
     if ((await this.call("plan", `/api/agent/plan${q}`, token)) === null) return;
-    const startedMs = performance.now();
-    // A random phase, as real agents boot at different moments: reports do not come in lockstep.
-    await Bun.sleep(Math.random() * PROGRESS_INTERVAL_MS);
+    // A random phase, as real agents boot at different moments: reports do not come in lockstep
+    // even though all the agents here boot within a few seconds.
+    const startedMs = performance.now() + Math.random() * PROGRESS_INTERVAL_MS;
+    await Bun.sleep(Math.max(0, startedMs - performance.now()));
     for (let n = 1; performance.now() - startedMs < this.c.runMs; n++) {
-      const percent = Math.min(99, (100 * (performance.now() - startedMs)) / this.c.runMs);
+      const percent = Math.max(0, Math.min(99, (100 * (performance.now() - startedMs)) / this.c.runMs)); // a timer may wake early
       await this.call("report", `/api/agent/report${q}`, token, { state: "loading", percent, bytesPerSecond: 1.1e8, message: "" });
       await Bun.sleep(Math.max(0, startedMs + n * PROGRESS_INTERVAL_MS - performance.now()));
     }

@@ -17,6 +17,8 @@ export interface RateFigures {
   maxMbit: number;
   /** Windows below half the mean: stalls. */
   stalls: number;
+  /** When the stalls ended, seconds since the first sample (the sampler's start). */
+  stallAtS: number[];
   windows: number;
   seconds: number;
 }
@@ -50,6 +52,7 @@ export function rateFigures(samples: readonly [number, number][], ceilingBitsPer
     p50Mbit: at(50),
     maxMbit: values[values.length - 1]!,
     stalls: values.filter((v) => v < avg / 2).length,
+    stallAtS: steady.filter((r) => r.mbit < avg / 2).map((r) => Math.round(r.t / 100) / 10),
     windows: values.length,
     seconds: (tb - ta) / 1000,
   };
