@@ -2,13 +2,14 @@
 // namespace, serving initramfs/pxe/boot.ipxe, dist/vmlinuz and dist/initramfs.img. Machines
 // listed in `reload` get the discus DHCP option (224) carrying their settings; others get none,
 // so their iPXE exits to the local disk. Shared by the netboot test and scripts/demo-netboot.
+// dnsmasq runs the configuration docs/NETBOOT.md gives admins, read from the document.
 // Chain mode (`chainTo`, for `discus server`): dnsmasq is configured once, with no per-node lines,
 // to give iPXE chain.ipxe over TFTP, which chains to the daemon's boot.ipxe with the node's MAC;
 // the daemon decides and serves the kernel and initramfs itself, so no httpd runs here.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Lab } from "./netlab.ts";
-import { DHCP_OPTION } from "../../src/agent/agent.ts";
+import { DOC_MAC, documentedBlock, forLab, type LabPlaces } from "./dhcp-docs.ts";
 
 export const PXE_HTTP_PORT = 8080;
 const ROOT = join(import.meta.dir, "../..");
@@ -36,37 +37,39 @@ export function bootScript(siteArgs: string): string {
   return readFileSync(join(ROOT, "initramfs/pxe/boot.ipxe"), "utf8").replaceAll("@SITE@", siteArgs).replaceAll("@HTTP_PORT@", String(PXE_HTTP_PORT));
 }
 
-/** The two-line script iPXE gets over TFTP in chain mode; iPXE expands ${net0/mac} itself. */
-export function chainScript(daemonUrl: string): string {
-  return `#!ipxe\nchain ${daemonUrl}/boot.ipxe?mac=\${net0/mac}\n`;
+/** Where the document's example names go in a PXE server's folder. */
+function places(lab: Lab, o: PxeOptions): LabPlaces {
+  return { iface: lab.server.iface, subnet: lab.server.address.replace(/\.\d+$/, ""), tftpRoot: join(o.dir, "tftp"), etc: join(o.dir, "etc") };
 }
 
+/** chain.ipxe exactly as docs/NETBOOT.md gives it; iPXE expands ${net0/mac} itself. */
+export function chainScript(lab: Lab, o: PxeOptions): string {
+  const script = forLab(documentedBlock("chain-ipxe"), places(lab, o));
+  if (!script.includes(`chain ${o.chainTo}/boot.ipxe?mac=`)) throw new Error(`pxe: the documented chain.ipxe does not name ${o.chainTo}; run the daemon on ${lab.server.address}:8080`);
+  return script;
+}
+
+/**
+ * dnsmasq's configuration as docs/NETBOOT.md gives it (chain mode, or option 224 per node), plus
+ * the four lines the document says tests add for a test folder and a namespace.
+ */
 export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
-  const subnet = lab.server.address.replace(/\.\d+$/, "");
-  const lines = [
-    "port=0", // no DNS
-    "user=root", // the lease file and TFTP root live in a test folder only root can write
-    `interface=${lab.server.iface}`,
-    "bind-interfaces",
-    `dhcp-range=${subnet}.200,${subnet}.250,255.255.255.0,1h`,
-    `dhcp-leasefile=${join(o.dir, "leases")}`,
-    "enable-tftp",
-    `tftp-root=${join(o.dir, "tftp")}`,
-    // iPXE (QEMU's NIC ROM, or undionly.kpxe chained from a vendor PXE ROM) gets the script;
-    // a plain PXE ROM gets iPXE first.
-    "dhcp-userclass=set:ipxe,iPXE",
-    `dhcp-boot=tag:ipxe,${o.chainTo === undefined ? "boot.ipxe" : "chain.ipxe"}`,
-    "dhcp-boot=tag:!ipxe,undionly.kpxe",
-    "log-dhcp",
-  ];
+  const main = forLab(documentedBlock(o.chainTo === undefined ? "dnsmasq-main" : "dnsmasq-chain"), places(lab, o));
+  return `${main}dhcp-leasefile=${join(o.dir, "leases")}\npid-file=\nbind-interfaces\nlog-dhcp\n`;
+}
+
+/** The per-node file of the option-224 way: the documented pair of lines for each node. */
+export function reloadConfig(o: PxeOptions): string {
+  const pair = documentedBlock("dnsmasq-reload");
+  const documentedSettings = /,224,"([^"]*)"/.exec(pair)![1]!;
   let n = 0;
+  let out = "";
   for (const [mac, settings] of o.reload) {
-    const tag = `discus${n++}`;
-    lines.push(`dhcp-host=${mac},set:${tag}`);
-    // force: iPXE does not list 224 among the options it requests.
-    lines.push(`dhcp-option-force=tag:${tag},${DHCP_OPTION},"${settings}"`);
+    if (settings.includes('"')) throw new Error(`pxe: settings for ${mac} hold a quote`);
+    n++;
+    out += pair.replaceAll(DOC_MAC, mac).replaceAll("reload1", `reload${n}`).replace(documentedSettings, settings);
   }
-  return `${lines.join("\n")}\n`;
+  return out;
 }
 
 export async function startPxeServer(lab: Lab, o: PxeOptions): Promise<PxeServer> {
@@ -74,15 +77,20 @@ export async function startPxeServer(lab: Lab, o: PxeOptions): Promise<PxeServer
   const http = join(o.dir, "http");
   const tftp = join(o.dir, "tftp");
   mkdirSync(tftp, { recursive: true });
+  mkdirSync(join(o.dir, "etc"), { recursive: true });
+  writeFileSync(join(o.dir, "etc", "reload.conf"), reloadConfig(o));
+  // dnsmasq serves TFTP as an unprivileged user, as the document says: the way down must be open.
+  chmodSync(dirname(o.dir), 0o711);
+  chmodSync(o.dir, 0o755);
   if (o.chainTo === undefined) {
     mkdirSync(http, { recursive: true });
     copyFileSync(join(ROOT, "dist/vmlinuz"), join(http, "vmlinuz"));
     copyFileSync(join(ROOT, "dist/initramfs.img"), join(http, "initramfs.img"));
     writeFileSync(join(tftp, "boot.ipxe"), bootScript(o.siteArgs));
-  } else writeFileSync(join(tftp, "chain.ipxe"), chainScript(o.chainTo));
+  } else writeFileSync(join(tftp, "chain.ipxe"), chainScript(lab, o));
   writeFileSync(join(o.dir, "leases"), "");
   writeFileSync(join(o.dir, "dnsmasq.conf"), dnsmasqConfig(lab, o));
-  const procs = [lab.spawn(lab.server, ["dnsmasq", "--no-daemon", `--conf-file=${join(o.dir, "dnsmasq.conf")}`, "--pid-file"])];
+  const procs = [lab.spawn(lab.server, ["dnsmasq", "--no-daemon", `--conf-file=${join(o.dir, "dnsmasq.conf")}`])];
   if (o.chainTo === undefined) procs.push(lab.spawn(lab.server, ["busybox", "httpd", "-f", "-vv", "-p", `${lab.server.address}:${PXE_HTTP_PORT}`, "-h", http]));
   let text = "";
   const decoder = new TextDecoder();
