@@ -201,13 +201,14 @@ export class Daemon implements DaemonApi {
     const nodes = selectNodes(selectors, await this.store.listNodes());
     // Every node is checked before any job is made: a reload is all or nothing.
     const plans = await Promise.all(nodes.map((n) => this.planReload(n, image)));
+    // Sessions first: one that cannot start fails the reload before any job exists.
+    for (const record of new Set(plans.map((p) => p.record))) await this.sessions.ensure(record);
     const jobs: JobRecord[] = [];
     for (const { node, record, old } of plans) {
       if (old !== null) await this.store.updateJob(old.id, { state: "cancelled", error: "replaced by a new reload", updatedMs: this.now() });
       const job = await this.newJob(node.mac, "load", record.name);
       await this.store.putNode({ ...node, state: "queued" });
       await this.event(actor, "job.create", node.name, `job ${job.id}: ${record.name}`);
-      await this.sessions.ensure(record);
       jobs.push(job);
     }
     for (const { node } of plans) void this.powerOn(node, jobs.find((j) => j.mac === node.mac)!);
@@ -271,11 +272,16 @@ export class Daemon implements DaemonApi {
 
   async cancel(selectors: string[], actor: string): Promise<JobRecord[]> {
     const nodes = selectNodes(selectors, await this.store.listNodes());
+    const active = await Promise.all(nodes.map((n) => this.store.activeJob(n.mac)));
+    // Every node is checked before any job changes: a cancel is all or nothing.
+    nodes.forEach((node, i) => {
+      const job = active[i]!;
+      if (job !== null && !NOT_WRITING.includes(job.state)) throw new DiscusError("usage", `node ${node.name}`, `has begun to write (job ${job.id} ${job.state}); stopping now would leave a half-written disk`, "Let it finish, then reload again");
+    });
     const out: JobRecord[] = [];
-    for (const node of nodes) {
-      const job = await this.store.activeJob(node.mac);
+    for (const [i, node] of nodes.entries()) {
+      const job = active[i]!;
       if (job === null) continue;
-      if (!NOT_WRITING.includes(job.state)) throw new DiscusError("usage", `node ${node.name}`, `has begun to write (job ${job.id} ${job.state}); stopping now would leave a half-written disk`, "Let it finish, then reload again");
       out.push((await this.store.updateJob(job.id, { state: "cancelled", updatedMs: this.now() }))!);
       if (job.kind === "load") await this.store.putNode({ ...node, state: "ready" });
       await this.event(actor, "job.cancel", node.name, `job ${job.id}`);

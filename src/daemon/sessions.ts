@@ -7,6 +7,7 @@ import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
 import { deriveSessionKey, SessionKey } from "../net/auth.ts";
 import { hex } from "../util/bytes.ts";
+import { DiscusError } from "../util/errors.ts";
 import { networkSession } from "../server/serve.ts";
 import type { ServeEvent, ServeSession } from "../server/session.ts";
 import type { ImageRecord } from "./model.ts";
@@ -45,7 +46,9 @@ export class Sessions {
   /** Serves the image if it is not served yet. */
   async ensure(record: ImageRecord): Promise<void> {
     if (this.running.has(record.name)) return;
-    if (this.running.size >= MAX_SESSIONS) throw new Error(`more than ${MAX_SESSIONS} images served at once`);
+    if (this.running.size >= MAX_SESSIONS) {
+      throw new DiscusError("usage", `image ${record.name}`, `cannot be served now: ${MAX_SESSIONS} images are served at once already`, "Wait for other reloads to end (idle sessions stop by themselves)");
+    }
     const image = openImage(record.path);
     try {
       const seed = crypto.getRandomValues(new Uint32Array(1))[0]!;
@@ -64,7 +67,9 @@ export class Sessions {
     } catch (e) {
       this.running.delete(record.name);
       closeImage(image);
-      throw e;
+      if (e instanceof DiscusError) throw e;
+      // A socket the kernel refuses (address in use, no such interface) is the host's, not a bug.
+      throw new DiscusError("io", `the session for image ${record.name} on ${record.group}:${record.port}`, `could not start: ${(e as Error).message}`, "Check --iface and that no other server uses that group and port");
     }
   }
 

@@ -320,6 +320,27 @@ describe("boot and agent", () => {
     expect((await call("GET", `/api/jobs/${jobId}`)).body.state).toBe("loading");
   });
 
+  test("discus inventory: a known node boots the inventory action, reports its hardware with its token, and then boots its disk", async () => {
+    const c2 = "52:54:00:00:00:12";
+    const jobs = await call("POST", "/api/inventory", { body: JSON.stringify({ selectors: ["c2"] }) });
+    expect(jobs.status).toBe(200);
+    expect(jobs.body[0]).toMatchObject({ kind: "inventory", image: null, state: "queued" });
+    const script = (await call("GET", `/boot.ipxe?mac=${c2}`, { token: null })).text;
+    expect(script).toContain("discus.action=inventory");
+    expect(script).not.toContain("discus.disk=");
+    const token = /discus\.token=([A-Za-z0-9_-]+)/.exec(script)![1]!;
+    seenJobToken.push(token);
+    const hw = { disks: [{ path: "/dev/vda", model: "QEMU", serial: "SER-C2", wwn: "", sizeBytes: 1 << 30, removable: false }], nics: [{ name: "eth0", mac: c2, speedMbit: 1000 }], cpu: { model: "x", cores: 2 }, memoryBytes: 1 << 30 };
+    expect((await call("POST", `/api/agent/inventory?mac=${c2}`, { token: jobToken, body: JSON.stringify(hw) })).status).toBe(403);
+    expect((await call("POST", `/api/agent/inventory?mac=${c2}`, { token, body: JSON.stringify(hw) })).status).toBe(200);
+    const shown = (await call("GET", "/api/nodes/c2")).body;
+    expect(shown.node.hardware.disks[0].serial).toBe("SER-C2");
+    expect(shown.job).toMatchObject({ kind: "inventory", state: "done" });
+    expect((await call("GET", `/boot.ipxe?mac=${c2}`, { token: null })).text).toMatch(/\nexit\n$/);
+    // n1 is writing its disk: no inventory now.
+    expect((await call("POST", "/api/inventory", { body: JSON.stringify({ selectors: ["n1"] }) })).status).toBe(400);
+  });
+
   test("a reload of an image not in the catalog (DiscusError usage) is 400", async () => {
     const r = await call("POST", "/api/reload", { body: JSON.stringify({ selectors: ["n1"], image: "nope" }) });
     expect(r.status).toBe(400);
