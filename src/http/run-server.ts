@@ -7,6 +7,7 @@ import { parseGroupPool } from "../daemon/groups.ts";
 import { adminToken, ensureStateDir, sessionSecret, writeServerInfo } from "../daemon/state-dir.ts";
 import { openStore } from "../daemon/store.ts";
 import { startHttp, type HttpServer } from "./api.ts";
+import { claimSocketPath } from "./unix-socket.ts";
 
 export interface ServerOptions {
   stateDir: string;
@@ -21,6 +22,8 @@ export interface ServerOptions {
   mtuBytes: number;
   sessionIdleMs: number;
   keyHex: string | null;
+  /** The local socket (the same API); null: none. */
+  socketPath: string | null;
   /** Where boot files (vmlinuz, initramfs) are served from: GET /boot/NAME. */
   bootDir: string | null;
   log: (line: string) => void;
@@ -34,6 +37,8 @@ export interface RunningServer {
 
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   ensureStateDir(o.stateDir);
+  // Before the database: a second daemon on one state directory stops here, having touched nothing.
+  if (o.socketPath !== null) await claimSocketPath(o.socketPath);
   const token = adminToken(o.stateDir);
   const store = await openStore(o.dbUrl ?? `sqlite://${join(o.stateDir, "discus.db")}`);
   const daemon = new Daemon(store, {
@@ -47,14 +52,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let http: HttpServer | null = null;
   try {
     await daemon.start();
-    http = startHttp(daemon, { listen: o.listen, adminToken: token, log: o.log, bootDir: o.bootDir });
+    http = startHttp(daemon, { listen: o.listen, adminToken: token, log: o.log, bootDir: o.bootDir, socketPath: o.socketPath });
   } catch (e) {
     await daemon.stop();
     await store.close();
     throw e;
   }
   writeServerInfo(o.stateDir, http.url);
-  o.log(`discus server: listening on ${http.url}, state in ${o.stateDir} (${store.kind}), images from ${o.imagesDir}`);
+  o.log(`discus server: listening on ${http.url}${o.socketPath ? ` and ${o.socketPath}` : ""}, state in ${o.stateDir} (${store.kind}), images from ${o.imagesDir}`);
   const server = http;
   return {
     url: server.url,
