@@ -11,7 +11,7 @@ import { agentScript, exitScript } from "./boot-script.ts";
 import { mergeCatalog, scanImagesDir } from "./catalog.ts";
 import { parseNodesCsv } from "./csv.ts";
 import type { GroupPool } from "./groups.ts";
-import { FINISHED_JOB_STATES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobKind, type JobRecord, type NodeRecord, type Store } from "./model.ts";
+import { MAX_NEW_NODES, MAX_NODES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobKind, type JobRecord, type NodeRecord, type Store } from "./model.ts";
 import { nodeFromInput } from "./nodes.ts";
 import { powerCycle } from "./power.ts";
 import { selectNodes } from "./selectors.ts";
@@ -132,24 +132,24 @@ export class Daemon implements DaemonApi {
     return (mac === null ? null : await this.store.getNode(mac)) ?? (await this.store.getNodeByName(nameOrMac.toLowerCase()));
   }
 
-  private statusOf(node: NodeRecord, jobs: readonly JobRecord[]): NodeStatus {
-    return { node, job: jobs.find((j) => j.mac === node.mac) ?? null };
-  }
-
   async listNodes(): Promise<NodeStatus[]> {
-    const jobs = await this.store.listJobs(MAX_LISTED);
-    return (await this.store.listNodes()).map((n) => this.statusOf(n, jobs));
+    const [nodes, jobs] = await Promise.all([this.store.listNodes(), this.store.latestJobs()]);
+    const byMac = new Map(jobs.map((j) => [j.mac, j]));
+    return nodes.map((node) => ({ node, job: byMac.get(node.mac) ?? null }));
   }
 
   async getNode(nameOrMac: string): Promise<NodeStatus | null> {
     const node = await this.findNode(nameOrMac);
-    return node === null ? null : this.statusOf(node, await this.store.listJobs(MAX_LISTED));
+    return node === null ? null : { node, job: await this.store.latestJob(node.mac) };
   }
 
   async addNode(input: NodeInput, actor: string): Promise<NodeRecord> {
     const mac = normalizeMac(input.mac);
     const old = mac === null ? null : await this.store.getNode(mac);
     if (old !== null && old.state !== "new") throw new DiscusError("usage", `node ${old.name} (${old.mac})`, "exists already", "Change it with `discus node set`, or remove it first");
+    if (old === null && (await this.store.countNodes(null)) >= MAX_NODES) {
+      throw new DiscusError("usage", `node ${input.name}`, `cannot be added: the inventory holds ${MAX_NODES} nodes, its limit`, "Remove nodes that are gone (`discus node rm`), or run another daemon for another part of the fleet");
+    }
     const node = nodeFromInput(input, (n) => this.images.has(n), old);
     await this.store.putNode(node);
     await this.event(actor, "node.add", node.name, `${node.mac}${old !== null ? " (was new)" : ""}`);
@@ -193,8 +193,8 @@ export class Daemon implements DaemonApi {
 
   // ---- jobs ---------------------------------------------------------------------------------
 
-  private async unfinishedJobs(): Promise<JobRecord[]> {
-    return (await this.store.listJobs(MAX_LISTED)).filter((j) => !FINISHED_JOB_STATES.includes(j.state));
+  private unfinishedJobs(): Promise<JobRecord[]> {
+    return this.store.unfinishedJobs();
   }
 
   async reload(selectors: string[], image: string | null, actor: string): Promise<JobRecord[]> {
@@ -320,6 +320,10 @@ export class Daemon implements DaemonApi {
   /** An unknown node: recorded as new and inventoried (MAAS: commissioning); never written. */
   private async firstBoot(mac: string, baseUrl: string): Promise<string> {
     const name = `new-${mac.replace(/:/g, "")}`;
+    if ((await this.store.countNodes("new")) >= MAX_NEW_NODES || (await this.store.countNodes(null)) >= MAX_NODES) {
+      this.o.log?.(`boot: ${mac} PXE-booted unknown, not recorded: ${MAX_NEW_NODES} new nodes wait already (add or remove them)`);
+      return exitScript("unknown node, not recorded (too many new nodes): booting the local disk");
+    }
     const node: NodeRecord = { mac, name, tags: [], diskRule: null, image: null, power: { driver: "none" }, state: "new", lastSeenMs: this.now(), hardware: null };
     await this.store.putNode(node);
     await this.event("daemon", "node.new", name, `${mac} PXE-booted unknown; recorded, to be inventoried, not written`);

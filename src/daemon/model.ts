@@ -16,6 +16,14 @@ export const FINISHED_JOB_STATES: readonly JobState[] = ["booted", "done", "fail
 export const JOB_KINDS = ["load", "inventory"] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
+/** Nodes the inventory holds at most: a bound on every list the daemon reads whole. */
+export const MAX_NODES = 100_000;
+/**
+ * Unknown nodes recorded as `new` at most: any host can PXE-boot with a made-up MAC, so this
+ * bounds what strangers can add. Past it, unknown nodes boot their disks unrecorded (and logged).
+ */
+export const MAX_NEW_NODES = 1_000;
+
 export type PowerSpec =
   | { driver: "none" }
   /** IPMI over LAN (ipmitool -I lanplus); the password lives in a file (mode 0600), never in the database. */
@@ -123,6 +131,14 @@ export interface Store {
   updateJob(id: number, patch: JobPatch): Promise<JobRecord | null>;
   /** Newest first, at most `limit`. */
   listJobs(limit: number): Promise<JobRecord[]>;
+  /** Every node's newest job (one per node that has any), whatever the length of the history. */
+  latestJobs(): Promise<JobRecord[]>;
+  /** The node's newest job, finished or not. */
+  latestJob(mac: string): Promise<JobRecord | null>;
+  /** Every job not yet finished, oldest first (at most one per node is live; MAX_NODES bounds it). */
+  unfinishedJobs(): Promise<JobRecord[]>;
+  /** How many nodes there are, or how many in one state. */
+  countNodes(state: NodeState | null): Promise<number>;
 
   addEvent(event: Omit<EventRecord, "id">): Promise<void>;
   /** Newest first, at most `limit`. */

@@ -4,7 +4,7 @@
 import { SQL } from "bun";
 import { closeSync, constants, openSync } from "node:fs";
 import { DiscusError, ioError, osErrorCode } from "../util/errors.ts";
-import { FINISHED_JOB_STATES, type EventRecord, type ImageRecord, type JobPatch, type JobRecord, type NodeRecord, type Store } from "./model.ts";
+import { FINISHED_JOB_STATES, MAX_NODES, type NodeState, type EventRecord, type ImageRecord, type JobPatch, type JobRecord, type NodeRecord, type Store } from "./model.ts";
 import {
   SCHEMA_VERSION,
   checkEvent,
@@ -309,6 +309,31 @@ class SqlStore implements Store {
   async listJobs(limit: number): Promise<JobRecord[]> {
     const rows: Row[] = await this.run("listing jobs", (sql) => sql`SELECT * FROM jobs ORDER BY id DESC LIMIT ${clampLimit(limit)}`);
     return rows.map((r) => decodeJob(r, this.label));
+  }
+
+  async latestJobs(): Promise<JobRecord[]> {
+    // One indexed MAX per node (jobs_by_node), not a scan of the whole history.
+    const rows: Row[] = await this.run("reading each node's newest job", (sql) => sql`
+      SELECT * FROM jobs WHERE id IN (SELECT MAX(id) FROM jobs GROUP BY mac) ORDER BY id DESC LIMIT ${MAX_NODES}`);
+    return rows.map((r) => decodeJob(r, this.label));
+  }
+
+  async latestJob(mac: string): Promise<JobRecord | null> {
+    const rows: Row[] = await this.run(`reading the newest job of ${mac}`, (sql) => sql`
+      SELECT * FROM jobs WHERE mac = ${mac} ORDER BY id DESC LIMIT 1`);
+    return rows[0] === undefined ? null : decodeJob(rows[0], this.label);
+  }
+
+  async unfinishedJobs(): Promise<JobRecord[]> {
+    const rows: Row[] = await this.run("reading the unfinished jobs", (sql) => sql`
+      SELECT * FROM jobs WHERE finished = 0 ORDER BY id LIMIT ${MAX_NODES}`);
+    return rows.map((r) => decodeJob(r, this.label));
+  }
+
+  async countNodes(state: NodeState | null): Promise<number> {
+    const rows: Row[] = await this.run("counting nodes", (sql) =>
+      state === null ? sql`SELECT COUNT(*) AS n FROM nodes` : sql`SELECT COUNT(*) AS n FROM nodes WHERE state = ${state}`);
+    return Number(rows[0]?.n ?? 0);
   }
 
   async addEvent(event: Omit<EventRecord, "id">): Promise<void> {

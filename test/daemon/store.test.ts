@@ -197,6 +197,27 @@ describe.each([sqliteBackend(), postgresBackend()])("store on $name", (backend) 
     expect(await store.listJobs(1e12)).toHaveLength(4);
   });
 
+  test("each node's newest job, the unfinished ones and node counts come from the database, whatever the history's length", async () => {
+    const { store } = await fresh();
+    const [a, b, c] = ["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"];
+    await store.putNode(node(a, "n1"));
+    await store.putNode(node(b, "n2"));
+    await store.putNode(node(c, "new-525400000003", { tags: [], diskRule: null, image: null, power: { driver: "none" }, state: "new", lastSeenMs: null, hardware: null }));
+    const live = await store.createJob(job(a, "loading"));
+    // A long history after it: a list of the newest N jobs would have lost a's live job.
+    for (let i = 0; i < 30; i++) await store.createJob(job(b, "booted"));
+    const newestB = await store.createJob(job(b, "failed"));
+    expect((await store.latestJobs()).map((j) => j.id).sort((x, y) => x - y)).toEqual([live.id, newestB.id]);
+    expect(await store.latestJob(a)).toEqual(live);
+    expect(await store.latestJob(b)).toEqual(newestB);
+    expect(await store.latestJob(c)).toBeNull();
+    expect(await store.unfinishedJobs()).toEqual([live]);
+    expect((await store.listJobs(10)).map((j) => j.id)).not.toContain(live.id);
+    expect(await store.countNodes(null)).toBe(3);
+    expect(await store.countNodes("new")).toBe(1);
+    expect(await store.countNodes("failed")).toBe(0);
+  });
+
   test("deleting a node keeps its jobs as history and cancels the unfinished ones", async () => {
     const { store } = await fresh();
     const mac = "52:54:00:00:00:01";

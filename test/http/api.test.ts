@@ -9,12 +9,13 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { MAX_BODY_BYTES } from "../../src/http/bodies.ts";
+import { MAX_NEW_NODES } from "../../src/daemon/model.ts";
 import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, tmpDir } from "../helpers.ts";
 
 const cli = join(import.meta.dir, "..", "..", "src", "cli.ts");
 const HTTP_PORT = 8080;
-const STATE_TMPFS_BYTES = 4 << 20;
+const STATE_TMPFS_BYTES = 64 << 20;
 const START_POLLS = 200;
 const MAC = "52:54:00:12:34:56";
 let ADMIN = "";
@@ -370,6 +371,21 @@ describe("failures inside the daemon", () => {
     expect((await call("POST", "/api/nodes", { body: JSON.stringify({ ...node, name: "full1", mac: "52:54:00:00:00:31" }) })).status).toBe(201);
     expect(daemon.exitCode).toBeNull();
   });
+});
+
+describe("bounds", () => {
+  test("strangers cannot fill the inventory: past MAX_NEW_NODES unknown MACs boot their disks unrecorded", async () => {
+    const known = (await call("GET", "/api/nodes")).body.filter((n: { node: { state: string } }) => n.node.state === "new").length;
+    const mac = (i: number) => `02:00:00:${((i >> 16) & 0xff).toString(16).padStart(2, "0")}:${((i >> 8) & 0xff).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`;
+    for (let i = known; i < MAX_NEW_NODES; i++) expect((await call("GET", `/boot.ipxe?mac=${mac(i)}`, { token: null })).text).toContain("discus.action=inventory");
+    const refused = await call("GET", `/boot.ipxe?mac=${mac(MAX_NEW_NODES)}`, { token: null });
+    expect(refused.text).toMatch(/not recorded.*\nexit\n$/s);
+    expect((await call("GET", `/api/nodes/${mac(MAX_NEW_NODES)}`)).status).toBe(404);
+    expect((await call("GET", "/api/nodes")).body.length).toBeLessThanOrEqual(MAX_NEW_NODES + 10);
+    expect(logLines().some((l) => l.includes("not recorded"))).toBe(true);
+    // An admin can still add nodes, and known nodes still boot as before.
+    expect((await call("POST", "/api/nodes", { body: JSON.stringify({ ...node, name: "late", mac: "52:54:00:00:00:77" }) })).status).toBe(201);
+  }, 120_000);
 });
 
 describe("secrets", () => {
