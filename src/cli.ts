@@ -20,7 +20,7 @@ import type { FreeMode } from "./target/apply.ts";
 import { assert } from "./util/assert.ts";
 import { DiscusError, exitCodeByKind, ioError, osErrorCode } from "./util/errors.ts";
 import { formatBytes } from "./util/units.ts";
-import { serveImage, type ServeEvent } from "./server/serve.ts";
+import { serveImage, SNAPSHOT_INTERVAL_MS, type ServeEvent } from "./server/serve.ts";
 import { loadImage } from "./client/load.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
@@ -147,36 +147,73 @@ async function runRestore(a: Args): Promise<void> {
   );
 }
 
+/** Serve options for a supervising parent: machine events on stdout, idle told not acted on, stdin as a lifeline. */
+function serveParentOptions(a: Args, idleExitMs: number): { events: boolean; idleEventMs: number | null; exitWithStdin: boolean } {
+  const events = a.events === "json";
+  if (events && a.json === true) usage("--json", "cannot be combined with --events json: stdout carries the events", "Drop --json; the `ended` event carries the final stats");
+  const idleEventMs = a["idle-event"] === undefined ? 0 : durationOption("--idle-event", a["idle-event"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 60s, or 0 for no idle events");
+  if (idleEventMs > 0 && idleExitMs > 0) usage("--idle-event", "cannot be combined with --idle-exit", "Give one: --idle-exit to stop when idle, --idle-event to tell a parent and keep serving");
+  return { events, idleEventMs: idleEventMs > 0 ? idleEventMs : null, exitWithStdin: a["exit-with-stdin"] === true };
+}
+
+/** Aborts once stdin reaches EOF (the parent closed it, or died: the kernel closes its end). */
+function abortAtStdinEof(abort: AbortController): () => void {
+  const reader = Bun.stdin.stream().getReader();
+  void (async () => {
+    try {
+      while (!(await reader.read()).done) {
+        // The parent sends nothing; anything it writes is drained and ignored.
+      }
+    } catch {
+      // A read error means the parent's end is gone as surely as EOF.
+    }
+    abort.abort();
+  })();
+  return () => void reader.cancel().catch(() => {});
+}
+
 async function runServe(a: Args): Promise<void> {
   const g = groupOptions(a);
   const rateBitsPerSecond = rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
   const mtuBytes = intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
   const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
+  const parent = serveParentOptions(a, idleMs);
   const iface = localAddressOption("--iface", a.iface);
   const image = inputImagePath(str(a, "image"));
   const authKey = authKeyFileOption("--auth-key-file", a["auth-key-file"]);
   const abort = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
-  const stats = await serveImage({
-    image,
-    ...g,
-    iface,
-    rateBitsPerSecond,
-    adaptiveRate: a["fixed-rate"] !== true,
-    mtuBytes,
-    idleExitMs: idleMs > 0 ? idleMs : null,
-    authKey,
-    onEvent: (e) => {
-      const line = serveEventLine(e, image, iface);
-      if (line !== null) process.stderr.write(`discus serve: ${line}\n`);
-    },
-    signal: abort.signal,
-  });
-  if (a.json === true) print(true, stats, "");
+  // With nobody left to read the events, serving on would only orphan the group.
+  if (parent.events) process.stdout.on("error", () => abort.abort());
+  const releaseStdin = parent.exitWithStdin ? abortAtStdinEof(abort) : () => {};
+  const jsonLine = (v: unknown) => void process.stdout.write(`${JSON.stringify(v)}\n`);
+  try {
+    const stats = await serveImage({
+      image,
+      ...g,
+      iface,
+      rateBitsPerSecond,
+      adaptiveRate: a["fixed-rate"] !== true,
+      mtuBytes,
+      idleExitMs: idleMs > 0 ? idleMs : null,
+      idleEventMs: parent.idleEventMs,
+      snapshots: parent.events ? { everyMs: SNAPSHOT_INTERVAL_MS, emit: (s) => jsonLine({ kind: "snapshot", ...s }) } : undefined,
+      authKey,
+      onEvent: (e) => {
+        if (parent.events) jsonLine(e);
+        const line = serveEventLine(e, image, iface, idleMs > 0);
+        if (line !== null) process.stderr.write(`discus serve: ${line}\n`);
+      },
+      signal: abort.signal,
+    });
+    if (a.json === true) print(true, stats, "");
+  } finally {
+    releaseStdin();
+  }
 }
 
 /** The server's log: one line per event worth a line (progress reports are not). */
-function serveEventLine(e: ServeEvent, image: string, iface: string): string | null {
+function serveEventLine(e: ServeEvent, image: string, iface: string, idleExits: boolean): string | null {
   const mbit = (bitsPerSecond: number) => (bitsPerSecond / 1e6).toFixed(1);
   switch (e.kind) {
     case "started":
@@ -207,7 +244,7 @@ function serveEventLine(e: ServeEvent, image: string, iface: string): string | n
     case "rate-changed":
       return `rate ${mbit(e.previousBitsPerSecond)} -> ${mbit(e.rateBitsPerSecond)} Mbit/s (median client loss ${(e.lossFraction * 100).toFixed(1)}% over ${e.reports} reports)`;
     case "idle":
-      return "idle: no request for the --idle-exit time, stopping";
+      return idleExits ? "idle: no request for the --idle-exit time, stopping" : "idle: no request for the --idle-event time, serving on";
     case "client-progress":
     case "ended":
       return null;
@@ -359,7 +396,10 @@ async function main(argv: string[]): Promise<void> {
           .option("mtu", { type: "string", default: "1500", describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
           .option("ttl", { type: "string", default: "1", describe: "Multicast TTL (1: this LAN only)" })
           .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" })
-          .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" }),
+          .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" })
+          .option("events", { choices: ["json"], describe: `For a supervising parent: every event as one JSON line on stdout, and a {"kind":"snapshot"} line every ${SNAPSHOT_INTERVAL_MS / 1000} s (stdout carries nothing else; the log stays on stderr)` })
+          .option("exit-with-stdin", { type: "boolean", default: false, describe: "For a supervising parent: stop cleanly when stdin reaches EOF, so the server never outlives its parent" })
+          .option("idle-event", { type: "string", describe: "For a supervising parent: tell an idle event after this long with no client, but keep serving (not with --idle-exit)" }),
       (a) => runServe(a),
     )
     .command(

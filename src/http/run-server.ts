@@ -46,7 +46,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     pool: parseGroupPool(o.groupPool),
     port: o.port,
     keyHex: o.keyHex,
-    sessions: { iface: o.iface, ttl: 1, rateBitsPerSecond: o.rateBitsPerSecond, mtuBytes: o.mtuBytes, idleMs: o.sessionIdleMs, authSecret: sessionSecret(o.stateDir) },
+    sessions: { iface: o.iface, ttl: 1, rateBitsPerSecond: o.rateBitsPerSecond, mtuBytes: o.mtuBytes, idleMs: o.sessionIdleMs, authSecret: sessionSecret(o.stateDir), stateDir: o.stateDir, log: o.log },
     log: o.log,
   });
   let http: HttpServer | null = null;

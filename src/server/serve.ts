@@ -1,11 +1,14 @@
 // `discus serve`: one ServeSession (session.ts) on the real network and the wall clock, serving an
-// image file until it is idle long enough or aborted. What it does is told through events.
+// image file until it is idle long enough or aborted. What it does is told through events, and
+// (for a supervising parent, `discus server`) through a snapshot every so often.
 import { closeImage, openImage, type OpenImage } from "../image/reader.ts";
 import { refuseDamagedImage } from "../image/scan.ts";
-import { wallClock, type Clock } from "../util/clock.ts";
+import { every, wallClock, type Clock, type TimerHandle } from "../util/clock.ts";
+import { assert } from "../util/assert.ts";
 import { groupTransport } from "../net/socket.ts";
 import type { SessionKey } from "../net/auth.ts";
 import { ServeSession, type ServeEvent, type ServeSessionOptions, type ServeStats } from "./session.ts";
+import type { ServeSnapshot } from "./events.ts";
 
 export type { ServeEvent, ServeStats, SessionSummary } from "./session.ts";
 
@@ -21,6 +24,10 @@ export interface ServeOptions {
   mtuBytes: number;
   /** Stop after this long with no request; null: serve until aborted. */
   idleExitMs: number | null;
+  /** Tell "idle" after this long with no request, but keep serving (a parent decides); null: never. Not with idleExitMs. */
+  idleEventMs: number | null;
+  /** Called with the session's snapshot every `everyMs` while it runs. */
+  snapshots?: { everyMs: number; emit: (s: ServeSnapshot) => void };
   /** The sender id comes from it; default: random. */
   seed?: number;
   /** Take only control packets authenticated with this key; null: the open mode. */
@@ -30,6 +37,8 @@ export interface ServeOptions {
 }
 
 const SOCKET_BUFFER_BYTES = 8 << 20;
+/** `discus serve --events json` writes a snapshot line this often: a supervising parent's status view. */
+export const SNAPSHOT_INTERVAL_MS = 1000;
 
 /**
  * A session of an open image on the real network: refuses a damaged image first (headers and their
@@ -43,17 +52,19 @@ export function networkSession(image: OpenImage, o: ServeSessionOptions, net: { 
 }
 
 export async function serveImage(o: ServeOptions): Promise<ServeStats> {
+  assert(o.idleExitMs === null || o.idleEventMs === null, "one idle time: exit or tell");
   const image = openImage(o.image);
+  let snapshots: TimerHandle | null = null;
   try {
     const session = networkSession(
       image,
-      { imageName: o.image, group: o.group, port: o.port, rateBitsPerSecond: o.rateBitsPerSecond, adaptiveRate: o.adaptiveRate, mtuBytes: o.mtuBytes, idleMs: o.idleExitMs, seed: o.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!, authKey: o.authKey },
+      { imageName: o.image, group: o.group, port: o.port, rateBitsPerSecond: o.rateBitsPerSecond, adaptiveRate: o.adaptiveRate, mtuBytes: o.mtuBytes, idleMs: o.idleExitMs ?? o.idleEventMs, seed: o.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!, authKey: o.authKey },
       o,
     );
     const ended = new Promise<ServeStats>((resolve) =>
       session.on((e) => {
         o.onEvent(e);
-        if (e.kind === "idle") void session.stop();
+        if (e.kind === "idle" && o.idleExitMs !== null) void session.stop();
         else if (e.kind === "ended") resolve(e.stats);
       }),
     );
@@ -61,8 +72,11 @@ export async function serveImage(o: ServeOptions): Promise<ServeStats> {
     o.signal?.addEventListener("abort", () => void session.stop(), { once: true });
     await session.start();
     if (o.signal?.aborted) return await session.stop();
+    const s = o.snapshots;
+    if (s !== undefined) snapshots = every(wallClock, s.everyMs, () => s.emit(session.snapshot()));
     return await ended;
   } finally {
+    snapshots?.cancel();
     closeImage(image);
   }
 }

@@ -3,7 +3,8 @@
 // and reach it over HTTP; a real `discus load` writes each node's disk over the daemon's session.
 // One reload: the node gets the agent with a job token, reports, is written, and its next PXE boot
 // goes to the local disk by itself. The other node is never written. The daemon is killed with
-// SIGKILL mid-job and restarted: the session is served again and the job completes.
+// SIGKILL mid-job and restarted: the session is served again and the job completes, and the
+// killed daemon's `discus serve` child does not outlive it.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,9 +14,12 @@ import { MCAST_PORT, runClient } from "../../scripts/lib/mcast.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { startPostgres, type Postgres } from "./postgres.ts";
 import { MAX_AGENT_BOOTS } from "../../src/daemon/daemon.ts";
+import { alive, groupOf, serveChildren, waitUntil } from "./serve-children.ts";
 
 const HTTP_PORT = 8080;
 const TEST_TIMEOUT_MS = 300_000;
+/** A session's child stops this soon after its daemon is gone (stdin EOF), generously. */
+const CHILD_EXIT_MS = 10_000;
 const MAC_A = "52:54:00:d1:5c:01";
 const MAC_B = "52:54:00:d1:5c:02";
 const cli = join(import.meta.dir, "..", "..", "src", "cli.ts");
@@ -121,10 +125,18 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       expect(forged.status).toBe(403);
       expect((await call(lab, a, "GET", `${daemon.url}/api/agent/plan?mac=${MAC_A}`, w.token!)).status).toBe(200);
 
+      // The image is served by one child process of the daemon, on the image's group.
+      const before = serveChildren(daemon.proc.pid);
+      expect(before.map(groupOf)).toEqual([w.group!]);
       // Killed mid-job and started again: the job is still there and its session is served again.
       daemon.proc.kill("SIGKILL");
       await daemon.proc.exited;
+      // Its child saw stdin close and stopped: no orphan left serving the group.
+      expect(await waitUntil(() => !alive(before[0]!.pid), CHILD_EXIT_MS)).toBe(true);
       daemon = await startDaemon(lab, state, db());
+      const after = serveChildren(daemon.proc.pid);
+      expect(after.map(groupOf)).toEqual([w.group!]);
+      expect(after[0]!.pid).not.toBe(before[0]!.pid);
       expect(await jobState(lab, state, "node-a")).toBe("booting/booting");
       await call(lab, a, "POST", `${daemon.url}/api/agent/report?mac=${MAC_A}`, w.token!, { state: "loading", percent: 0, bytesPerSecond: 0, message: "" });
       const target = join(dir, `${label}-a.img`);
@@ -154,8 +166,13 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       const actions = (JSON.parse(events.stdout) as { action: string }[]).map((e) => e.action);
       for (const act of ["node.add", "job.create", "job.boot", "job.state", "job.booted"]) expect(actions).toContain(act);
       // No secret in the daemon's log.
+      const served = serveChildren(daemon.proc.pid);
       daemon.proc.kill("SIGTERM");
       const log = await daemon.log();
+      // A daemon that stops stops its children, and none of them writes its key into a command line.
+      await daemon.proc.exited;
+      expect(served.every((c) => !alive(c.pid))).toBe(true);
+      expect(served.flatMap((c) => c.argv).join(" ")).not.toContain(w.auth!);
       expect(log).not.toContain(w.token!);
       expect(log).not.toContain(w.auth!);
       expect(events.stdout).not.toContain(w.auth!);
