@@ -70,7 +70,15 @@ export class Sessions {
     private readonly needed: (imageName: string) => Promise<boolean>,
     private readonly onEvent: (image: string, e: ServeEvent) => void,
     private readonly clock: Clock = wallClock,
-  ) {}
+  ) {
+    // Keys a killed daemon could not remove: its children are gone (stdin EOF), so are their sessions.
+    const dir = join(o.stateDir, KEYS_DIR);
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch (e) {
+      throw ioError(e, dir, "removing the session keys of a previous run");
+    }
+  }
 
   /** Serves the image if it is not served yet; resolves once its child has started serving. */
   async ensure(record: ImageRecord): Promise<void> {

@@ -3,9 +3,10 @@
 // image over them (sha256 against a local restore). Each child reads its session key from a 0600
 // file under STATE/sessions/, removed when the session stops. A child killed while a job needs
 // its image is started again, a bounded number of times a minute; after that the next boot of a
-// node that needs it starts it again. A daemon that stops leaves no child and no key file.
+// node that needs it starts it again. A daemon that stops leaves no child and no key file, and
+// one that starts removes the keys a killed one left.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "../../scripts/lib/netlab.ts";
@@ -70,7 +71,11 @@ describe("the daemon's sessions", () => {
   test("two images at once as two children; a killed child is served again (bounded); stop leaves no child and no key", async () => {
     await withLab({ clients: 2, linkMbit: 100 }, async (lab) => {
       const state = join(dir, "state");
+      // A key left by a daemon killed before it could remove it: the next daemon removes it.
+      mkdirSync(join(state, "sessions"), { recursive: true, mode: 0o700 });
+      writeFileSync(join(state, "sessions", "stale.key"), "00\n", { mode: 0o600 });
       const daemon = await startDaemon(lab, state);
+      expect(existsSync(join(state, "sessions", "stale.key"))).toBe(false);
       const pid = daemon.proc.pid;
       try {
         const fleet = (args: string[]) => lab.exec(lab.clients[0]!, ["bun", cli, ...args, "--state", state]);
