@@ -3,9 +3,10 @@
 // (scripts/lib/bench-agents.ts) booting, reading their plan and reporting every 3 s from a client
 // namespace, and a dashboard polling /api/status. Figures: p50/p99 latency per endpoint, errors,
 // the daemon's CPU (% of one core) and RSS. Then pacing under that HTTP load: a real `discus load`
-// pulls the image from the daemon's in-process session, and from a `discus serve` child process
-// at the same rate, each with idle HTTP and with the agents running; a listening host's kernel
-// counter (scripts/lib/rx-sampler.ts) gives the rate per 100 ms window.
+// pulls the image from the daemon's session (a `discus serve` child of the daemon,
+// src/daemon/sessions.ts), and from a standalone `discus serve` at the same rate, each with idle
+// HTTP and with the agents running; a listening host's kernel counter (scripts/lib/rx-sampler.ts)
+// gives the rate per 100 ms window. The two should match: both send from a process of their own.
 // Usage: bun scripts/bench-daemon.ts [--nodes 1000] [--run 60] [--concurrency 64] [--agent-procs 1]
 //   [--rate 200mbit] [--image-mb 384] [--db sqlite|postgres|postgres://...] [--state DIR] [--no-pacing]
 //   --state: the daemon's state directory (SQLite lives there), wiped first; default under /tmp.
@@ -17,9 +18,10 @@ import { ENDPOINTS, percentile, type AgentsConfig, type AgentsResult, type Endpo
 import { rateFigures, type RateFigures } from "./lib/rate-windows.ts";
 import { cli } from "../test/helpers.ts";
 import { startPostgres, type Postgres } from "../test/daemon/postgres.ts";
+import { groupOf, serveChildren } from "../test/daemon/serve-children.ts";
 
 const HTTP_PORT = 8080;
-/** The daemon's sessions and the `discus serve` child use different ports, so neither hears the other's clients. */
+/** The daemon's sessions and the standalone `discus serve` use different ports, so neither hears the other's clients. */
 const DAEMON_MCAST_PORT = 4520;
 const CHILD_MCAST_PORT = 4521;
 const MAX_NODES = 10_000;
@@ -278,6 +280,8 @@ interface PacingRun {
   loadAverage: number;
   /** CPU of the process that sends, over the run. */
   senderCpuPercent: number;
+  /** RSS of the process that sends, at the end of the run (MiB). */
+  senderRssMiB: number;
 }
 
 interface Bench {
@@ -286,6 +290,8 @@ interface Bench {
   http: HttpRun[];
   pacing: PacingRun[];
   memory: { hwm: number; rss: number };
+  /** The daemon's session child after its runs (0 without --pacing). */
+  sessionChild: { hwm: number; rss: number };
   daemon5xx: number;
   daemonLogLines: number;
 }
@@ -298,17 +304,33 @@ async function agentsWithTransfer(lab: Lab, daemon: Daemon, token: string, o: Op
   return { agents: await agents, sent };
 }
 
+/** The daemon's `discus serve` child for the image's group (src/daemon/sessions.ts). */
+function sessionChildPid(daemon: Daemon, group: string): number {
+  const child = serveChildren(daemon.pid).find((c) => groupOf(c) === group);
+  if (child === undefined) throw new Error(`the daemon (pid ${daemon.pid}) has no session child on ${group}`);
+  return child.pid;
+}
+
+/** CPU of the sender and of the daemon over `work`, as % of one core. */
+async function withCpus<T>(senderPid: number, daemonPid: number, work: () => Promise<T>): Promise<{ value: T; senderCpuPercent: number; daemonCpuPercent: number; seconds: number }> {
+  const d0 = cpuSeconds(daemonPid);
+  const r = await withCpu(senderPid, work);
+  return { value: r.value, senderCpuPercent: r.cpuPercent, daemonCpuPercent: (100 * (cpuSeconds(daemonPid) - d0)) / r.seconds, seconds: r.seconds };
+}
+
 async function pacingRuns(lab: Lab, daemon: Daemon, token: string, o: Options, b: Bench, state: string, imagesDir: string, image: { group: string; imageId: string }): Promise<void> {
   const ceiling = o.rateBitsPerSecond;
   // A fresh reload: the nodes' jobs keep the daemon's session up, and the agents have work again.
   await fleet(lab, state, RELOAD);
   const keyArgs = await sessionKeyArgs(lab, daemon);
-  const inProcess = () => transfer(lab, image.group, DAEMON_MCAST_PORT, image.imageId, ceiling, keyArgs);
-  const a = await withCpu(daemon.pid, inProcess);
-  b.pacing.push({ label: "in process (daemon)", http: "idle", ...a.value, senderCpuPercent: a.cpuPercent });
-  const bRun = await withCpu(daemon.pid, () => agentsWithTransfer(lab, daemon, token, o, inProcess));
-  b.pacing.push({ label: "in process (daemon)", http: "agents", ...bRun.value.sent, senderCpuPercent: bRun.cpuPercent });
-  b.http.push({ label: "agents + in-process session", agents: bRun.value.agents, daemonCpuPercent: bRun.cpuPercent, seconds: bRun.seconds });
+  const sessionPid = sessionChildPid(daemon, image.group);
+  const fromDaemon = () => transfer(lab, image.group, DAEMON_MCAST_PORT, image.imageId, ceiling, keyArgs);
+  const a = await withCpus(sessionPid, daemon.pid, fromDaemon);
+  b.pacing.push({ label: "daemon's session (child)", http: "idle", ...a.value, senderCpuPercent: a.senderCpuPercent, senderRssMiB: memoryMiB(sessionPid).rss });
+  const bRun = await withCpus(sessionPid, daemon.pid, () => agentsWithTransfer(lab, daemon, token, o, fromDaemon));
+  b.pacing.push({ label: "daemon's session (child)", http: "agents", ...bRun.value.sent, senderCpuPercent: bRun.senderCpuPercent, senderRssMiB: memoryMiB(sessionPid).rss });
+  b.http.push({ label: "agents + daemon's session", agents: bRun.value.agents, daemonCpuPercent: bRun.daemonCpuPercent, seconds: bRun.seconds });
+  b.sessionChild = memoryMiB(sessionPid);
 
   await fleet(lab, state, RELOAD);
   const child = startChildServe(lab, imagesDir, o, keyArgs);
@@ -316,12 +338,11 @@ async function pacingRuns(lab: Lab, daemon: Daemon, token: string, o: Options, b
   try {
     await Bun.sleep(1000);
     const childSend = () => transfer(lab, lab.group(0), CHILD_MCAST_PORT, image.imageId, ceiling, keyArgs);
-    const c = await withCpu(child.pid, childSend);
-    b.pacing.push({ label: "child process (discus serve)", http: "idle", ...c.value, senderCpuPercent: c.cpuPercent });
-    const daemonCpu0 = cpuSeconds(daemon.pid);
-    const d = await withCpu(child.pid, () => agentsWithTransfer(lab, daemon, token, o, childSend));
-    b.pacing.push({ label: "child process (discus serve)", http: "agents", ...d.value.sent, senderCpuPercent: d.cpuPercent });
-    b.http.push({ label: "agents + child serve", agents: d.value.agents, daemonCpuPercent: (100 * (cpuSeconds(daemon.pid) - daemonCpu0)) / d.seconds, seconds: d.seconds });
+    const c = await withCpus(child.pid, daemon.pid, childSend);
+    b.pacing.push({ label: "standalone (discus serve)", http: "idle", ...c.value, senderCpuPercent: c.senderCpuPercent, senderRssMiB: memoryMiB(child.pid).rss });
+    const d = await withCpus(child.pid, daemon.pid, () => agentsWithTransfer(lab, daemon, token, o, childSend));
+    b.pacing.push({ label: "standalone (discus serve)", http: "agents", ...d.value.sent, senderCpuPercent: d.senderCpuPercent, senderRssMiB: memoryMiB(child.pid).rss });
+    b.http.push({ label: "agents + standalone serve", agents: d.value.agents, daemonCpuPercent: d.daemonCpuPercent, seconds: d.seconds });
   } finally {
     child.kill("SIGTERM");
     await child.exited;
@@ -342,7 +363,7 @@ async function bench(lab: Lab, o: Options, imagesDir: string, dbUrl: string | nu
     const image = (JSON.parse((await fleet(lab, state, ["image", "list", "--json"])).stdout) as { name: string; group: string; imageId: string }[]).find((i) => i.name === "bench");
     if (image === undefined) throw new Error(`the daemon's catalog has no image "bench" from ${imagesDir}`);
     const reloaded = await fleet(lab, state, RELOAD);
-    const b: Bench = { importMs: imported.ms, reloadMs: reloaded.ms, http: [], pacing: [], memory: { hwm: 0, rss: 0 }, daemon5xx: 0, daemonLogLines: 0 };
+    const b: Bench = { importMs: imported.ms, reloadMs: reloaded.ms, http: [], pacing: [], memory: { hwm: 0, rss: 0 }, sessionChild: { hwm: 0, rss: 0 }, daemon5xx: 0, daemonLogLines: 0 };
     console.error(`imported ${o.nodes} nodes in ${(imported.ms / 1000).toFixed(1)} s, reloaded them in ${(reloaded.ms / 1000).toFixed(1)} s; agents run for ${o.runMs / 1000} s`);
     const h = await withCpu(daemon.pid, () => runAgents(lab, daemon, token, o));
     b.http.push({ label: "agents only", agents: h.value, daemonCpuPercent: h.cpuPercent, seconds: h.seconds });
@@ -393,23 +414,23 @@ function runsTable(runs: HttpRun[]): string[] {
 }
 
 function pacingTable(runs: PacingRun[]): string[] {
-  const out = ["| sender | HTTP | mean Mbit/s | p5 / p50 / max per 100 ms | CV of 100 ms windows | stalls (< half) | steady s | loader re-requests | sender CPU % | load avg at start |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"];
+  const out = ["| sender | HTTP | mean Mbit/s | p5 / p50 / max per 100 ms | CV of 100 ms windows | stalls (< half) | steady s | loader re-requests | sender CPU % | sender RSS MiB | load avg at start |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"];
   for (const r of runs) {
     const x = r.rate;
-    out.push(`| ${r.label} | ${r.http} | ${f1(x.meanMbit)} | ${f1(x.p5Mbit)} / ${f1(x.p50Mbit)} / ${f1(x.maxMbit)} | ${f2(x.cv)} | ${x.stalls} | ${f1(x.seconds)} | ${r.rerequests} | ${f1(r.senderCpuPercent)} | ${f2(r.loadAverage)} |`);
+    out.push(`| ${r.label} | ${r.http} | ${f1(x.meanMbit)} | ${f1(x.p5Mbit)} / ${f1(x.p50Mbit)} / ${f1(x.maxMbit)} | ${f2(x.cv)} | ${x.stalls} | ${f1(x.seconds)} | ${r.rerequests} | ${f1(r.senderCpuPercent)} | ${f1(r.senderRssMiB)} | ${f2(r.loadAverage)} |`);
   }
   const find = (label: string, http: string) => runs.find((r) => r.label.startsWith(label) && r.http === http)?.rate;
-  const [ai, al, ci, cl] = [find("in process", "idle"), find("in process", "agents"), find("child", "idle"), find("child", "agents")];
+  const [ai, al, ci, cl] = [find("daemon", "idle"), find("daemon", "agents"), find("standalone", "idle"), find("standalone", "agents")];
   if (ai && al && ci && cl) {
     out.push("");
-    out.push(`rate, loaded / idle: in process ${f2(al.meanMbit / ai.meanMbit)}, child ${f2(cl.meanMbit / ci.meanMbit)}; in process / child, loaded: ${f2(al.meanMbit / cl.meanMbit)}`);
-    out.push(`CV, loaded / idle: in process ${f2(al.cv / ai.cv)}, child ${f2(cl.cv / ci.cv)}; in process / child, loaded: ${f2(al.cv / cl.cv)}`);
-    // The lead's threshold (issue 11): more than ~5 % lost to HTTP work, or markedly more jitter than a child.
+    out.push(`rate, loaded / idle: daemon's child ${f2(al.meanMbit / ai.meanMbit)}, standalone ${f2(cl.meanMbit / ci.meanMbit)}; daemon's / standalone, loaded: ${f2(al.meanMbit / cl.meanMbit)}`);
+    out.push(`CV, loaded / idle: daemon's child ${f2(al.cv / ai.cv)}, standalone ${f2(cl.cv / ci.cv)}; daemon's / standalone, loaded: ${f2(al.cv / cl.cv)}`);
+    // The lead's threshold (issue 11): more than ~5 % lost to HTTP work, or markedly more jitter than a standalone server.
     const when = (x: RateFigures) => (x.stallAtS.length === 0 ? "none" : x.stallAtS.slice(0, 40).join(" "));
-    out.push(`stalls, s since the listener started (0.3 s before the loader, ${TRANSFER_DELAY_MS / 1000} s after the agents): in process ${when(al)}; child ${when(cl)}`);
+    out.push(`stalls, s since the listener started (0.3 s before the loader, ${TRANSFER_DELAY_MS / 1000} s after the agents): daemon's child ${when(al)}; standalone ${when(cl)}`);
     const drop = 1 - al.meanMbit / ai.meanMbit;
     if (drop > 0.05 || al.cv > 2 * cl.cv) {
-      out.push(`NOTE: in-process pacing looks hurt by the HTTP load: its rate loaded / idle is ${f2(al.meanMbit / ai.meanMbit)}, its CV loaded ${f2(al.cv)} against ${f2(cl.cv)} for the child.`);
+      out.push(`NOTE: the daemon's session looks hurt by the HTTP load: its rate loaded / idle is ${f2(al.meanMbit / ai.meanMbit)}, its CV loaded ${f2(al.cv)} against ${f2(cl.cv)} for the standalone server.`);
     }
   }
   return out;
@@ -431,7 +452,7 @@ function summary(b: Bench, o: Options, dbKind: string, where: string): string[] 
     "",
     ...latencyTable(b.http[0]!),
     "",
-    `errors: ${b.http.reduce((s, r) => s + r.agents.errorCount, 0)} (5xx in the daemon's log: ${b.daemon5xx}); daemon CPU ${f1(b.http[0]!.daemonCpuPercent)} % of one core over ${f1(b.http[0]!.seconds)} s; RSS ${f1(b.memory.rss)} MiB at the end, peak (VmHWM) ${f1(b.memory.hwm)} MiB.`,
+    `errors: ${b.http.reduce((s, r) => s + r.agents.errorCount, 0)} (5xx in the daemon's log: ${b.daemon5xx}); daemon CPU ${f1(b.http[0]!.daemonCpuPercent)} % of one core over ${f1(b.http[0]!.seconds)} s; RSS ${f1(b.memory.rss)} MiB at the end, peak (VmHWM) ${f1(b.memory.hwm)} MiB; its session child ${f1(b.sessionChild.rss)} MiB, peak ${f1(b.sessionChild.hwm)} MiB.`,
   ];
   for (const e of b.http.flatMap((r) => r.agents.errors).slice(0, 10)) lines.push(`  error: ${e}`);
   if (b.pacing.length > 0) lines.push("", ...runsTable(b.http), "", ...pacingTable(b.pacing));

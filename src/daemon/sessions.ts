@@ -31,9 +31,10 @@ export interface SessionOptions {
 }
 
 /**
- * Sessions at once, at most. A child measured 56 MiB RSS idle and about 75 MiB serving with
- * 1 MiB chunks (its chunk cache holds 16): 32 stay within about 2.5 GiB, which a machine that
- * serves 32 images at once can spare, while one daemon cannot fill its host with servers.
+ * Sessions at once, at most. A child measured 56 MiB RSS idle, 86-110 MiB serving 200 Mbit/s with
+ * 1 MiB chunks, 150 MiB at its peak (scripts/bench-daemon): 32 serving at once take about 3.5 GiB,
+ * which a machine that serves 32 images at once can spare, while one daemon cannot fill its host
+ * with servers.
  */
 export const MAX_SESSIONS = 32;
 /** A child opens the image and reads every chunk header before `started`: allow a large image on a slow disk. */
