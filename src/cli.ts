@@ -182,7 +182,10 @@ async function runServe(a: Args): Promise<void> {
   const image = inputImagePath(str(a, "image"));
   const authKey = authKeyFileOption("--auth-key-file", a["auth-key-file"]);
   const abort = new AbortController();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => abort.abort());
+  // Ctrl-C reaches a terminal's whole process group: a supervised server leaves it to its parent.
+  if (parent.exitWithStdin) process.on("SIGINT", () => {});
+  else process.once("SIGINT", () => abort.abort());
+  process.once("SIGTERM", () => abort.abort());
   // With nobody left to read the events, serving on would only orphan the group.
   if (parent.events) process.stdout.on("error", () => abort.abort());
   const releaseStdin = parent.exitWithStdin ? abortAtStdinEof(abort) : () => {};
@@ -398,7 +401,7 @@ async function main(argv: string[]): Promise<void> {
           .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" })
           .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" })
           .option("events", { choices: ["json"], describe: `For a supervising parent: every event as one JSON line on stdout, and a {"kind":"snapshot"} line every ${SNAPSHOT_INTERVAL_MS / 1000} s (stdout carries nothing else; the log stays on stderr)` })
-          .option("exit-with-stdin", { type: "boolean", default: false, describe: "For a supervising parent: stop cleanly when stdin reaches EOF, so the server never outlives its parent" })
+          .option("exit-with-stdin", { type: "boolean", default: false, describe: "For a supervising parent: stop cleanly when stdin reaches EOF, so the server never outlives its parent (SIGINT is then left to the parent; SIGTERM still stops it)" })
           .option("idle-event", { type: "string", describe: "For a supervising parent: tell an idle event after this long with no client, but keep serving (not with --idle-exit)" }),
       (a) => runServe(a),
     )

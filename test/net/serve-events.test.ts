@@ -2,7 +2,8 @@
 // `--events json` stdout carries every event and a snapshot each second as JSON lines, and
 // nothing else; with `--exit-with-stdin` the server stops cleanly (exit 0, an `ended` event)
 // when stdin reaches EOF, and also when its parent is killed with SIGKILL (the kernel closes the
-// parent's end), so no orphan keeps serving the group. `--idle-event` tells idleness and serves on.
+// parent's end), so no orphan keeps serving the group; SIGINT is left to the parent. `--idle-event`
+// tells idleness and serves on.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -19,6 +20,8 @@ const TEST_TIMEOUT_MS = 120_000;
 const EXIT_BOUND_MS = 5000;
 const START_BOUND_MS = 10_000;
 const IDLE_EVENT = "1s";
+/** Long enough for a server that would stop at SIGINT to have stopped. */
+const SIGINT_GRACE_MS = 1000;
 
 let dir = "";
 let image = "";
@@ -79,6 +82,10 @@ describe("discus serve --events json --exit-with-stdin", () => {
         expect(await waitUntil(() => out.lines.some((l) => l.kind === "idle"), START_BOUND_MS)).toBe(true);
         const idleAt = out.lines.findIndex((l) => l.kind === "idle");
         expect(await waitUntil(() => out.lines.slice(idleAt).filter((l) => l.kind === "snapshot").length >= 2, 3 * SNAPSHOT_INTERVAL_MS + 2000)).toBe(true);
+        expect(proc.exitCode).toBeNull();
+        // Ctrl-C at a terminal reaches the parent's whole process group: the parent decides, not the child.
+        proc.kill("SIGINT");
+        await Bun.sleep(SIGINT_GRACE_MS);
         expect(proc.exitCode).toBeNull();
       } finally {
         (proc.stdin as import("bun").FileSink).end();
