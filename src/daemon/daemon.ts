@@ -1,6 +1,7 @@
 // `discus server`'s core: the catalog, the inventory, reload jobs, boot decisions and the agent's
-// calls, over a Store (SQLite or PostgreSQL) and multicast sessions (one `discus serve` child per image, sessions.ts). Faces (the HTTP
-// API) call it through DaemonApi; every change goes to the events table (who, what, when).
+// calls, over a Store (SQLite or PostgreSQL) and multicast sessions (one `discus serve` child
+// per image, sessions.ts). Faces (the HTTP API) call it through DaemonApi; every change goes to
+// the events table (who, what, when).
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { fromHex, hex, sha256, utf8 } from "../util/bytes.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
