@@ -6,6 +6,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { fromHex, hex, sha256, utf8 } from "../util/bytes.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
 import { DiscusError } from "../util/errors.ts";
+import { Limiter } from "../util/limiter.ts";
 import type { ServeEvent } from "../server/session.ts";
 import type { AgentPlan, AgentReport, DaemonApi, NodeInput, NodeStatus, StatusView } from "./api-types.ts";
 import { agentScript, exitScript } from "./boot-script.ts";
@@ -33,7 +34,13 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** Power control; tests may pass a driver of their own. Default: src/daemon/power.ts. */
   power?: (node: NodeRecord) => Promise<string>;
+  /** Power actions at once, at most, across every reload (default POWER_CONCURRENCY). */
+  powerConcurrency?: number;
 }
+
+/** A reload of forty nodes must not switch them all in the same second on one PDU or BMC network. */
+export const POWER_CONCURRENCY = 8;
+export const MAX_POWER_CONCURRENCY = 256;
 
 /** Jobs and events listed at most (newest first). */
 const MAX_LISTED = 10_000;
@@ -59,6 +66,7 @@ function sameToken(token: string, job: JobRecord): boolean {
 export class Daemon implements DaemonApi {
   private readonly clock: Clock;
   private readonly sessions: Sessions;
+  private readonly power: Limiter;
   private images = new Map<string, ImageRecord>();
 
   constructor(
@@ -66,6 +74,8 @@ export class Daemon implements DaemonApi {
     private readonly o: DaemonOptions,
   ) {
     this.clock = o.clock ?? wallClock;
+    // Waiting power actions are bounded by the nodes there can be: one per node at most.
+    this.power = new Limiter(o.powerConcurrency ?? POWER_CONCURRENCY, MAX_NODES);
     this.sessions = new Sessions(o.sessions, (name) => this.imageNeeded(name), (name, e) => this.onServeEvent(name, e), this.clock);
   }
 
@@ -256,7 +266,8 @@ export class Daemon implements DaemonApi {
 
   private async powerOn(node: NodeRecord, job: JobRecord): Promise<void> {
     try {
-      const did = await (this.o.power ?? ((n: NodeRecord) => powerCycle(n.power, n.name)))(node);
+      const drive = this.o.power ?? ((n: NodeRecord) => powerCycle(n.power, n.name));
+      const did = await this.power.run(() => drive(node));
       await this.event("daemon", "power.cycle", node.name, did);
     } catch (e) {
       const why = e instanceof DiscusError ? e.message : String(e);

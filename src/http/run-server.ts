@@ -21,6 +21,8 @@ export interface ServerOptions {
   rateBitsPerSecond: number;
   mtuBytes: number;
   sessionIdleMs: number;
+  /** Power actions at once, at most. */
+  powerConcurrency: number;
   keyHex: string | null;
   /** The local socket (the same API); null: none. */
   socketPath: string | null;
@@ -46,6 +48,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     pool: parseGroupPool(o.groupPool),
     port: o.port,
     keyHex: o.keyHex,
+    powerConcurrency: o.powerConcurrency,
     sessions: { iface: o.iface, ttl: 1, rateBitsPerSecond: o.rateBitsPerSecond, mtuBytes: o.mtuBytes, idleMs: o.sessionIdleMs, authSecret: sessionSecret(o.stateDir), stateDir: o.stateDir, log: o.log },
     log: o.log,
   });

@@ -3,6 +3,7 @@
 // the faces layer may import.
 import type { Argv } from "yargs";
 import { DEFAULT_GROUP_POOL } from "../daemon/groups.ts";
+import { MAX_POWER_CONCURRENCY, POWER_CONCURRENCY } from "../daemon/daemon.ts";
 import { DEFAULT_STATE_DIR } from "../daemon/state-dir.ts";
 import { loadPublicKey, rawPublicKey } from "../image/signing.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "../net/wire.ts";
@@ -34,6 +35,7 @@ async function runServer(a: Args): Promise<void> {
     port: intOption("--port", a.port, 1, 65535, "Give a UDP port"),
     rateBitsPerSecond: rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit"),
     mtuBytes: intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, `Give the link MTU, ${MIN_MTU_BYTES}..${MAX_MTU_BYTES}`),
+    powerConcurrency: intOption("--power-concurrency", a["power-concurrency"], 1, MAX_POWER_CONCURRENCY, `Give 1..${MAX_POWER_CONCURRENCY}`),
     sessionIdleMs: durationOption("--session-idle", a["session-idle"], 1000, MAX_IDLE_EXIT_MS, "Give a time such as 60s"),
     keyHex: keyPath === undefined ? null : hex(rawPublicKey(loadPublicKey(readSmallFile("key", keyPath, "Pass the .pub file written by `discus keygen`"), keyPath))),
     bootDir: (a["boot-dir"] as string | undefined) ?? null,
@@ -62,6 +64,7 @@ export function serverCommand(y: Argv): Argv {
         .option("port", { type: "string", default: String(DEFAULT_PORT), describe: "UDP port of every session" })
         .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling of each session" })
         .option("mtu", { type: "string", default: "1500" })
+        .option("power-concurrency", { type: "string", default: String(POWER_CONCURRENCY), describe: "Power actions at once, at most (a bulk reload waits its turn)" })
         .option("session-idle", { type: "string", default: "60s", describe: "Stop a session this long after its last request, when no job needs it" })
         .option("key", { type: "string", describe: "Ed25519 public key (PEM) agents must check images against" })
         .option("boot-dir", { type: "string", describe: "Directory with vmlinuz and initramfs, served at /boot/NAME" }),
