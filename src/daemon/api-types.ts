@@ -3,6 +3,7 @@
 // checks the admin token itself, while agent calls carry their job token, which only the daemon
 // can check. Errors a caller can cause are DiscusErrors: kind "usage" (bad input, a clash) maps
 // to 400, "missing" results come back as null (404).
+import type { FleetMetrics } from "./fleet-metrics.ts";
 import type { EventRecord, Hardware, ImageRecord, JobRecord, NodeRecord, PowerSpec } from "./model.ts";
 
 /** A node as the admin describes it (`discus node add`, the CSV import, POST /api/nodes). */
@@ -71,6 +72,8 @@ export interface DaemonApi {
   /** Cancels those nodes' jobs that have not begun to write. */
   cancel(selectors: string[], actor: string): Promise<JobRecord[]>;
   status(): Promise<StatusView>;
+  /** Counts for monitoring: GET /metrics formats them for Prometheus. */
+  metrics(): Promise<FleetMetrics>;
   getJob(id: number): Promise<JobRecord | null>;
   listEvents(limit: number): Promise<EventRecord[]>;
 

@@ -7,13 +7,14 @@ import { fromHex, hex, sha256, utf8 } from "../util/bytes.ts";
 import { wallClock, type Clock } from "../util/clock.ts";
 import { DiscusError } from "../util/errors.ts";
 import { Limiter } from "../util/limiter.ts";
+import { FleetCounters, type FailureSource, type FleetMetrics } from "./fleet-metrics.ts";
 import type { ServeEvent } from "../server/session.ts";
 import type { AgentPlan, AgentReport, DaemonApi, NodeInput, NodeStatus, StatusView } from "./api-types.ts";
 import { agentScript, exitScript } from "./boot-script.ts";
 import { mergeCatalog, scanImagesDir } from "./catalog.ts";
 import { parseNodesCsv } from "./csv.ts";
 import type { GroupPool } from "./groups.ts";
-import { MAX_NEW_NODES, MAX_NODES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobKind, type JobRecord, type NodeRecord, type Store } from "./model.ts";
+import { JOB_STATES, MAX_NEW_NODES, MAX_NODES, NODE_STATES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobKind, type JobRecord, type NodeRecord, type Store } from "./model.ts";
 import { nodeFromInput } from "./nodes.ts";
 import { powerCycle } from "./power.ts";
 import { selectNodes } from "./selectors.ts";
@@ -67,6 +68,7 @@ export class Daemon implements DaemonApi {
   private readonly clock: Clock;
   private readonly sessions: Sessions;
   private readonly power: Limiter;
+  private readonly counters = new FleetCounters();
   private images = new Map<string, ImageRecord>();
 
   constructor(
@@ -133,6 +135,7 @@ export class Daemon implements DaemonApi {
   }
 
   private onServeEvent(image: string, e: ServeEvent): void {
+    this.counters.onServeEvent(image, e);
     if (e.kind === "started" || e.kind === "ended" || e.kind === "client-failed") this.o.log?.(`session ${image}: ${e.kind}`);
   }
 
@@ -271,12 +274,13 @@ export class Daemon implements DaemonApi {
       await this.event("daemon", "power.cycle", node.name, did);
     } catch (e) {
       const why = e instanceof DiscusError ? e.message : String(e);
-      await this.failJob(job, node, `power control failed: ${why}`, "daemon");
+      await this.failJob(job, node, `power control failed: ${why}`, "daemon", "power");
     }
   }
 
   /** An inventory job's failure leaves the node's state alone: its disk was never at stake. */
-  private async failJob(job: JobRecord, node: NodeRecord, why: string, actor: string): Promise<void> {
+  private async failJob(job: JobRecord, node: NodeRecord, why: string, actor: string, source: FailureSource): Promise<void> {
+    this.counters.jobFailed(source, why);
     await this.store.updateJob(job.id, { state: "failed", error: why, updatedMs: this.now() });
     if (job.kind === "load") await this.store.putNode({ ...node, state: "failed" });
     await this.event(actor, "job.failed", node.name, `job ${job.id}: ${why}`);
@@ -299,6 +303,20 @@ export class Daemon implements DaemonApi {
       await this.event(actor, "job.cancel", node.name, `job ${job.id}`);
     }
     return out;
+  }
+
+  /** Counts for monitoring (GET /metrics): nodes and newest jobs by state, sessions, failures. */
+  async metrics(): Promise<FleetMetrics> {
+    const nodes = await this.listNodes();
+    const nodesByState = Object.fromEntries(NODE_STATES.map((st) => [st, 0])) as FleetMetrics["nodesByState"];
+    const jobsByState = Object.fromEntries(JOB_STATES.map((st) => [st, 0])) as FleetMetrics["jobsByState"];
+    for (const { node, job } of nodes) {
+      nodesByState[node.state]++;
+      if (job !== null) jobsByState[job.state]++;
+    }
+    const c = this.counters;
+    const sessions = this.sessions.list().map((s) => ({ image: s.image, group: s.group, rateBitsPerSecond: s.rateBitsPerSecond, clients: s.clients, bytesSent: s.bytesSent, lossFraction: c.lossOf(s.image) }));
+    return { nodesByState, jobsByState, sessions, jobFailures: { ...c.jobFailures }, chunksRejected: c.chunksRejected, clientsDone: c.clientsDone, clientsFailed: c.clientsFailed };
   }
 
   async status(): Promise<StatusView> {
@@ -347,7 +365,7 @@ export class Daemon implements DaemonApi {
   /** Counts the boot and makes its token; null when the job has booted too often (it is failed). */
   private async countBoot(job: JobRecord, node: NodeRecord, baseUrl: string, what: string): Promise<string | null> {
     if (job.agentBoots >= MAX_AGENT_BOOTS) {
-      await this.failJob(job, node, `the agent booted ${job.agentBoots} times without reporting ${what}; check that nodes reach ${baseUrl}`, "daemon");
+      await this.failJob(job, node, `the agent booted ${job.agentBoots} times without reporting ${what}; check that nodes reach ${baseUrl}`, "daemon", "boot-loop");
       return null;
     }
     // A fresh token per boot: only the agent this script starts can act for the job.
@@ -374,7 +392,7 @@ export class Daemon implements DaemonApi {
   private async agentBoot(job: JobRecord, node: NodeRecord, baseUrl: string): Promise<string> {
     const image = job.image === null ? undefined : this.images.get(job.image);
     if (image === undefined) {
-      await this.failJob(job, node, `image ${job.image} left the catalog`, "daemon");
+      await this.failJob(job, node, `image ${job.image} left the catalog`, "daemon", "image-gone");
       return exitScript("the job's image is gone: booting the local disk");
     }
     const token = await this.countBoot(job, node, baseUrl, "the disk written");
@@ -407,7 +425,7 @@ export class Daemon implements DaemonApi {
     const { job, node } = found;
     const actor = `agent:${node.mac}`;
     if (r.state === "failed") {
-      await this.failJob(job, node, r.message || "the agent reported a failure without a reason", actor);
+      await this.failJob(job, node, r.message || "the agent reported a failure without a reason", actor, "agent");
       return true;
     }
     if (job.kind === "inventory") throw new DiscusError("usage", `job ${job.id}`, `is an inventory: it writes no disk, so "${r.state}" does not apply`, "Report the hardware (POST /api/agent/inventory), or failed with the reason");

@@ -7,6 +7,7 @@ import { bearerToken, redact, tokenMatches } from "./auth.ts";
 import { HttpError, errorResponse } from "./respond.ts";
 import { compileRoutes, matchRoute, type Route } from "./router.ts";
 import { buildRoutes } from "./routes.ts";
+import { HttpMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import { protectSocket } from "./unix-socket.ts";
 
 export interface HttpOptions {
@@ -30,6 +31,8 @@ const HOST_PATTERN = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,
 export const MIN_ADMIN_TOKEN_CHARS = 16;
 
 const UNAUTHORIZED = { "www-authenticate": "Bearer" };
+/** Methods a metric label may name; any other is "other" (a client may send any word). */
+const KNOWN_METHODS = new Set(["GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"]);
 
 function hostUrl(host: string): string {
   return host.includes(":") && !host.startsWith("[") ? `http://[${host}]` : `http://${host}`;
@@ -73,15 +76,24 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
   if (o.adminToken.length < MIN_ADMIN_TOKEN_CHARS) {
     throw new DiscusError("usage", "the admin token", `it is shorter than ${MIN_ADMIN_TOKEN_CHARS} characters`, "Use the token the daemon created in its state directory");
   }
-  const routes = compileRoutes(buildRoutes(api, o.bootDir ?? null));
+  const metrics = new HttpMetrics(api);
+  const metricsRoute: Route = {
+    method: "GET",
+    path: "/metrics",
+    auth: "admin",
+    handle: async () => new Response(await metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } }),
+  };
+  const routes = compileRoutes([...buildRoutes(api, o.bootDir ?? null), metricsRoute]);
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   let ownUrl = hostUrl(o.listen.hostname);
   let requests = 0;
 
-  async function dispatch(req: Request, url: URL, token: string | null): Promise<Response> {
+  /** `seen.route`: the pattern matched, for the latency metric (raw paths would be unbounded labels). */
+  async function dispatch(req: Request, url: URL, token: string | null, seen: { route: string }): Promise<Response> {
     const match = matchRoute(routes, req.method, url.pathname);
     if (match === null) throw new HttpError(404, `no route ${url.pathname}; see docs/API.md`);
     if ("allowed" in match) throw new HttpError(405, `${url.pathname} does not take ${req.method}; it takes ${match.allowed.join(", ")}`, { allow: match.allowed.join(", ") });
+    seen.route = match.route.path;
     checkAdmin(match.route, token, o.adminToken);
     return match.route.handle({ req, url, params: match.params, baseUrl: baseUrlOf(req, ownUrl), token });
   }
@@ -94,16 +106,19 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
     const token = bearerToken(req.headers.get("authorization"));
     const secrets = token === null ? [o.adminToken] : [o.adminToken, token];
     let response: Response;
+    const seen = { route: "unmatched" };
     try {
       // Bun builds the URL from the Host header, so a malformed Host shows up here.
       if (url === null) throw new HttpError(400, "the request's Host header or path is not valid in a URL");
-      response = await dispatch(req, url, token);
+      response = await dispatch(req, url, token, seen);
     } catch (e) {
       const f = failure(e, requestId);
       if (f.detail !== null) log(redact(`request ${requestId} ${req.method} ${path} failed: ${f.detail}`, secrets));
       response = f.response;
     }
-    const ms = (performance.now() - startedMs).toFixed(1);
+    const elapsedMs = performance.now() - startedMs;
+    metrics.observe(seen.route, KNOWN_METHODS.has(req.method) ? req.method : "other", response.status, elapsedMs / 1000);
+    const ms = elapsedMs.toFixed(1);
     log(redact(`${req.method} ${path} ${response.status} ${ms}ms`, secrets));
     return response;
   }
