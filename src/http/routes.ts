@@ -5,6 +5,7 @@ import { readJson, readText } from "./bodies.ts";
 import { bootFileRoute } from "./boot-files.ts";
 import { HttpError, json, plainText } from "./respond.ts";
 import type { Route, RouteContext } from "./router.ts";
+import type { Validator } from "../util/schema.ts";
 import { MAX_MAC_CHARS, agentReport, cancelBody, hardware, nodeChange, nodeInput, reloadBody } from "./shapes.ts";
 
 /** Who the audit log names for calls with the admin token. */
@@ -116,27 +117,23 @@ function bootAndAgentRoutes(api: DaemonApi): Route[] {
         return json(plan);
       },
     },
-    {
-      method: "POST",
-      path: "/api/agent/report",
-      auth: "agent",
-      handle: async (c) => {
-        const mac = macParam(c.url);
-        const token = agentToken(c);
-        return accepted(await api.agentReport(mac, token, await readJson(c.req, agentReport)));
-      },
-    },
-    {
-      method: "POST",
-      path: "/api/agent/inventory",
-      auth: "agent",
-      handle: async (c) => {
-        const mac = macParam(c.url);
-        const token = agentToken(c);
-        return accepted(await api.agentInventory(mac, token, await readJson(c.req, hardware)));
-      },
-    },
+    agentPost("/api/agent/report", agentReport, (mac, token, report) => api.agentReport(mac, token, report)),
+    agentPost("/api/agent/inventory", hardware, (mac, token, found) => api.agentInventory(mac, token, found)),
   ];
+}
+
+/** An agent's POST: its MAC and job token, a body of `shape`, and the daemon's yes or no. */
+function agentPost<T>(path: string, shape: Validator<T>, send: (mac: string, token: string, body: T) => Promise<boolean>): Route {
+  return {
+    method: "POST",
+    path,
+    auth: "agent",
+    handle: async (c) => {
+      const mac = macParam(c.url);
+      const token = agentToken(c);
+      return accepted(await send(mac, token, await readJson(c.req, shape)));
+    },
+  };
 }
 
 /** `bootDir`: where GET /boot/NAME serves files from; null serves none. */
