@@ -7,6 +7,7 @@ import { gptComposite } from "../test/fixtures/composite.ts";
 import { checkPartition, discusOk } from "../test/helpers.ts";
 import { destroyStaleLabs, withLab } from "./lib/netlab.ts";
 import { runClient, startServer } from "./lib/mcast.ts";
+import { startLabDaemon } from "./lib/lab-daemon.ts";
 import { mkdirSync, linkSync } from "node:fs";
 
 const step = (text: string) => console.log(`\n== ${text}`);
@@ -92,13 +93,7 @@ async function daemonSection(): Promise<number> {
   const restoredSha = (await $`sha256sum ${restored}`.text()).split(" ")[0];
   return withLab({ clients: 2, linkMbit: 100 }, async (lab) => {
     const s = lab.server;
-    const url = `http://${s.address}:8080`;
-    const daemon = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:8080`, "--images", images, "--iface", s.address]);
-    let log = "";
-    void (async () => {
-      for await (const c of daemon.stderr) log += new TextDecoder().decode(c);
-    })();
-    for (let i = 0; i < 200 && !log.includes("listening on"); i++) await Bun.sleep(50);
+    const daemon = await startLabDaemon(lab, { state, images });
     console.log(`$ discus server --state ${state} --listen ${s.address}:8080 --images ${images} --iface ${s.address}   (in ${s.ns})`);
     const admin = async (args: string[]) => {
       console.log(`$ discus ${args.join(" ")}`);
@@ -111,7 +106,7 @@ async function daemonSection(): Promise<number> {
     for (const [i, mac] of macs.entries()) failed += (await admin(["node", "add", `node-${i + 1}`, "--mac", mac, "--disk", `serial:DEMO${i + 1}`, "--image", "example", "--tag", "demo"])) === 0 ? 0 : 1;
     failed += (await admin(["reload", "tag:demo"])) === 0 ? 0 : 1;
     console.log("(each node powers on: PXE asks the daemon what to boot, as the chain script does)");
-    const runs = await Promise.all(lab.clients.map((c, i) => lab.exec(c, ["bun", nodeScript, url, macs[i]!, c.address, join(dir, `node-${i + 1}.img`)])));
+    const runs = await Promise.all(lab.clients.map((c, i) => lab.exec(c, ["bun", nodeScript, daemon.url, macs[i]!, c.address, join(dir, `node-${i + 1}.img`)])));
     for (const r of runs) {
       process.stdout.write(r.stdout + r.stderr);
       if (r.exitCode !== 0) failed++;
@@ -123,8 +118,7 @@ async function daemonSection(): Promise<number> {
       if (!same) failed++;
       console.log(`node-${i + 1}: disk ${same ? "identical to the local restore" : "DIFFERENT"}`);
     }
-    daemon.kill("SIGTERM");
-    await daemon.exited;
+    await daemon.stop();
     return failed;
   });
 }

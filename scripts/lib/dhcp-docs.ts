@@ -49,3 +49,8 @@ export function forLab(block: string, p: LabPlaces): string {
   if (p.mac !== undefined) text = text.replaceAll(DOC_MAC, p.mac);
   return text;
 }
+
+/** The four lines docs/NETBOOT.md says the tests add to dnsmasq's config: a test folder, a namespace. */
+export function testLines(leaseFile: string): string {
+  return `dhcp-leasefile=${leaseFile}\npid-file=\nbind-interfaces\nlog-dhcp\n`;
+}

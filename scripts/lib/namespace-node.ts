@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DaemonReporter } from "../../src/agent/daemon-client.ts";
+import { bootWords } from "./lab-daemon.ts";
 
 const CALL_TIMEOUT_MS = 10_000;
 const LOAD_GIVE_UP = "60s";
@@ -19,24 +20,19 @@ async function bootScript(): Promise<string> {
   return res.text();
 }
 
-/** The discus.* words of the script's kernel line. */
-function words(script: string): Map<string, string> {
-  return new Map([...script.matchAll(/"?discus\.([a-z]+)=([^"\s]+)"?/g)].map((m) => [m[1]!, m[2]!]));
-}
-
 const first = await bootScript();
 if (!first.includes("\nkernel ")) {
   console.log(`${mac}: the daemon answered exit: booting the local disk`);
   process.exit(0);
 }
-const w = words(first);
-console.log(`${mac}: the daemon answered the agent: load image ${w.get("image")} from ${w.get("group")} onto ${target}`);
-const reporter = new DaemonReporter({ server, token: w.get("token")!, mac });
+const w = bootWords(first);
+console.log(`${mac}: the daemon answered the agent: load image ${w.image} from ${w.group} onto ${target}`);
+const reporter = new DaemonReporter({ server, token: w.token!, mac });
 reporter.progress(0, 0);
 const keyDir = mkdtempSync(join(tmpdir(), "discus-node-"));
 const keyFile = join(keyDir, "session.key");
-writeFileSync(keyFile, `${w.get("auth")}\n`, { mode: 0o600 });
-const load = Bun.spawn(["bun", cli, "load", target, "--group", w.get("group")!, "--port", w.get("port")!, "--image-id", w.get("image")!, "--iface", iface, "--auth-key-file", keyFile, "--give-up", LOAD_GIVE_UP, "--quiet"], { stdout: "inherit", stderr: "pipe" });
+writeFileSync(keyFile, `${w.auth}\n`, { mode: 0o600 });
+const load = Bun.spawn(["bun", cli, "load", target, "--group", w.group!, "--port", w.port!, "--image-id", w.image!, "--iface", iface, "--auth-key-file", keyFile, "--give-up", LOAD_GIVE_UP, "--quiet"], { stdout: "inherit", stderr: "pipe" });
 const [code, stderr] = await Promise.all([load.exited, new Response(load.stderr).text()]);
 rmSync(keyDir, { recursive: true, force: true });
 const heard = await reporter.finish(code === 0 ? "written" : "failed", 0, code === 0 ? "" : stderr.trim());

@@ -9,7 +9,8 @@
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Lab } from "./netlab.ts";
-import { DOC_MAC, documentedBlock, forLab, type LabPlaces } from "./dhcp-docs.ts";
+import { DOC_MAC, documentedBlock, forLab, testLines, type LabPlaces } from "./dhcp-docs.ts";
+import { drain } from "./drain.ts";
 
 export const PXE_HTTP_PORT = 8080;
 const ROOT = join(import.meta.dir, "../..");
@@ -55,7 +56,7 @@ export function chainScript(lab: Lab, o: PxeOptions): string {
  */
 export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
   const main = forLab(documentedBlock(o.chainTo === undefined ? "dnsmasq-main" : "dnsmasq-chain"), places(lab, o));
-  return `${main}dhcp-leasefile=${join(o.dir, "leases")}\npid-file=\nbind-interfaces\nlog-dhcp\n`;
+  return main + testLines(join(o.dir, "leases"));
 }
 
 /** The per-node file of the option-224 way: the documented pair of lines for each node. */
@@ -92,28 +93,20 @@ export async function startPxeServer(lab: Lab, o: PxeOptions): Promise<PxeServer
   writeFileSync(join(o.dir, "dnsmasq.conf"), dnsmasqConfig(lab, o));
   const procs = [lab.spawn(lab.server, ["dnsmasq", "--no-daemon", `--conf-file=${join(o.dir, "dnsmasq.conf")}`])];
   if (o.chainTo === undefined) procs.push(lab.spawn(lab.server, ["busybox", "httpd", "-f", "-vv", "-p", `${lab.server.address}:${PXE_HTTP_PORT}`, "-h", http]));
-  let text = "";
-  const decoder = new TextDecoder();
-  const readers = procs.flatMap((p) => [p.stdout, p.stderr]).map(async (s) => {
-    for await (const chunk of s) text += decoder.decode(chunk);
-  });
+  const out = drain(procs);
   // dnsmasq logs its readiness; give both a moment and fail early if either died.
   await Bun.sleep(300);
-  for (const p of procs) if (p.exitCode !== null) throw new Error(`pxe: a server exited at start (${p.exitCode}):\n${text}`);
+  if (out.exited()) throw new Error(`pxe: a server exited at start:\n${out.text()}`);
   return {
-    log: () => text,
+    log: out.text,
     leases() {
-      const out = new Map<string, string>();
+      const byMac = new Map<string, string>();
       for (const line of readFileSync(join(o.dir, "leases"), "utf8").split("\n")) {
         const f = line.split(" ");
-        if (f.length >= 3) out.set(f[1]!, f[2]!);
+        if (f.length >= 3) byMac.set(f[1]!, f[2]!);
       }
-      return out;
+      return byMac;
     },
-    async stop() {
-      for (const p of procs) p.kill("SIGTERM");
-      await Promise.all(procs.map((p) => p.exited));
-      await Promise.allSettled(readers);
-    },
+    stop: () => out.stop(),
   };
 }

@@ -8,7 +8,8 @@ import { $ } from "bun";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLab, destroyStaleLabs, type Host, type Lab } from "../../scripts/lib/netlab.ts";
-import { documentedBlock, forLab, type LabPlaces } from "../../scripts/lib/dhcp-docs.ts";
+import { documentedBlock, forLab, testLines, type LabPlaces } from "../../scripts/lib/dhcp-docs.ts";
+import { drain } from "../../scripts/lib/drain.ts";
 import { FIXTURE_TIMEOUT_MS, tmpDir } from "../helpers.ts";
 
 const SETTINGS = "action=load disk=serial:S3Z9NB0K";
@@ -53,28 +54,16 @@ interface Running { stop(): Promise<void>; log(): string; hup(): void }
 /** A server in the lab's server namespace; its output so far is log(). */
 async function run(argv: string[]): Promise<Running> {
   const proc = lab.spawn(lab.server, argv);
-  let text = "";
-  const decoder = new TextDecoder();
-  const readers = [proc.stdout, proc.stderr].map(async (s) => {
-    for await (const chunk of s) text += decoder.decode(chunk);
-  });
+  const out = drain([proc]);
   await Bun.sleep(SERVER_START_MS);
-  expect(proc.exitCode, `${argv[0]} exited at start:\n${text}`).toBeNull();
-  return {
-    hup: () => proc.kill("SIGHUP"),
-    async stop() {
-      proc.kill("SIGTERM");
-      await proc.exited;
-      await Promise.allSettled(readers);
-    },
-    log: () => text,
-  };
+  expect(proc.exitCode, `${argv[0]} exited at start:\n${out.text()}`).toBeNull();
+  return { hup: () => proc.kill("SIGHUP"), stop: () => out.stop(), log: out.text };
 }
 
 async function startDnsmasq(config: string): Promise<Running> {
   // The four lines the document says the tests add (a test folder, a namespace).
   const conf = join(dir, "dnsmasq.conf");
-  writeFileSync(conf, `${config}dhcp-leasefile=${join(dir, "dnsmasq.leases")}\npid-file=\nbind-interfaces\nlog-dhcp\n`);
+  writeFileSync(conf, config + testLines(join(dir, "dnsmasq.leases")));
   return run(["dnsmasq", "--no-daemon", `--conf-file=${conf}`]);
 }
 

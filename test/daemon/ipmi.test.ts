@@ -14,13 +14,13 @@ import { startBmc, type Bmc } from "../../scripts/lib/bmc.ts";
 import { bootedLine, makeBootDisk } from "../fixtures/bootdisk.ts";
 import { ensureNetbootBuild, virtioDisk, VMLINUZ } from "../agent/netboot-env.ts";
 import { POWER_TIMEOUT_MS } from "../../src/daemon/power.ts";
+import { startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 import { cli, discusOk, FIXTURE_TIMEOUT_MS, tmpDir } from "../helpers.ts";
 
 const MiB = 1 << 20;
 const DISK_BYTES = 64 * MiB;
 const MARKER = "bmc-1";
 const DISK_SERIAL = "BMC-DISK";
-const HTTP_PORT = 8080;
 const GUEST_MEMORY_MIB = 512;
 /** One boot under TCG on 2 shared cores, from power-on to the marker line. */
 const BOOT_TIMEOUT_MS = 150_000;
@@ -34,7 +34,6 @@ const WRONG_PASSWORD = "Not-it-41d2e8";
 const MAC_GOOD = "52:54:00:b3:c0:01";
 const MAC_BAD = "52:54:00:b3:c0:02";
 const MAC_GONE = "52:54:00:b3:c0:03";
-const agentCall = join(import.meta.dir, "agent-call.ts");
 
 let dir = "";
 let disk = "";
@@ -55,22 +54,8 @@ afterAll(async () => {
   if (dir) await $`rm -rf ${dir}`.quiet().nothrow();
 });
 
-interface Daemon {
-  proc: ReturnType<Lab["spawn"]>;
-  log: Promise<string>;
-}
-
-async function startDaemon(lab: Lab, state: string): Promise<Daemon> {
-  const s = lab.server;
-  const proc = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT}`, "--images", join(dir, "images"), "--iface", s.address, "--port", String(MCAST_PORT)]);
-  const log = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]).then((t) => t.join(""));
-  for (let i = 0; i < 100; i++) {
-    const r = await lab.exec(lab.clients[0]!, ["bun", agentCall, "GET", `http://${s.address}:${HTTP_PORT}/api/nodes`, ""]);
-    if (r.stdout.startsWith("401")) return { proc, log };
-    await Bun.sleep(100);
-  }
-  proc.kill("SIGKILL");
-  throw new Error(`the daemon did not answer: ${await log}`);
+function startDaemon(lab: Lab, state: string): Promise<LabDaemon> {
+  return startLabDaemon(lab, { state, images: join(dir, "images"), args: ["--port", String(MCAST_PORT)] });
 }
 
 /** The CLI, run in the client's namespace against the daemon (token from the state dir). */
@@ -197,8 +182,8 @@ describe("the ipmi power driver against ipmi_sim", () => {
         // No password in anything the daemon says: API answers, events, its log.
         const said = [status.stdout, (await fleet(lab, state, ["events", "--json"])).stdout];
         for (const n of ["node-ipmi", "node-badpw", "node-gone"]) said.push((await fleet(lab, state, ["node", "show", n, "--json"])).stdout);
-        daemon.proc.kill("SIGTERM");
-        said.push(await daemon.log);
+        await daemon.stop();
+        said.push(daemon.log());
         for (const text of said) {
           expect(text).not.toContain(PASSWORD);
           expect(text).not.toContain(WRONG_PASSWORD);

@@ -16,9 +16,9 @@ import { startPxeServer, type PxeServer } from "../../scripts/lib/pxe.ts";
 import { bootQemu, type BootResult } from "../agent/qemu.ts";
 import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, VMLINUZ, virtioDisk } from "../agent/netboot-env.ts";
 import type { JobRecord, NodeRecord } from "../../src/daemon/model.ts";
+import { startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 
 const DISK_BYTES = 128 << 20;
-const HTTP_PORT = 8080;
 /** Every guest of this file, at most two at a time, each bounded by GUEST_TIMEOUT_MS. */
 const FILE_TIMEOUT_MS = 3 * GUEST_TIMEOUT_MS;
 const mac = (n: number) => `52:54:00:da:e0:${n.toString(16).padStart(2, "0")}`;
@@ -28,8 +28,7 @@ const firstBlock = join(import.meta.dir, "first-block.ts");
 let dir = "";
 let lab: Lab;
 let pxe: PxeServer;
-let daemon: ReturnType<Lab["spawn"]>;
-let daemonLog = "";
+let daemon: LabDaemon | undefined;
 let url = "";
 let state = "";
 let newOs: BootDisk;
@@ -70,7 +69,7 @@ async function pxeBoot(g: Guest, until?: RegExp): Promise<BootResult> {
 /** The CLI in the server's namespace, against the daemon (token and URL from the state dir). */
 async function fleet(args: string[]): Promise<string> {
   const r = await lab.exec(lab.server, ["bun", cli, ...args, "--state", state]);
-  if (r.exitCode !== 0) throw new Error(`discus ${args.join(" ")} exited ${r.exitCode}: ${r.stderr}\ndaemon log:\n${daemonLog.slice(-3000)}`);
+  if (r.exitCode !== 0) throw new Error(`discus ${args.join(" ")} exited ${r.exitCode}: ${r.stderr}\ndaemon log:\n${daemon?.log().slice(-3000)}`);
   return r.stdout;
 }
 
@@ -86,18 +85,8 @@ async function nodeStatus(name: string): Promise<{ node: NodeRecord; job: JobRec
 }
 
 async function startDaemon(images: string, bootDir: string, pub: string): Promise<void> {
-  const s = lab.server;
-  url = `http://${s.address}:${HTTP_PORT}`;
-  daemon = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT}`, "--images", images, "--iface", s.address, "--boot-dir", bootDir, "--key", pub]);
-  // Drained all along: a full pipe would stall the daemon.
-  void (async () => {
-    for await (const chunk of daemon.stderr) daemonLog += new TextDecoder().decode(chunk);
-  })();
-  for (let i = 0; i < 200; i++) {
-    if ((await http("GET", "/api/nodes", "")).status === 401) return;
-    await Bun.sleep(100);
-  }
-  throw new Error(`the daemon did not answer:\n${daemonLog}`);
+  daemon = await startLabDaemon(lab, { state, images, args: ["--boot-dir", bootDir, "--key", pub] });
+  url = daemon.url;
 }
 
 beforeAll(async () => {
@@ -125,8 +114,7 @@ beforeAll(async () => {
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {
-  daemon?.kill("SIGTERM");
-  await daemon?.exited;
+  await daemon?.stop();
   await pxe?.stop();
   await lab?.destroy();
   if (dir) await $`rm -rf ${dir}`.quiet().nothrow();
@@ -157,8 +145,7 @@ describe("PXE through dnsmasq chaining to discus server", () => {
     await fleet(["node", "add", "a", "--mac", a.mac, "--disk", `serial:${a.serial}`]);
     await fleet(["node", "add", "b", "--mac", b.mac, "--disk", `serial:${b.serial}`, "--image", "new-os"]);
     await fleet(["node", "add", "d", "--mac", d.mac, "--disk", "serial:NO-SUCH-DISK", "--image", "new-os"]);
-    const adminToken = readFileSync(join(state, "admin.token"), "utf8").trim();
-    const poller = lab.spawn(lab.server, ["bun", firstBlock, url, adminToken, "new-os"]);
+    const poller = lab.spawn(lab.server, ["bun", firstBlock, url, daemon!.adminToken(), "new-os"]);
     const reloadMs = Date.now();
     await fleet(["reload", "a", "--image", "new-os"]);
     const [dJob] = JSON.parse(await fleet(["reload", "d", "--json"])) as JobRecord[];

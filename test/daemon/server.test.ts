@@ -10,13 +10,13 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "../../scripts/lib/netlab.ts";
+import { bootWords, startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 import { MCAST_PORT, runClient } from "../../scripts/lib/mcast.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { startPostgres, type Postgres } from "./postgres.ts";
 import { MAX_AGENT_BOOTS } from "../../src/daemon/daemon.ts";
 import { alive, groupOf, serveChildren, waitUntil } from "./serve-children.ts";
 
-const HTTP_PORT = 8080;
 const TEST_TIMEOUT_MS = 300_000;
 /** A session's child stops this soon after its daemon is gone (stdin EOF), generously. */
 const CHILD_EXIT_MS = 10_000;
@@ -47,26 +47,8 @@ afterAll(async () => {
   if (dir) await $`rm -rf ${dir}`;
 });
 
-interface Daemon {
-  url: string;
-  proc: ReturnType<Lab["spawn"]>;
-  log: () => Promise<string>;
-}
-
-async function startDaemon(lab: Lab, state: string, db: string | null): Promise<Daemon> {
-  const s = lab.server;
-  const args = ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT}`, "--images", join(dir, "images"), "--iface", s.address, "--port", String(MCAST_PORT), ...(db ? ["--db", db] : [])];
-  const proc = lab.spawn(s, args);
-  const url = `http://${s.address}:${HTTP_PORT}`;
-  const node = lab.clients[0]!;
-  for (let i = 0; i < 100; i++) {
-    // Up once it answers (a call without the token: 401, and nothing recorded).
-    const r = await lab.exec(node, ["bun", agentCall, "GET", `${url}/api/nodes`, ""]);
-    if (r.stdout.startsWith("401")) return { url, proc, log: () => new Response(proc.stderr).text() };
-    await Bun.sleep(100);
-  }
-  proc.kill("SIGKILL");
-  throw new Error(`the daemon did not answer: ${await new Response(proc.stderr).text()}`);
+function startDaemon(lab: Lab, state: string, db: string | null): Promise<LabDaemon> {
+  return startLabDaemon(lab, { state, images: join(dir, "images"), args: ["--port", String(MCAST_PORT), ...(db ? ["--db", db] : [])] });
 }
 
 /** The CLI, run in a node's namespace against the daemon (token from the state dir). */
@@ -78,12 +60,6 @@ async function call(lab: Lab, host: Host, method: string, url: string, token: st
   const r = await lab.exec(host, ["bun", agentCall, method, url, token, body === undefined ? "" : JSON.stringify(body)]);
   const space = r.stdout.indexOf(" ");
   return { status: Number(r.stdout.slice(0, space)), body: r.stdout.slice(space + 1) };
-}
-
-function bootWords(script: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of script.matchAll(/"?discus\.([a-z]+)=([^"\s]+)"?/g)) out[m[1]!] = m[2]!;
-  return out;
 }
 
 async function jobState(lab: Lab, state: string, node: string): Promise<string> {
@@ -167,10 +143,9 @@ async function reloadFlow(db: () => string | null, label: string): Promise<void>
       for (const act of ["node.add", "job.create", "job.boot", "job.state", "job.booted"]) expect(actions).toContain(act);
       // No secret in the daemon's log.
       const served = serveChildren(daemon.proc.pid);
-      daemon.proc.kill("SIGTERM");
-      const log = await daemon.log();
+      await daemon.stop();
+      const log = daemon.log();
       // A daemon that stops stops its children, and none of them writes its key into a command line.
-      await daemon.proc.exited;
       expect(served.every((c) => !alive(c.pid))).toBe(true);
       expect(served.flatMap((c) => c.argv).join(" ")).not.toContain(w.auth!);
       expect(log).not.toContain(w.token!);

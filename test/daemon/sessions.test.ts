@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "../../scripts/lib/netlab.ts";
 import { MCAST_PORT, runClient } from "../../scripts/lib/mcast.ts";
+import { bootWords, startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 import { MAX_RESTARTS_PER_WINDOW } from "../../src/daemon/sessions.ts";
 import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { alive, groupOf, serveChildren, waitUntil, type ServeChild } from "./serve-children.ts";
 
-const HTTP_PORT = 8080;
 const TEST_TIMEOUT_MS = 300_000;
 /** A child starts, or stops, within this (generously: 2 shared cores). */
 const CHILD_BOUND_MS = 15_000;
@@ -48,21 +48,8 @@ async function call(lab: Lab, host: Host, url: string): Promise<string> {
   return r.stdout.slice(r.stdout.indexOf(" ") + 1);
 }
 
-function bootWords(script: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of script.matchAll(/"?discus\.([a-z]+)=([^"\s]+)"?/g)) out[m[1]!] = m[2]!;
-  return out;
-}
-
-async function startDaemon(lab: Lab, state: string): Promise<{ proc: ReturnType<Lab["spawn"]>; url: string; log: () => string }> {
-  const s = lab.server;
-  const proc = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT}`, "--images", join(dir, "images"), "--iface", s.address, "--port", String(MCAST_PORT)]);
-  let log = "";
-  void (async () => {
-    for await (const chunk of proc.stderr) log += new TextDecoder().decode(chunk);
-  })();
-  expect(await waitUntil(() => log.includes("listening on"), CHILD_BOUND_MS)).toBe(true);
-  return { proc, url: `http://${s.address}:${HTTP_PORT}`, log: () => log };
+function startDaemon(lab: Lab, state: string): Promise<LabDaemon> {
+  return startLabDaemon(lab, { state, images: join(dir, "images"), args: ["--port", String(MCAST_PORT)] });
 }
 
 const childOn = (pid: number, group: string): ServeChild | undefined => serveChildren(pid).find((c) => groupOf(c) === group);

@@ -11,12 +11,11 @@ import { join } from "node:path";
 import { MAX_BODY_BYTES } from "../../src/http/bodies.ts";
 import { MAX_NEW_NODES } from "../../src/daemon/model.ts";
 import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
+import { LAB_DAEMON_HTTP_PORT, startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, tmpDir } from "../helpers.ts";
 
 const cli = join(import.meta.dir, "..", "..", "src", "cli.ts");
-const HTTP_PORT = 8080;
 const STATE_TMPFS_BYTES = 64 << 20;
-const START_POLLS = 200;
 const POWER_CONCURRENCY_IN_TEST = 3;
 const POWER_NODES = 12;
 const MAC = "52:54:00:12:34:56";
@@ -25,12 +24,11 @@ let dir = "";
 let state = "";
 let sock = "";
 let lab: Lab;
-let daemon: ReturnType<Lab["spawn"]>;
-let daemonLog = "";
+let daemon: LabDaemon;
 /** Every response body and header seen, to prove no token leaks; boot scripts are kept apart (they carry job tokens by design). */
 const seen: string[] = [];
 const kernelBytes = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) & 0xff));
-const logLines = () => daemonLog.split("\n").filter((l) => l.length > 0);
+const logLines = () => daemon.log().split("\n").filter((l) => l.length > 0);
 
 async function call(method: string, path: string, o: { token?: string | null; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: Headers; text: string; body: any }> {
   const headers: Record<string, string> = { ...o.headers };
@@ -87,18 +85,12 @@ beforeAll(async () => {
   sock = join(state, "api.sock");
   lab = await createLab({ clients: 0 });
   const s = lab.server;
-  daemon = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT}`, "--images", images, "--iface", s.address, "--boot-dir", bootDir, "--power-concurrency", String(POWER_CONCURRENCY_IN_TEST)]);
-  void (async () => {
-    for await (const chunk of daemon.stderr) daemonLog += new TextDecoder().decode(chunk);
-  })();
-  for (let i = 0; i < START_POLLS && !daemonLog.includes("listening on"); i++) await Bun.sleep(50);
-  expect(daemonLog).toContain("listening on");
-  ADMIN = readFileSync(join(state, "admin.token"), "utf8").trim();
+  daemon = await startLabDaemon(lab, { state, images, args: ["--boot-dir", bootDir, "--power-concurrency", String(POWER_CONCURRENCY_IN_TEST)] });
+  ADMIN = daemon.adminToken();
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {
-  daemon?.kill("SIGTERM");
-  await daemon?.exited;
+  await daemon?.stop();
   await lab?.destroy();
   if (state) await $`umount ${state}`.quiet().nothrow();
   if (dir) await $`rm -rf ${dir}`.quiet().nothrow();
@@ -110,7 +102,7 @@ describe("the local socket", () => {
   test("is the owner's only, and a second daemon on the same state directory is refused", async () => {
     expect(statSync(sock).mode & 0o777).toBe(0o600);
     const s = lab.server;
-    const second = await lab.exec(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT + 1}`, "--images", join(dir, "images"), "--iface", s.address]);
+    const second = await lab.exec(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${LAB_DAEMON_HTTP_PORT + 1}`, "--images", join(dir, "images"), "--iface", s.address]);
     expect(second.exitCode).toBe(2);
     expect(second.stderr).toContain("another discus server is running on this state directory");
     expect((await call("GET", "/api/nodes")).status).toBe(200);
@@ -371,7 +363,7 @@ describe("failures inside the daemon", () => {
     expect((await call("GET", "/api/nodes")).status).toBe(200);
     await $`rm ${join(state, "filler")}`;
     expect((await call("POST", "/api/nodes", { body: JSON.stringify({ ...node, name: "full1", mac: "52:54:00:00:00:31" }) })).status).toBe(201);
-    expect(daemon.exitCode).toBeNull();
+    expect(daemon.proc.exitCode).toBeNull();
   });
 });
 

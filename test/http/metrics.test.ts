@@ -5,22 +5,20 @@
 // counts. Without the token /metrics is 401.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
+import { drain, type Drained } from "../../scripts/lib/drain.ts";
+import { LAB_DAEMON_HTTP_PORT, startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 import { discusOk, FIXTURE_TIMEOUT_MS, tmpDir } from "../helpers.ts";
 
-const cli = join(import.meta.dir, "..", "..", "src", "cli.ts");
-const HTTP_PORT = 8080;
 const PROM_PORT = 9090;
 const POLLS = 150;
 const POLL_MS = 200;
 let dir = "";
 let lab: Lab;
-let daemon: ReturnType<Lab["spawn"]>;
-let prometheus: ReturnType<Lab["spawn"]>;
-let daemonLog = "";
-let promLog = "";
+let daemon: LabDaemon | undefined;
+let prometheus: Drained | undefined;
 let sock = "";
 let admin = "";
 
@@ -64,13 +62,8 @@ beforeAll(async () => {
   sock = join(state, "api.sock");
   lab = await createLab({ clients: 1 });
   const s = lab.server;
-  daemon = lab.spawn(s, ["bun", cli, "server", "--state", state, "--listen", `${s.address}:${HTTP_PORT}`, "--images", images, "--iface", s.address]);
-  void (async () => {
-    for await (const c of daemon.stderr) daemonLog += new TextDecoder().decode(c);
-  })();
-  for (let i = 0; i < POLLS && !daemonLog.includes("listening on"); i++) await Bun.sleep(50);
-  expect(daemonLog).toContain("listening on");
-  admin = readFileSync(join(state, "admin.token"), "utf8").trim();
+  daemon = await startLabDaemon(lab, { state, images });
+  admin = daemon.adminToken();
   // Prometheus in the client's namespace, scraping the daemon every second with the admin token.
   const prom = join(dir, "prom");
   mkdirSync(join(prom, "data"), { recursive: true });
@@ -80,20 +73,15 @@ beforeAll(async () => {
     "scrape_configs:",
     "  - job_name: discus",
     `    authorization: { type: Bearer, credentials_file: ${join(prom, "token")} }`,
-    `    static_configs: [{ targets: ["${s.address}:${HTTP_PORT}"] }]`,
+    `    static_configs: [{ targets: ["${s.address}:${LAB_DAEMON_HTTP_PORT}"] }]`,
     "",
   ].join("\n"));
   const c = lab.clients[0]!;
-  prometheus = lab.spawn(c, ["prometheus", `--config.file=${join(prom, "prometheus.yml")}`, `--storage.tsdb.path=${join(prom, "data")}`, `--web.listen-address=${c.address}:${PROM_PORT}`]);
-  void (async () => {
-    for await (const chunk of prometheus.stderr) promLog += new TextDecoder().decode(chunk);
-  })();
+  prometheus = drain([lab.spawn(c, ["prometheus", `--config.file=${join(prom, "prometheus.yml")}`, `--storage.tsdb.path=${join(prom, "data")}`, `--web.listen-address=${c.address}:${PROM_PORT}`])]);
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {
-  prometheus?.kill("SIGTERM");
-  daemon?.kill("SIGTERM");
-  await Promise.all([prometheus?.exited, daemon?.exited]);
+  await Promise.all([prometheus?.stop(), daemon?.stop()]);
   await lab?.destroy();
   if (dir) await $`rm -rf ${dir}`.quiet().nothrow();
 });
@@ -137,7 +125,7 @@ describe("GET /metrics", () => {
       if (one(up) === 1 && one(failures, { reason: "power" }) === 1) break;
       await Bun.sleep(POLL_MS);
     }
-    expect(one(up), `prometheus: ${promLog.slice(-2000)}`).toBe(1);
+    expect(one(up), `prometheus: ${prometheus?.text().slice(-2000)}`).toBe(1);
     expect(one(failures, { reason: "power" })).toBe(1);
     expect(one(failures, { reason: "disk-rule" })).toBe(0);
     const nodes = await query("discus_nodes");
