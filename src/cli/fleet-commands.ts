@@ -27,7 +27,7 @@ function nodeCommands(y: Argv, print: Out): Argv {
           .option("disk", { type: "string", describe: "Disk rule, e.g. serial:S3Z9NB0K (no rule: never written)" })
           .option("image", { type: "string", describe: "Catalog image its reloads write by default" })
           .option("tag", { type: "string", array: true, describe: "Tags (repeatable)" })
-          .option("power", { type: "string", default: "none", describe: "none, command:PROGRAM, or ipmi:HOST:USER:PASSWORD-FILE" }),
+          .option("power", { type: "string", default: "none", describe: "none, command:PROGRAM, ipmi:HOST:USER:PASSWORD-FILE, or redfish:HOST[:PORT]:USER:PASSWORD-FILE[,ca=PEM-FILE|,insecure][,system=ID]" }),
       async (a) => {
         const n = await call<NodeRecord>(conn(a), "POST", "/api/nodes", nodeInput(a.name, a));
         print(a.json === true, n, `added ${n.name} (${n.mac})`);

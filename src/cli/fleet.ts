@@ -55,7 +55,7 @@ export async function call<T>(c: Connection, method: string, path: string, body?
 }
 
 export function parsePower(text: string): PowerSpec {
-  return parsePowerText(text, `--power ${text}`, { ipmi: true });
+  return parsePowerText(text, `--power ${text}`, { bmc: true });
 }
 
 export function nodeInput(name: string, a: { mac: string; disk?: string; image?: string; tag?: string[]; power?: string }): NodeInput {

@@ -27,18 +27,38 @@ function splitCsvLine(line: string): string[] {
   return out;
 }
 
+const REDFISH_TEXT = "redfish:HOST[:PORT]:USER:PASSWORD-FILE[,ca=PEM-FILE|,insecure][,system=ID]";
+const POWER_TEXTS = `none, command:PROGRAM, ipmi:HOST:USER:PASSWORD-FILE or ${REDFISH_TEXT}`;
+
+/** `redfish:` settings: HOST[:PORT]:USER:FILE, then options after commas; null if it is not one. */
+function parseRedfishText(text: string, where: string): PowerSpec | null {
+  const m = /^redfish:([^:,]+(?::\d{1,5})?):([^:,]+):([^,]+)((?:,[^,]*)*)$/.exec(text);
+  if (m === null) return null;
+  const spec: PowerSpec = { driver: "redfish", host: m[1]!, user: m[2]!, passwordFile: m[3]!, systemId: null, caFile: null, tlsVerify: true };
+  for (const opt of m[4]!.split(",").slice(1)) {
+    if (opt.startsWith("ca=") && opt.length > 3) spec.caFile = opt.slice(3);
+    else if (opt.startsWith("system=") && opt.length > 7) spec.systemId = opt.slice(7);
+    else if (opt === "insecure") spec.tlsVerify = false;
+    else throw new DiscusError("usage", where, `"${opt}" is not a Redfish option (ca=PEM-FILE, insecure, system=ID)`, `Write ${REDFISH_TEXT}`);
+  }
+  return spec;
+}
+
 /**
- * A power setting as text: `none` (or empty), `command:PROGRAM`, and with `ipmi` allowed
- * `ipmi:HOST:USER:PASSWORD-FILE`. The CSV import leaves IPMI out: such nodes are added one by one,
- * naming their password file on the command line. `discus node add --power` takes all three.
+ * A power setting as text: `none` (or empty), `command:PROGRAM`, and with BMC drivers allowed
+ * `ipmi:HOST:USER:PASSWORD-FILE` and `redfish:...`. The CSV import leaves BMCs out: such nodes are
+ * added one by one, naming their password file on the command line. `discus node add --power`
+ * takes them all.
  */
-export function parsePowerText(text: string, where: string, o: { ipmi: boolean }): PowerSpec {
+export function parsePowerText(text: string, where: string, o: { bmc: boolean }): PowerSpec {
   if (text === "" || text === "none") return { driver: "none" };
   if (text.startsWith("command:") && text.length > 8) return { driver: "command", command: text.slice(8) };
-  const m = o.ipmi ? /^ipmi:([^:]+):([^:]+):(.+)$/.exec(text) : null;
+  const m = o.bmc ? /^ipmi:([^:]+):([^:]+):(.+)$/.exec(text) : null;
   if (m !== null) return { driver: "ipmi", host: m[1]!, user: m[2]!, passwordFile: m[3]! };
-  if (o.ipmi) throw new DiscusError("usage", where, `"${text}" is not none, command:PROGRAM or ipmi:HOST:USER:PASSWORD-FILE`, "See `discus node add --help`");
-  throw new DiscusError("usage", where, `power "${text}" is not none or command:PROGRAM`, "Add IPMI nodes with `discus node add --power ipmi:HOST:USER:PASSWORD-FILE`");
+  const redfish = o.bmc ? parseRedfishText(text, where) : null;
+  if (redfish !== null) return redfish;
+  if (o.bmc) throw new DiscusError("usage", where, `"${text}" is not ${POWER_TEXTS}`, "See `discus node add --help`");
+  throw new DiscusError("usage", where, `power "${text}" is not none or command:PROGRAM`, "Add IPMI and Redfish nodes with `discus node add --power ipmi:... | redfish:...`");
 }
 
 export function parseNodesCsv(text: string): NodeInput[] {
@@ -61,7 +81,7 @@ export function parseNodesCsv(text: string): NodeInput[] {
       diskRule: get("disk") === "" ? null : get("disk"),
       image: get("image") === "" ? null : get("image"),
       tags: get("tags").split(/\s+/).filter((t) => t !== ""),
-      power: parsePowerText(get("power"), where, { ipmi: false }),
+      power: parsePowerText(get("power"), where, { bmc: false }),
     };
   });
 }

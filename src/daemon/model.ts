@@ -28,6 +28,13 @@ export type PowerSpec =
   | { driver: "none" }
   /** IPMI over LAN (ipmitool -I lanplus); the password lives in a file (mode 0600), never in the database. */
   | { driver: "ipmi"; host: string; user: string; passwordFile: string }
+  /**
+   * Redfish over HTTPS (src/daemon/redfish.ts); `host` may carry a port (HOST:PORT). The password
+   * lives in a file (mode 0600). `systemId` names the ComputerSystem when the service has several.
+   * TLS: the BMC's certificate is checked against `caFile` (PEM) if set, else the system's CAs;
+   * `tlsVerify: false` (with no caFile) checks nothing, for BMCs whose certificate cannot be known.
+   */
+  | { driver: "redfish"; host: string; user: string; passwordFile: string; systemId: string | null; caFile: string | null; tlsVerify: boolean }
   /** Any program: run as `command on|off|cycle|status NODE-NAME`. */
   | { driver: "command"; command: string };
 

@@ -21,16 +21,25 @@ export function checkPower(p: PowerSpec, node: string): PowerSpec {
     if (p.command.length === 0 || p.command.length > 1024) throw usage(`power command of ${node}`, "is empty or too long", "Name a program: it runs as PROGRAM cycle NODE");
     return p;
   }
-  if (!/^[A-Za-z0-9.:-]+$/.test(p.host) || p.host.length > MAX_HOST_CHARS) throw usage(`IPMI host of ${node}`, `"${p.host}" is not a host name or address`, "Give the BMC's address");
-  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(p.user)) throw usage(`IPMI user of ${node}`, `"${p.user}" is not a user name`, "Give the BMC user");
+  const kind = p.driver === "ipmi" ? "IPMI" : "Redfish";
+  if (!/^[A-Za-z0-9.:-]+$/.test(p.host) || p.host.length > MAX_HOST_CHARS) throw usage(`${kind} host of ${node}`, `"${p.host}" is not a host name or address`, "Give the BMC's address");
+  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(p.user)) throw usage(`${kind} user of ${node}`, `"${p.user}" is not a user name`, "Give the BMC user");
   let mode: number;
   try {
     mode = statSync(p.passwordFile).mode & 0o777;
   } catch {
-    throw usage(`IPMI password file of ${node}`, `${p.passwordFile} cannot be read`, "Write the BMC password to a file only root can read (chmod 600)");
+    throw usage(`${kind} password file of ${node}`, `${p.passwordFile} cannot be read`, "Write the BMC password to a file only root can read (chmod 600)");
   }
-  if ((mode & 0o077) !== 0) throw usage(`IPMI password file of ${node}`, `${p.passwordFile} is readable by others (mode ${mode.toString(8)})`, `chmod 600 ${p.passwordFile}`);
+  if ((mode & 0o077) !== 0) throw usage(`${kind} password file of ${node}`, `${p.passwordFile} is readable by others (mode ${mode.toString(8)})`, `chmod 600 ${p.passwordFile}`);
+  if (p.driver === "redfish") checkRedfishTls(p, node);
   return p;
+}
+
+/** A Redfish node's system id and TLS choice: a CA file and "check nothing" contradict each other. */
+function checkRedfishTls(p: Extract<PowerSpec, { driver: "redfish" }>, node: string): void {
+  if (p.systemId !== null && !/^[A-Za-z0-9._~-]{1,128}$/.test(p.systemId)) throw usage(`Redfish systemId of ${node}`, `"${p.systemId}" is not a resource id`, "Give the Id of one of the BMC's /redfish/v1/Systems members");
+  if (p.caFile !== null && !p.tlsVerify) throw usage(`Redfish TLS of ${node}`, "names a caFile and tlsVerify false", "Keep the caFile (the certificate is checked against it) or drop it");
+  if (p.caFile !== null && !statSync(p.caFile, { throwIfNoEntry: false })?.isFile()) throw usage(`Redfish CA file of ${node}`, `${p.caFile} is not a readable file`, "Write the BMC's certificate (PEM) there");
 }
 
 /** The node record an admin's input makes, or a DiscusError naming the bad field. */

@@ -1,10 +1,12 @@
 // Power control for a reload: `none` (the node reloads on its next boot, whoever causes it),
 // `command` (any program: `PROGRAM cycle NODE-NAME`), `ipmi` (ipmitool over LAN, lanplus; the
 // password comes from a file, never a command-line argument another user could read in ps).
-// Tested against OpenIPMI's ipmi_sim (test/daemon/ipmi.test.ts).
+// Tested against OpenIPMI's ipmi_sim (test/daemon/ipmi.test.ts). `redfish`: HTTPS to the BMC's
+// Redfish service (src/daemon/redfish.ts), its password from a file checked the same way.
 import { readFileSync, statSync } from "node:fs";
 import { DiscusError } from "../util/errors.ts";
 import type { PowerSpec } from "./model.ts";
+import { redfishPowerCycle } from "./redfish.ts";
 
 /** One power action, every ipmitool call of it included: a hung BMC must not hold a reload. */
 export const POWER_TIMEOUT_MS = 30_000;
@@ -13,8 +15,8 @@ const MIN_CALL_MS = 1_000;
 const MAX_OUTPUT_BYTES = 4096;
 /** What of a tool's message goes into a job's reason. */
 const MAX_REASON_CHARS = 300;
-/** IPMI 2.0 passwords are at most 20 bytes; a larger file is not a password file. */
-const MAX_PASSWORD_FILE_BYTES = 64;
+/** IPMI 2.0 passwords are at most 20 bytes, Redfish ones rarely above 40; a larger file is not a password file. */
+const MAX_PASSWORD_FILE_BYTES = 256;
 /**
  * RMCP+ cipher suites, best first: 17 (HMAC-SHA256, AES-128), then 3 (HMAC-SHA1, AES-128), which
  * every IPMI 2.0 BMC offers. Naming one skips ipmitool's Get Channel Cipher Suites query, which
@@ -73,8 +75,8 @@ export function suiteRefused(err: string): boolean {
 
 type Ipmi = Extract<PowerSpec, { driver: "ipmi" }>;
 
-/** The password file must hold a password only its owner can read; ipmitool would prompt otherwise. */
-function passwordOf(p: Ipmi, what: string): string {
+/** A BMC password file must hold one password only its owner can read (ipmitool would prompt otherwise). */
+export function passwordOf(p: { passwordFile: string }, what: string): string {
   const action = `Write the BMC password (one line) to ${p.passwordFile} and chmod 600 it`;
   let size: number;
   let mode: number;
@@ -145,5 +147,7 @@ export async function powerCycle(spec: PowerSpec, nodeName: string, timeoutMs = 
     }
     case "ipmi":
       return ipmiPowerCycle(spec, nodeName, timeoutMs);
+    case "redfish":
+      return redfishPowerCycle(spec, passwordOf(spec, `Redfish power of ${nodeName} (BMC ${spec.host})`), nodeName, timeoutMs);
   }
 }

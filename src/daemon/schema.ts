@@ -143,7 +143,7 @@ export function checkNode(node: NodeRecord): void {
   for (const tag of node.tags) checkName(thing, "tag", tag);
   if (node.diskRule !== null) tooLong(thing, "disk rule", node.diskRule, LIMITS.diskRuleChars);
   if (node.image !== null) tooLong(thing, "image", node.image, LIMITS.nameChars);
-  if (!isPower(node.power)) badValue(thing, "power driver", "is not one of none, ipmi, command with their fields");
+  if (!isPower(node.power)) badValue(thing, "power driver", "is not one of none, ipmi, redfish, command with their fields");
   tooLong(thing, "power driver", JSON.stringify(node.power), LIMITS.powerJsonChars);
   if (!NODE_STATES.includes(node.state)) badValue(thing, "state", `"${node.state}" is not one of ${NODE_STATES.join(", ")}`);
   if (node.lastSeenMs !== null) checkInt(thing, "last-seen time", node.lastSeenMs, 0);
@@ -199,6 +199,8 @@ export function isPower(v: unknown): v is PowerSpec {
       return true;
     case "ipmi":
       return isStr(v.host) && isStr(v.user) && isStr(v.passwordFile);
+    case "redfish":
+      return isStr(v.host) && isStr(v.user) && isStr(v.passwordFile) && (v.systemId === null || isStr(v.systemId)) && (v.caFile === null || isStr(v.caFile)) && typeof v.tlsVerify === "boolean";
     case "command":
       return isStr(v.command);
     default:

@@ -84,13 +84,22 @@ const powerByDriver: Record<PowerSpec["driver"], Validator<PowerSpec>> = {
     user: text(MAX_HW_TEXT_CHARS),
     passwordFile: text(MAX_PATH_CHARS),
   }),
+  redfish: exact<Extract<PowerSpec, { driver: "redfish" }>>({
+    driver: oneOf(["redfish"] as const),
+    host: text(MAX_HOST_CHARS),
+    user: text(MAX_HW_TEXT_CHARS),
+    passwordFile: text(MAX_PATH_CHARS),
+    systemId: nullable(text(MAX_HW_TEXT_CHARS)),
+    caFile: nullable(text(MAX_PATH_CHARS)),
+    tlsVerify: bool,
+  }),
   command: exact<{ driver: "command"; command: string }>({ driver: oneOf(["command"] as const), command: text(MAX_COMMAND_CHARS) }),
 };
 
 export const powerSpec: Validator<PowerSpec> = (v, path) => {
   const driverPath = path ? `${path}.driver` : "driver";
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new SchemaError(path, "an object");
-  const driver = oneOf(["none", "ipmi", "command"] as const)((v as Record<string, unknown>).driver, driverPath);
+  const driver = oneOf(["none", "ipmi", "redfish", "command"] as const)((v as Record<string, unknown>).driver, driverPath);
   return powerByDriver[driver](v, path);
 };
 
