@@ -25,7 +25,7 @@ import { loadImage } from "./client/load.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
-import { formatSummary, imageSummary } from "./cli/info.ts";
+import { formatSummary, imageSummary } from "./image/summary.ts";
 import { MAX_IDLE_EXIT_MS, authKeyFileOption, MAX_RATE_BITS_PER_SECOND, MIN_RATE_BITS_PER_SECOND, bytesOption, durationOption, groupOption, hexOption, inputImagePath, intOption, localAddressOption, rateOption, readSmallFile, usage } from "./cli/options.ts";
 import { VERSION } from "./version.ts";
 import { fleetCommands } from "./cli/fleet-commands.ts";

@@ -4,6 +4,8 @@
 // can check. Errors a caller can cause are DiscusErrors: kind "usage" (bad input, a clash) maps
 // to 400, "missing" results come back as null (404).
 import type { FleetMetrics } from "./fleet-metrics.ts";
+import type { ImageSummary } from "../image/summary.ts";
+import type { ClientSnapshot } from "../server/clients.ts";
 import type { EventRecord, Hardware, ImageRecord, JobRecord, NodeRecord, PowerSpec } from "./model.ts";
 
 /** A node as the admin describes it (`discus node add`, the CSV import, POST /api/nodes). */
@@ -27,6 +29,17 @@ export interface StatusView {
   images: ImageRecord[];
   /** Sessions being served now: image name, group, clients heard, bytes sent. */
   sessions: { image: string; group: string; port: number; rateBitsPerSecond: number; clients: number; bytesSent: number }[];
+}
+
+/** A session being served, with the clients its child last told of (the dashboard's session view). */
+export interface LiveSession {
+  image: string;
+  group: string;
+  port: number;
+  rateBitsPerSecond: number;
+  bytesSent: number;
+  /** The most recently heard clients, at most MAX_CLIENT_ROWS (src/server/session.ts). */
+  clients: ClientSnapshot[];
 }
 
 /** What an agent learns when it asks (GET /api/agent/plan): the settings its boot script carried, confirmed. */
@@ -62,6 +75,8 @@ export interface DaemonApi {
 
   listImages(): Promise<ImageRecord[]>;
   getImage(name: string): Promise<ImageRecord | null>;
+  /** What `discus info` says of a catalog image; null when there is no such image (or its file is gone). */
+  imageInfo(name: string): Promise<ImageSummary | null>;
   /** Re-reads the images directory: new files are added, missing ones dropped. */
   rescanImages(actor: string): Promise<ImageRecord[]>;
 
@@ -69,6 +84,10 @@ export interface DaemonApi {
   reload(selectors: string[], image: string | null, actor: string): Promise<JobRecord[]>;
   /** Inventories the nodes the selectors name again (nothing written): an inventory job each, then a power cycle. */
   inventory(selectors: string[], actor: string): Promise<JobRecord[]>;
+  /** Power-cycles the nodes the selectors name, no job made (refused while one writes its disk); returns their names. */
+  powerCycle(selectors: string[], actor: string): Promise<string[]>;
+  /** Sessions served now, with their clients. */
+  liveSessions(): LiveSession[];
   /** Cancels those nodes' jobs that have not begun to write. */
   cancel(selectors: string[], actor: string): Promise<JobRecord[]>;
   status(): Promise<StatusView>;

@@ -4,6 +4,7 @@
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { closeImage, openImage } from "../image/reader.ts";
+import { imageSummary, type ImageSummary } from "../image/summary.ts";
 import { hex } from "../util/bytes.ts";
 import { DiscusError } from "../util/errors.ts";
 import { allocateGroup, type GroupPool } from "./groups.ts";
@@ -73,4 +74,18 @@ export function mergeCatalog(known: readonly ImageRecord[], scan: ScanResult, po
   }
   const dropped = known.filter((i) => !scan.found.some((f) => f.name === i.name));
   return { images, dropped };
+}
+
+/** What `discus info` says of a catalog image; null when its file is gone or no longer readable. */
+export function summarizeImage(record: ImageRecord): ImageSummary | null {
+  try {
+    const image = openImage(record.path);
+    try {
+      return imageSummary(image, statSync(record.path).size);
+    } finally {
+      closeImage(image);
+    }
+  } catch {
+    return null;
+  }
 }

@@ -9,9 +9,10 @@ import { DiscusError } from "../util/errors.ts";
 import { Limiter } from "../util/limiter.ts";
 import { FleetCounters, type FailureSource, type FleetMetrics } from "./fleet-metrics.ts";
 import type { ServeEvent } from "../server/session.ts";
-import type { AgentPlan, AgentReport, DaemonApi, NodeInput, NodeStatus, StatusView } from "./api-types.ts";
+import type { AgentPlan, AgentReport, DaemonApi, LiveSession, NodeInput, NodeStatus, StatusView } from "./api-types.ts";
 import { agentScript, exitScript } from "./boot-script.ts";
-import { mergeCatalog, scanImagesDir } from "./catalog.ts";
+import { mergeCatalog, scanImagesDir, summarizeImage } from "./catalog.ts";
+import type { ImageSummary } from "../image/summary.ts";
 import { parseNodesCsv } from "./csv.ts";
 import type { GroupPool } from "./groups.ts";
 import { JOB_STATES, MAX_NEW_NODES, MAX_NODES, NODE_STATES, normalizeMac, type EventRecord, type Hardware, type ImageRecord, type JobKind, type JobRecord, type NodeRecord, type Store } from "./model.ts";
@@ -112,6 +113,11 @@ export class Daemon implements DaemonApi {
 
   async getImage(name: string): Promise<ImageRecord | null> {
     return this.images.get(name) ?? null;
+  }
+
+  async imageInfo(name: string): Promise<ImageSummary | null> {
+    const record = this.images.get(name);
+    return record === undefined ? null : summarizeImage(record);
   }
 
   async rescanImages(actor: string): Promise<ImageRecord[]> {
@@ -269,8 +275,7 @@ export class Daemon implements DaemonApi {
 
   private async powerOn(node: NodeRecord, job: JobRecord): Promise<void> {
     try {
-      const drive = this.o.power ?? ((n: NodeRecord) => powerCycle(n.power, n.name));
-      const did = await this.power.run(() => drive(node));
+      const did = await this.power.run(() => this.drivePower(node));
       await this.event("daemon", "power.cycle", node.name, did);
     } catch (e) {
       const why = e instanceof DiscusError ? e.message : String(e);
@@ -284,6 +289,28 @@ export class Daemon implements DaemonApi {
     await this.store.updateJob(job.id, { state: "failed", error: why, updatedMs: this.now() });
     if (job.kind === "load") await this.store.putNode({ ...node, state: "failed" });
     await this.event(actor, "job.failed", node.name, `job ${job.id}: ${why}`);
+  }
+
+  /** Power-cycles the nodes (no job made); refused for any node writing its disk, before any is touched. */
+  async powerCycle(selectors: string[], actor: string): Promise<string[]> {
+    const nodes = selectNodes(selectors, await this.store.listNodes());
+    const active = await Promise.all(nodes.map((n) => this.store.activeJob(n.mac)));
+    nodes.forEach((node, i) => {
+      const job = active[i]!;
+      if (job !== null && !NOT_WRITING.includes(job.state)) throw new DiscusError("usage", `node ${node.name}`, `is writing its disk (job ${job.id} ${job.state}); a power cycle now would leave it half-written`, "Wait for it to end, or reload it");
+    });
+    for (const node of nodes) {
+      await this.event(actor, "power.request", node.name, `power cycle (${node.power.driver})`);
+      void this.power.run(() => this.drivePower(node)).then(
+        (did) => this.event("daemon", "power.cycle", node.name, did),
+        (e) => this.event("daemon", "power.failed", node.name, e instanceof DiscusError ? e.message : String(e)),
+      );
+    }
+    return nodes.map((n) => n.name);
+  }
+
+  private drivePower(node: NodeRecord): Promise<string> {
+    return (this.o.power ?? ((n: NodeRecord) => powerCycle(n.power, n.name)))(node);
   }
 
   async cancel(selectors: string[], actor: string): Promise<JobRecord[]> {
@@ -317,6 +344,10 @@ export class Daemon implements DaemonApi {
     const c = this.counters;
     const sessions = this.sessions.list().map((s) => ({ image: s.image, group: s.group, rateBitsPerSecond: s.rateBitsPerSecond, clients: s.clients, bytesSent: s.bytesSent, lossFraction: c.lossOf(s.image) }));
     return { nodesByState, jobsByState, sessions, jobFailures: { ...c.jobFailures }, chunksRejected: c.chunksRejected, clientsDone: c.clientsDone, clientsFailed: c.clientsFailed };
+  }
+
+  liveSessions(): LiveSession[] {
+    return this.sessions.live();
   }
 
   async status(): Promise<StatusView> {

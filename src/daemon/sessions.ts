@@ -14,6 +14,7 @@ import { DiscusError, exitCodeByKind, ioError, type ErrorKind } from "../util/er
 import type { ServeEvent } from "../server/session.ts";
 import { describeExit, SessionChild, type ChildExit, type StartedEvent } from "./session-child.ts";
 import type { ImageRecord } from "./model.ts";
+import type { LiveSession } from "./api-types.ts";
 
 export interface SessionOptions {
   iface: string;
@@ -198,13 +199,23 @@ export class Sessions {
     await Promise.all([...this.running.keys()].map((name) => this.stop(name)));
   }
 
+  /** list() with each session's clients, from the same snapshots. */
+  live(): LiveSession[] {
+    return [...this.running.values()].map((r) => {
+      const summary = this.summaryOf(r);
+      return { image: summary.image, group: summary.group, port: summary.port, rateBitsPerSecond: summary.rateBitsPerSecond, bytesSent: summary.bytesSent, clients: r.child.snapshot?.clients ?? [] };
+    });
+  }
+
   /** From each child's last snapshot (at most SNAPSHOT_INTERVAL_MS old). */
   list(): { image: string; group: string; port: number; rateBitsPerSecond: number; clients: number; bytesSent: number }[] {
-    return [...this.running.values()].map((r) => {
-      const s = r.child.snapshot;
-      const started: StartedEvent | null = r.child.started;
-      const rate = s?.rateBitsPerSecond ?? started?.rateBitsPerSecond ?? this.o.rateBitsPerSecond;
-      return { image: r.record.name, group: r.record.group, port: r.record.port, rateBitsPerSecond: rate, clients: s?.clients.length ?? 0, bytesSent: s?.bytesSent ?? 0 };
-    });
+    return [...this.running.values()].map((r) => this.summaryOf(r));
+  }
+
+  private summaryOf(r: Running): { image: string; group: string; port: number; rateBitsPerSecond: number; clients: number; bytesSent: number } {
+    const s = r.child.snapshot;
+    const started: StartedEvent | null = r.child.started;
+    const rate = s?.rateBitsPerSecond ?? started?.rateBitsPerSecond ?? this.o.rateBitsPerSecond;
+    return { image: r.record.name, group: r.record.group, port: r.record.port, rateBitsPerSecond: rate, clients: s?.clients.length ?? 0, bytesSent: s?.bytesSent ?? 0 };
   }
 }

@@ -1,5 +1,5 @@
 // The daemon's state directory: the SQLite database (by default), the admin token (mode 0600,
-// made at first start) and server.json (where the daemon listens), so the CLI on the same machine
+// made at first start), the viewer token (likewise) and server.json (where the daemon listens), so the CLI on the same machine
 // finds both without being told. Nothing secret is ever printed: the CLI reads the token file.
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -8,6 +8,7 @@ import { DiscusError } from "../util/errors.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/discus";
 const TOKEN_FILE = "admin.token";
+const VIEWER_TOKEN_FILE = "viewer.token";
 /** The secret every session key is derived from (docs/PROTOCOL.md, "Authentication"). */
 const SESSION_SECRET_FILE = "session.secret";
 const SESSION_SECRET_BYTES = 32;
@@ -23,11 +24,21 @@ export function ensureStateDir(dir: string): void {
   }
 }
 
-/** The admin token, made (mode 0600) if the directory has none yet. */
-export function adminToken(dir: string): string {
-  const path = join(dir, TOKEN_FILE);
+/** A token file, made (mode 0600) if the directory has none yet. */
+function ownToken(dir: string, file: string): string {
+  const path = join(dir, file);
   if (!existsSync(path)) writeFileSync(path, `${randomBytes(TOKEN_BYTES).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
   return readToken(path);
+}
+
+/** The admin token: every action. */
+export function adminToken(dir: string): string {
+  return ownToken(dir, TOKEN_FILE);
+}
+
+/** The viewer token: the dashboard and the API's reads, no action. Given to whoever may watch. */
+export function viewerToken(dir: string): string {
+  return ownToken(dir, VIEWER_TOKEN_FILE);
 }
 
 /** Reads a token file, refusing one that others can read (a leaked token is an open door). */

@@ -3,21 +3,31 @@
 // statuses, and the one log line per request. Tokens never reach a log line or a response.
 import type { DaemonApi } from "../daemon/api-types.ts";
 import { DiscusError } from "../util/errors.ts";
-import { bearerToken, redact, tokenMatches } from "./auth.ts";
+import { bearerToken, redact, roleOfToken } from "./auth.ts";
 import { HttpError, errorResponse } from "./respond.ts";
 import { compileRoutes, matchRoute, type Route } from "./router.ts";
 import { buildRoutes } from "./routes.ts";
 import { HttpMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import { protectSocket } from "./unix-socket.ts";
+import type { DashboardAssets } from "../web/assets.ts";
+import type { Log } from "../util/log.ts";
+import { Logins } from "../web/login.ts";
+import { webRoutes } from "../web/routes.ts";
+import { LiveHub } from "../web/stream.ts";
+import type { Role } from "../web/view-types.ts";
 
 export interface HttpOptions {
   listen: { hostname: string; port: number };
   adminToken: string;
   /** A Unix socket to serve the same API on as well (claimed with claimSocketPath first); absent or null: none. */
   socketPath?: string | null;
+  /** A second token that may read but not act (dashboard and API); null: none. */
+  viewerToken?: string | null;
+  /** The dashboard's bundled files; absent or null: no dashboard is served. */
+  dashboard?: DashboardAssets | null;
   /** Where GET /boot/NAME (the agent's kernel and initramfs) is served from; absent or null: not served. */
   bootDir?: string | null;
-  log?: (line: string) => void;
+  log?: Log;
 }
 
 export interface HttpServer {
@@ -31,6 +41,8 @@ const HOST_PATTERN = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,
 export const MIN_ADMIN_TOKEN_CHARS = 16;
 
 const UNAUTHORIZED = { "www-authenticate": "Bearer" };
+/** The header the dashboard's page adds to every change it asks for (see checkAccess). */
+export const CSRF_HEADER = "x-discus-request";
 /** Methods a metric label may name; any other is "other" (a client may send any word). */
 const KNOWN_METHODS = new Set(["GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS"]);
 
@@ -51,10 +63,25 @@ function rawPath(href: string): string {
   return /^[a-z]+:\/\/[^/]*(\/[^?#]*)/i.exec(href)?.[1] ?? "/";
 }
 
-function checkAdmin(route: Route, token: string | null, adminToken: string): void {
-  if (route.auth !== "admin") return;
-  if (token === null) throw new HttpError(401, "this call needs the admin token: Authorization: Bearer TOKEN (see docs/API.md)", UNAUTHORIZED);
-  if (!tokenMatches(token, adminToken)) throw new HttpError(401, "the admin token is wrong", UNAUTHORIZED);
+/**
+ * The caller's role on an admin or viewer route, from its bearer token or else its dashboard
+ * login; null on other routes. A login's cookie alone never acts: a change needs CSRF_HEADER too,
+ * which only a page of this origin can add (another site's form cannot, and SameSite already
+ * keeps the cookie from other sites' requests).
+ */
+function checkAccess(route: Route, req: Request, token: string | null, o: HttpOptions, logins: Logins): Role | null {
+  if (route.auth !== "admin" && route.auth !== "viewer") return null;
+  let role: Role | null;
+  if (token !== null) {
+    role = roleOfToken(token, o.adminToken, o.viewerToken ?? null);
+    if (role === null) throw new HttpError(401, "the admin token is wrong", UNAUTHORIZED);
+  } else {
+    role = logins.roleOf(req.headers.get("cookie"));
+    if (role === null) throw new HttpError(401, "this call needs the admin token: Authorization: Bearer TOKEN (see docs/API.md), or a dashboard login", UNAUTHORIZED);
+    if (req.method !== "GET" && req.headers.get(CSRF_HEADER) !== "1") throw new HttpError(403, `a dashboard login acts only from the dashboard's page (the ${CSRF_HEADER} header is missing)`);
+  }
+  if (route.auth === "admin" && role !== "admin") throw new HttpError(403, "the viewer token may only look; this call needs the admin token");
+  return role;
 }
 
 interface Failure {
@@ -83,8 +110,11 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
     auth: "admin",
     handle: async () => new Response(await metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } }),
   };
-  const routes = compileRoutes([...buildRoutes(api, o.bootDir ?? null), metricsRoute]);
-  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log: Log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const logins = new Logins();
+  const hub = new LiveHub(api, Date.now, log);
+  const web = o.dashboard ? webRoutes({ assets: o.dashboard, logins, hub, adminToken: o.adminToken, viewerToken: o.viewerToken ?? null }) : [];
+  const routes = compileRoutes([...buildRoutes(api, o.bootDir ?? null), metricsRoute, ...web]);
   let ownUrl = hostUrl(o.listen.hostname);
   let requests = 0;
 
@@ -94,8 +124,8 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
     if (match === null) throw new HttpError(404, `no route ${url.pathname}; see docs/API.md`);
     if ("allowed" in match) throw new HttpError(405, `${url.pathname} does not take ${req.method}; it takes ${match.allowed.join(", ")}`, { allow: match.allowed.join(", ") });
     seen.route = match.route.path;
-    checkAdmin(match.route, token, o.adminToken);
-    return match.route.handle({ req, url, params: match.params, baseUrl: baseUrlOf(req, ownUrl), token });
+    const role = checkAccess(match.route, req, token, o, logins);
+    return match.route.handle({ req, url, params: match.params, baseUrl: baseUrlOf(req, ownUrl), token, role });
   }
 
   async function handle(req: Request): Promise<Response> {
@@ -104,7 +134,7 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
     const url = URL.parse(req.url);
     const path = url?.pathname ?? rawPath(req.url);
     const token = bearerToken(req.headers.get("authorization"));
-    const secrets = token === null ? [o.adminToken] : [o.adminToken, token];
+    const secrets = [o.adminToken, o.viewerToken ?? "", token ?? ""];
     let response: Response;
     const seen = { route: "unmatched" };
     try {
@@ -113,13 +143,14 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
       response = await dispatch(req, url, token, seen);
     } catch (e) {
       const f = failure(e, requestId);
-      if (f.detail !== null) log(redact(`request ${requestId} ${req.method} ${path} failed: ${f.detail}`, secrets));
+      if (f.detail !== null) log(redact(`request ${requestId} ${req.method} ${path} failed: ${f.detail}`, secrets), { level: "error", request: requestId });
       response = f.response;
     }
     const elapsedMs = performance.now() - startedMs;
     metrics.observe(seen.route, KNOWN_METHODS.has(req.method) ? req.method : "other", response.status, elapsedMs / 1000);
     const ms = elapsedMs.toFixed(1);
-    log(redact(`${req.method} ${path} ${response.status} ${ms}ms`, secrets));
+    const level = response.status >= 500 ? "error" : "info";
+    log(redact(`${req.method} ${path} ${response.status} ${ms}ms`, secrets), { level, request: requestId, method: req.method, path: redact(path, secrets), route: seen.route, status: response.status, ms: Number(ms) });
     return response;
   }
 
@@ -137,6 +168,7 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
   return {
     url: ownUrl,
     stop: async () => {
+      hub.stop();
       await Promise.all([server.stop(true), local?.stop(true)]);
     },
   };

@@ -28,3 +28,10 @@ export function redact(line: string, secrets: readonly string[]): string {
   for (const s of secrets) if (s.length > 0) out = out.split(s).join("[redacted]");
   return out;
 }
+
+/** Which of the two tokens `given` is: the admin's (acts), the viewer's (reads), or neither (null). */
+export function roleOfToken(given: string, adminToken: string, viewerToken: string | null): "admin" | "viewer" | null {
+  if (tokenMatches(given, adminToken)) return "admin";
+  if (viewerToken !== null && tokenMatches(given, viewerToken)) return "viewer";
+  return null;
+}

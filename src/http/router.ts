@@ -2,8 +2,11 @@
 // (POST /api/nodes/import before POST /api/nodes/:id), and 404 versus 405 told apart.
 import { HttpError } from "./respond.ts";
 
-/** Who may call a route: the admin's token, an agent's job token (checked by the daemon), or anyone. */
-export type Auth = "admin" | "agent" | "none";
+/**
+ * Who may call a route: the admin (token or dashboard login); the admin or a viewer (reads only);
+ * an agent with its job token (checked by the daemon); or anyone.
+ */
+export type Auth = "admin" | "viewer" | "agent" | "none";
 
 export interface RouteContext {
   req: Request;
@@ -13,6 +16,8 @@ export interface RouteContext {
   baseUrl: string;
   /** The bearer token the request carried, if any (agent routes hand it to the daemon). */
   token: string | null;
+  /** Who the caller proved to be (admin and viewer routes only; null elsewhere). */
+  role: "admin" | "viewer" | null;
 }
 
 export interface Route {

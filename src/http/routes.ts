@@ -49,8 +49,8 @@ function accepted(ok: boolean): Response {
 
 function nodeRoutes(api: DaemonApi): Route[] {
   return [
-    { method: "GET", path: "/api/nodes", auth: "admin", handle: async () => json(await api.listNodes()) },
-    { method: "GET", path: "/api/nodes/:id", auth: "admin", handle: async (c) => json(found(await api.getNode(c.params.id!), `node ${c.params.id}`)) },
+    { method: "GET", path: "/api/nodes", auth: "viewer", handle: async () => json(await api.listNodes()) },
+    { method: "GET", path: "/api/nodes/:id", auth: "viewer", handle: async (c) => json(found(await api.getNode(c.params.id!), `node ${c.params.id}`)) },
     { method: "POST", path: "/api/nodes", auth: "admin", handle: async (c) => json(await api.addNode(await readJson(c.req, nodeInput), ADMIN_ACTOR), 201) },
     {
       method: "PATCH",
@@ -70,8 +70,14 @@ function nodeRoutes(api: DaemonApi): Route[] {
 
 function imageAndJobRoutes(api: DaemonApi): Route[] {
   return [
-    { method: "GET", path: "/api/images", auth: "admin", handle: async () => json(await api.listImages()) },
-    { method: "GET", path: "/api/images/:name", auth: "admin", handle: async (c) => json(found(await api.getImage(c.params.name!), `image ${c.params.name}`)) },
+    { method: "GET", path: "/api/images", auth: "viewer", handle: async () => json(await api.listImages()) },
+    { method: "GET", path: "/api/images/:name", auth: "viewer", handle: async (c) => json(found(await api.getImage(c.params.name!), `image ${c.params.name}`)) },
+    {
+      method: "GET",
+      path: "/api/images/:name/info",
+      auth: "viewer",
+      handle: async (c) => json(found(await api.imageInfo(c.params.name!), `image ${c.params.name}, or its file is gone`)),
+    },
     { method: "POST", path: "/api/images/rescan", auth: "admin", handle: async () => json(await api.rescanImages(ADMIN_ACTOR)) },
     {
       method: "POST",
@@ -83,18 +89,19 @@ function imageAndJobRoutes(api: DaemonApi): Route[] {
       },
     },
     { method: "POST", path: "/api/inventory", auth: "admin", handle: async (c) => json(await api.inventory((await readJson(c.req, cancelBody)).selectors, ADMIN_ACTOR)) },
+    { method: "POST", path: "/api/power", auth: "admin", handle: async (c) => json({ nodes: await api.powerCycle((await readJson(c.req, cancelBody)).selectors, ADMIN_ACTOR) }) },
     { method: "POST", path: "/api/cancel", auth: "admin", handle: async (c) => json(await api.cancel((await readJson(c.req, cancelBody)).selectors, ADMIN_ACTOR)) },
-    { method: "GET", path: "/api/status", auth: "admin", handle: async () => json(await api.status()) },
+    { method: "GET", path: "/api/status", auth: "viewer", handle: async () => json(await api.status()) },
     {
       method: "GET",
       path: "/api/jobs/:id",
-      auth: "admin",
+      auth: "viewer",
       handle: async (c) => json(found(await api.getJob(wholeNumber(c.params.id!, "the job id", 1, MAX_JOB_ID)), `job ${c.params.id}`)),
     },
     {
       method: "GET",
       path: "/api/events",
-      auth: "admin",
+      auth: "viewer",
       handle: async (c) => {
         const limitText = c.url.searchParams.get("limit");
         const limit = limitText === null ? DEFAULT_EVENTS_LIMIT : wholeNumber(limitText, "the query parameter limit", 1, MAX_EVENTS_LIMIT);

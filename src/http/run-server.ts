@@ -4,7 +4,9 @@
 import { join } from "node:path";
 import { Daemon } from "../daemon/daemon.ts";
 import { parseGroupPool } from "../daemon/groups.ts";
-import { adminToken, ensureStateDir, sessionSecret, writeServerInfo } from "../daemon/state-dir.ts";
+import { adminToken, ensureStateDir, sessionSecret, viewerToken, writeServerInfo } from "../daemon/state-dir.ts";
+import type { Log } from "../util/log.ts";
+import { buildDashboard } from "../web/assets.ts";
 import { openStore } from "../daemon/store.ts";
 import { startHttp, type HttpServer } from "./api.ts";
 import { claimSocketPath } from "./unix-socket.ts";
@@ -28,7 +30,9 @@ export interface ServerOptions {
   socketPath: string | null;
   /** Where boot files (vmlinuz, initramfs) are served from: GET /boot/NAME. */
   bootDir: string | null;
-  log: (line: string) => void;
+  log: Log;
+  /** Serve the web dashboard at / (default true). */
+  dashboard?: boolean;
 }
 
 export interface RunningServer {
@@ -42,6 +46,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   // Before the database: a second daemon on one state directory stops here, having touched nothing.
   if (o.socketPath !== null) await claimSocketPath(o.socketPath);
   const token = adminToken(o.stateDir);
+  const viewer = viewerToken(o.stateDir);
+  // Bundled before anything opens: a broken install stops here, having touched nothing.
+  const dashboard = o.dashboard === false ? null : await buildDashboard();
   const store = await openStore(o.dbUrl ?? `sqlite://${join(o.stateDir, "discus.db")}`);
   const daemon = new Daemon(store, {
     imagesDir: o.imagesDir,
@@ -55,7 +62,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   let http: HttpServer | null = null;
   try {
     await daemon.start();
-    http = startHttp(daemon, { listen: o.listen, adminToken: token, log: o.log, bootDir: o.bootDir, socketPath: o.socketPath });
+    http = startHttp(daemon, { listen: o.listen, adminToken: token, viewerToken: viewer, dashboard, log: o.log, bootDir: o.bootDir, socketPath: o.socketPath });
   } catch (e) {
     await daemon.stop();
     await store.close();

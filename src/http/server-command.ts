@@ -11,6 +11,7 @@ import { hex } from "../util/bytes.ts";
 import { durationOption, intOption, localAddressOption, MAX_IDLE_EXIT_MS, MAX_RATE_BITS_PER_SECOND, MIN_RATE_BITS_PER_SECOND, rateOption, readSmallFile, usage } from "../cli/options.ts";
 import { join } from "node:path";
 import { startServer } from "./run-server.ts";
+import { LOG_FORMATS, makeLog, type LogFormat } from "../util/log.ts";
 
 const SOCKET_FILE = "api.sock";
 
@@ -40,7 +41,7 @@ async function runServer(a: Args): Promise<void> {
     keyHex: keyPath === undefined ? null : hex(rawPublicKey(loadPublicKey(readSmallFile("key", keyPath, "Pass the .pub file written by `discus keygen`"), keyPath))),
     bootDir: (a["boot-dir"] as string | undefined) ?? null,
     socketPath: a.socket === "" ? null : ((a.socket as string | undefined) ?? join(a.state as string, SOCKET_FILE)),
-    log: (line) => process.stderr.write(`${line}\n`),
+    log: makeLog(a["log-format"] as LogFormat, (line) => process.stderr.write(`${line}\n`)),
   });
   await new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve());
@@ -67,6 +68,7 @@ export function serverCommand(y: Argv): Argv {
         .option("power-concurrency", { type: "string", default: String(POWER_CONCURRENCY), describe: "Power actions at once, at most (a bulk reload waits its turn)" })
         .option("session-idle", { type: "string", default: "60s", describe: "Stop a session this long after its last request, when no job needs it" })
         .option("key", { type: "string", describe: "Ed25519 public key (PEM) agents must check images against" })
+        .option("log-format", { choices: LOG_FORMATS, default: "text", describe: "Log lines on stderr: words, or one JSON object per line (time, level, msg, and fields)" })
         .option("boot-dir", { type: "string", describe: "Directory with vmlinuz and initramfs, served at /boot/NAME" }),
     (a) => runServer(a),
   );

@@ -1,10 +1,12 @@
-// `discus info`: what an image holds, in words or as JSON.
-import { codecName } from "../image/constants.ts";
-import type { Manifest } from "../image/manifest.ts";
-import { keyFingerprint } from "../image/signing.ts";
-import type { OpenImage } from "../image/reader.ts";
+// What an image holds (`discus info`, the dashboard's image view): one summary, in words or as JSON.
+import { codecName } from "./constants.ts";
+import type { Manifest } from "./manifest.ts";
+import { keyFingerprint } from "./signing.ts";
+import type { OpenImage } from "./reader.ts";
 import { hex } from "../util/bytes.ts";
 import { formatBytes } from "../util/units.ts";
+
+export type ImageSummary = ReturnType<typeof imageSummary>;
 
 export function imageSummary(image: OpenImage, fileBytes: number) {
   const m: Manifest = image.manifest;
