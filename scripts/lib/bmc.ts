@@ -90,18 +90,28 @@ export function lanConf(o: { address: string; user: string; password: string; st
 /** ipmi_sim's command file (ipmi_sim_cmd(5)): the BMC itself, enabled. */
 const EMU_COMMANDS = ["mc_setbmc 0x20", "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02", "mc_enable 0x20", ""].join("\n");
 
+/**
+ * QEMU for a BMC's host: no display, its serial console appended to `consolePath` (the console
+ * outlives a power cycle, so never truncated), then `extra`. `firmwareConsole` is -nographic,
+ * which also makes SeaBIOS print to the serial port, so a power-on shows without an OS.
+ */
+export function guestQemuArgv(consolePath: string, extra: string[], o: { firmwareConsole?: boolean } = {}): string[] {
+  return [
+    "qemu-system-x86_64", ...(o.firmwareConsole ? ["-nographic"] : ["-display", "none"]), "-monitor", "none",
+    "-chardev", `file,id=con,path=${consolePath},append=on`, "-serial", "chardev:con",
+    ...extra,
+  ];
+}
+
 /** The script ipmi_sim runs on power-on: note the start and the pid, then become QEMU. */
 function startScript(dir: string, consolePath: string, guestArgs: string[]): string {
-  const qemu = [
-    "qemu-system-x86_64", "-display", "none", "-monitor", "none",
-    // The guest's console outlives a power cycle: append, never truncate.
-    "-chardev", `file,id=con,path=${consolePath},append=on`, "-serial", "chardev:con",
+  const qemu = guestQemuArgv(consolePath, [
     // The guest's halt leaves the machine powered (the process lives), as a halted server stays on.
     "-no-shutdown",
     "-chardev", `socket,id=ipmi0,host=127.0.0.1,port=${BMC_SERIAL_PORT},reconnect=${QEMU_RECONNECT_S}`,
     "-device", "ipmi-bmc-extern,id=bmc0,chardev=ipmi0", "-device", "isa-ipmi-kcs,bmc=bmc0",
     ...guestArgs,
-  ];
+  ]);
   return [
     "#!/bin/sh",
     `echo $$ > ${shellQuote(join(dir, "qemu.pid"))}`,
@@ -111,7 +121,7 @@ function startScript(dir: string, consolePath: string, guestArgs: string[]): str
   ].join("\n");
 }
 
-function pidAlive(pid: number, name: string): boolean {
+export function pidAlive(pid: number, name: string): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(name);
   } catch {
@@ -125,7 +135,7 @@ function guestPid(dir: string): number {
   return existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : 0;
 }
 
-async function waitGone(pid: number, name: string, timeoutMs: number): Promise<boolean> {
+export async function waitGone(pid: number, name: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (pidAlive(pid, name)) {
     if (Date.now() > deadline) return false;

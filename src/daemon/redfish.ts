@@ -129,7 +129,7 @@ function transportError(c: Call, e: unknown): DiscusError {
   }
   const code = err.code ?? "";
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ISSUER/.test(code)) {
-    const fix = c.spec.caFile !== null ? `Check ${c.spec.caFile} holds the BMC's certificate (PEM) and that it names ${c.spec.host}` : "Give the BMC's certificate as caFile, or set tlsVerify false";
+    const fix = c.spec.caFile !== null ? `Check ${c.spec.caFile} holds the BMC's certificate (PEM) and that it names ${c.spec.host.replace(/:\d+$/, "")}` : "Give the BMC's certificate as caFile, or set tlsVerify false";
     return new DiscusError("network", c.what, `its TLS certificate was refused (${code}: ${oneLine(err.message ?? "")})`, fix);
   }
   return new DiscusError("network", c.what, `HTTPS to ${c.spec.host} failed (${oneLine(`${code} ${err.message ?? ""}`)})`, "Check the BMC's address and port, and that its Redfish service is on");
