@@ -276,6 +276,8 @@ function loadOptions(a: Args) {
 
 async function runLoad(a: Args): Promise<void> {
   const o = loadOptions(a);
+  const events = a.events === "json";
+  if (events && a.json === true) usage("--json", "cannot be combined with --events json: stdout carries the events", "Drop --json; the `done` event carries the figures");
   const target = str(a, "target");
   const free = str(a, "free");
   const s = await loadImage({
@@ -283,10 +285,14 @@ async function runLoad(a: Args): Promise<void> {
     target,
     freeMode: free as FreeMode,
     keyPath: (a.key as string | undefined) ?? null,
-    showProgress: a.quiet !== true && a.json !== true,
+    showProgress: a.quiet !== true && a.json !== true && events === false,
+    // For a supervising parent (a node's agent wrapper, a dashboard's test node): one JSON line per event.
+    onEvent: events ? (e) => void process.stdout.write(`${JSON.stringify(e)}\n`) : undefined,
   });
   const dupPercent = s.blocksReceived > 0 ? (100 * s.duplicateBlocks) / s.blocksReceived : 0;
-  print(
+  // With --events json, stdout carries only events: the summary goes to stderr.
+  const say = events ? (_json: boolean, _value: unknown, text: string) => void process.stderr.write(`${text}\n`) : print;
+  say(
     a.json === true,
     { target, ...s },
     `${target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks of image ${s.imageId} (server ${s.server}) in ${s.seconds.toFixed(2)} s (${s.megabytesPerSecond.toFixed(1)} MB/s); ` +
@@ -423,7 +429,8 @@ async function main(argv: string[]): Promise<void> {
           .option("memory", { type: "string", default: "64M", describe: "Chunk buffer budget (the client stays within about 4x this)" })
           .option("window", { type: "string", default: "4", describe: "Chunks this client asks for at once" })
           .option("seed", { type: "string", describe: "Seed of this client's random chunk order (default: random)" })
-          .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key of a server started with --auth-key-file" }),
+          .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key of a server started with --auth-key-file" })
+          .option("events", { choices: ["json"], describe: "For a supervising parent: every event (progress, done...) as one JSON line on stdout" }),
       (a) => runLoad(a),
     )
     .command(
