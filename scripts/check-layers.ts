@@ -12,7 +12,7 @@ export const LAYERS: readonly { name: string; parts: readonly string[] }[] = [
   { name: "formats", parts: ["image", "part", "fs", "net"] },
   { name: "engines", parts: ["capture", "target", "server", "client"] },
   { name: "commands", parts: ["cli", "agent", "daemon"] },
-  { name: "faces", parts: ["cli.ts", "http"] },
+  { name: "faces", parts: ["cli.ts", "http", "web"] },
 ];
 
 export interface Violation {

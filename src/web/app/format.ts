@@ -51,10 +51,13 @@ export function etaSeconds(first: Sample, latest: Sample): number | null {
   return ((100 - latest.percent) * tookMs) / gained / 1000;
 }
 
+const PLOT_HEADROOM = 1.15;
+
 /** SVG polyline points for a rate plot of `width` x `height` (pure): the newest point at the right. */
 export function plotPoints(values: readonly number[], width: number, height: number): string {
   if (values.length === 0) return "";
-  const top = Math.max(...values, 1);
+  // Headroom above the peak, so a steady rate draws a visible line rather than the top edge.
+  const top = Math.max(...values, 1) * PLOT_HEADROOM;
   const step = values.length > 1 ? width / (values.length - 1) : 0;
   return values.map((v, i) => `${(i * step).toFixed(1)},${(height - (v / top) * height).toFixed(1)}`).join(" ");
 }

@@ -34,10 +34,14 @@ function card(row: SessionRow): HTMLElement {
     row.clients.length === 0
       ? null
       : h(
+          "div",
+          { class: "scroll" },
+          h(
           "table",
           { class: "clients" },
           h("thead", {}, h("tr", {}, ...["Client", "State", "Done", "Loss", "Heard"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", {}, ...row.clients.map((c) => h("tr", { class: row.holdingBack?.client === c.client ? "slow" : "" }, h("td", {}, c.client), h("td", {}, c.state), h("td", {}, `${c.percent.toFixed(0)} %`), h("td", {}, `${(100 * c.lossFraction).toFixed(1)} %`), h("td", {}, clock(c.lastHeardMs))))),
+          ),
         ),
   );
 }
