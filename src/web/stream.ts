@@ -39,7 +39,7 @@ function frame(message: StreamMessage): string {
 }
 
 /** The rows of `next` whose JSON differs from `known` (updated in place), and the ids gone. */
-function diffRows<T extends { id: string }>(known: Map<string, Keyed<T>>, next: readonly T[]): { changed: T[]; removed: string[] } {
+export function diffRows<T extends { id: string }>(known: Map<string, Keyed<T>>, next: readonly T[]): { changed: T[]; removed: string[] } {
   const changed: T[] = [];
   const seen = new Set<string>();
   for (const row of next) {

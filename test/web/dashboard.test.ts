@@ -7,7 +7,8 @@
 // progress rising to 100 %, the failed node's reason, the session with its rate plot and the
 // client holding it back, a reload by keyboard alone, a phone-width layout, no console error.
 // Without a login: the login form, and every call refused (401); a viewer sees but cannot act
-// (403); a login cookie without the page's header cannot act either (403).
+// (403); a login cookie without the page's header cannot act either (403). The daemon's log is
+// JSON lines (--log-format json), with no token in it.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
 import { mkdirSync, readFileSync } from "node:fs";
@@ -123,7 +124,7 @@ beforeAll(async () => {
   await $`truncate -s ${SMALL_DISK_MIB}M ${join(dir, "small.img")}`;
   smallDisk = (await $`losetup --find --show ${join(dir, "small.img")}`.text()).trim();
   lab = await createLab({ clients: 3, extras: 1, linkMbit: 100 });
-  daemon = await startLabDaemon(lab, { state: join(dir, "state"), images: join(dir, "images"), args: ["--port", String(MCAST_PORT), "--rate", RATE] });
+  daemon = await startLabDaemon(lab, { state: join(dir, "state"), images: join(dir, "images"), args: ["--port", String(MCAST_PORT), "--rate", RATE, "--log-format", "json"] });
   for (const [i, mac] of MACS.entries()) await api("POST", "/api/nodes", { name: `node-${i + 1}`, mac, tags: ["dash"], diskRule: "serial:LAB", image: "lab-os", power: { driver: "none" } });
   chrome = await launchBrowser(lab.extras[0]!.ns);
 }, FIXTURE_TIMEOUT_MS);
@@ -306,6 +307,12 @@ describe("without the admin token", () => {
     await page.waitForSelector("#token");
     expect(await pageCalls(page, [{ method: "GET", path: "/api/nodes", csrf: true }])).toEqual([401]);
     await context.close();
+    // The daemon logs JSON lines (--log-format json): each parses, with time, level and message;
+    // each request's line names its method, route and status.
+    const lines = daemon.log().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const l of lines) expect([typeof l.time, typeof l.level, typeof l.msg]).toEqual(["string", "string", "string"]);
+    expect(lines.some((l) => l.method === "POST" && l.route === "/api/cancel" && l.status === 403)).toBe(true);
+    expect(lines.some((l) => l.method === "GET" && l.route === "/api/stream" && l.status === 200)).toBe(true);
     // No token in the daemon's log, whatever the page sent.
     expect(daemon.log()).not.toContain(daemon.adminToken());
     expect(daemon.log()).not.toContain(readFileSync(join(dir, "state", "viewer.token"), "utf8").trim());
