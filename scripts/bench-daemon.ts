@@ -14,7 +14,8 @@ import { $ } from "bun";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "./lib/netlab.ts";
-import { ENDPOINTS, percentile, type AgentsConfig, type AgentsResult, type Endpoint } from "./lib/bench-agents.ts";
+import { percentile, type AgentsResult, type Endpoint } from "./lib/bench-agents.ts";
+import { benchNodeRows, cpuSeconds, ensureImage as ensureImageIn, fleetCli, macOf, NODES_CSV_HEADER, runAgents as runAgentsIn } from "./lib/bench-fleet.ts";
 import { rateFigures, type RateFigures } from "./lib/rate-windows.ts";
 import { cli } from "../test/helpers.ts";
 import { startPostgres, type Postgres } from "../test/daemon/postgres.ts";
@@ -28,7 +29,6 @@ const MAX_NODES = 10_000;
 const WORK = "/tmp/discus-bench-daemon";
 const TARGET = "/dev/shm/discus-bench-daemon-target.img";
 const here = import.meta.dir;
-const agentsScript = join(here, "lib", "bench-agents.ts");
 const samplerScript = join(here, "lib", "rx-sampler.ts");
 /** The transfer under load starts this long after the agents, so the boot burst falls inside it. */
 const TRANSFER_DELAY_MS = 2000;
@@ -77,23 +77,6 @@ function parseOptions(argv: string[]): Options {
     stateDir: get("state", join(WORK, "state")),
     pacing: !argv.includes("--no-pacing"),
   };
-}
-
-function macOf(i: number): string {
-  return `02:00:5e:${((i >> 16) & 255).toString(16).padStart(2, "0")}:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
-}
-
-/** A random raw image of `mb` MiB in its own images directory (kept between runs). */
-async function ensureImage(mb: number): Promise<string> {
-  const dir = join(WORK, `images-${mb}m`);
-  const image = join(dir, "bench.dsc");
-  if (await Bun.file(image).exists()) return dir;
-  mkdirSync(dir, { recursive: true });
-  const source = join(WORK, "source.img");
-  await $`head -c ${mb}M /dev/urandom > ${source}`;
-  await $`bun ${cli} create ${source} ${image} --raw --quiet`;
-  rmSync(source);
-  return dir;
 }
 
 // ---- processes: the daemon, the CLI, CPU and memory ----------------------------------------------
@@ -148,19 +131,8 @@ async function startDaemon(lab: Lab, state: string, imagesDir: string, o: Option
 }
 
 /** The fleet CLI in a client namespace, against the daemon (token from the state dir). */
-async function fleet(lab: Lab, state: string, args: string[]): Promise<{ ms: number; stdout: string }> {
-  const t0 = performance.now();
-  const r = await lab.exec(lab.clients[0]!, ["bun", cli, ...args, "--state", state]);
-  if (r.exitCode !== 0) throw new Error(`discus ${args.join(" ")} exited ${r.exitCode}: ${r.stderr.trim()}`);
-  return { ms: performance.now() - t0, stdout: r.stdout };
-}
-
-const CLK_TCK = Number((await $`getconf CLK_TCK`.text()).trim());
-
-/** utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+function fleet(lab: Lab, state: string, args: string[]): Promise<{ ms: number; stdout: string }> {
+  return fleetCli(lab, lab.clients[0]!, state, args);
 }
 
 function memoryMiB(pid: number): { hwm: number; rss: number } {
@@ -180,31 +152,9 @@ async function withCpu<T>(pid: number, work: () => Promise<T>): Promise<{ value:
 
 // ---- the agents, the sampler, the loader, the child server ---------------------------------------
 
-async function runAgents(lab: Lab, daemon: Daemon, token: string, o: Options): Promise<AgentsResult> {
+function runAgents(lab: Lab, daemon: Daemon, token: string, o: Options): Promise<AgentsResult> {
   const macs = Array.from({ length: o.nodes }, (_, i) => macOf(i + 1));
-  const share = Math.ceil(macs.length / o.agentProcs);
-  const runs = Array.from({ length: o.agentProcs }, async (_, p) => {
-    const config: AgentsConfig = {
-      url: daemon.url,
-      macs: macs.slice(p * share, (p + 1) * share),
-      runMs: o.runMs,
-      concurrency: Math.max(1, Math.floor(o.concurrency / o.agentProcs)),
-      adminToken: token,
-      statusEveryMs: p === 0 ? STATUS_EVERY_MS : 0,
-      expectNodes: o.nodes + 1,
-    };
-    const r = await lab.exec(lab.clients[0]!, ["bun", agentsScript, JSON.stringify(config)]);
-    if (r.exitCode !== 0) throw new Error(`the agents exited ${r.exitCode}: ${r.stderr.trim()}`);
-    return JSON.parse(r.stdout) as AgentsResult;
-  });
-  const results = await Promise.all(runs);
-  const merged: AgentsResult = { latenciesMs: Object.fromEntries(ENDPOINTS.map((e) => [e, results.flatMap((r) => r.latenciesMs[e])])) as Record<Endpoint, number[]>, errorCount: 0, errors: [], wallMs: 0 };
-  for (const r of results) {
-    merged.errorCount += r.errorCount;
-    merged.errors.push(...r.errors);
-    merged.wallMs = Math.max(merged.wallMs, r.wallMs);
-  }
-  return merged;
+  return runAgentsIn(lab, lab.clients[0]!, { url: daemon.url, adminToken: token, macs, runMs: o.runMs, concurrency: o.concurrency, agentProcs: o.agentProcs, statusEveryMs: STATUS_EVERY_MS, expectNodes: o.nodes + 1 });
 }
 
 function startSampler(lab: Lab, host: Host): () => Promise<[number, number][]> {
@@ -356,9 +306,9 @@ async function bench(lab: Lab, o: Options, imagesDir: string, dbUrl: string | nu
   try {
     const token = readFileSync(join(state, "admin.token"), "utf8").trim();
     const csv = join(WORK, "nodes.csv");
-    const rows = Array.from({ length: o.nodes }, (_, i) => `bench-${String(i + 1).padStart(5, "0")},${macOf(i + 1)},serial:BENCH0001,bench,bench,none`);
+    const rows = benchNodeRows(o.nodes);
     rows.push(`bench-pacer,${PACER_MAC},serial:BENCH0001,bench,pacer,none`);
-    writeFileSync(csv, `name,mac,disk,image,tags,power\n${rows.join("\n")}\n`);
+    writeFileSync(csv, `${NODES_CSV_HEADER}\n${rows.join("\n")}\n`);
     const imported = await fleet(lab, state, ["node", "import", csv]);
     const image = (JSON.parse((await fleet(lab, state, ["image", "list", "--json"])).stdout) as { name: string; group: string; imageId: string }[]).find((i) => i.name === "bench");
     if (image === undefined) throw new Error(`the daemon's catalog has no image "bench" from ${imagesDir}`);
@@ -463,7 +413,7 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   await destroyStaleLabs();
   mkdirSync(WORK, { recursive: true });
-  const imagesDir = await ensureImage(o.imageMb);
+  const imagesDir = await ensureImageIn(WORK, o.imageMb);
   let pg: Postgres | null = null;
   try {
     if (o.db === "postgres") pg = await startPostgres();
