@@ -1,6 +1,7 @@
-// The daemon's state directory: the SQLite database (by default), the admin token (mode 0600,
-// made at first start), the viewer token (likewise) and server.json (where the daemon listens), so the CLI on the same machine
-// finds both without being told. Nothing secret is ever printed: the CLI reads the token file.
+// The daemon's state directory: the SQLite database (by default), the admin and viewer tokens
+// (mode 0600, made at first start) and server.json (where the daemon listens), so the CLI on the
+// same machine finds them without being told. Nothing secret is ever printed: the CLI reads the
+// token file.
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";

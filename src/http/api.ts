@@ -107,7 +107,8 @@ export function startHttp(api: DaemonApi, o: HttpOptions): HttpServer {
   const metricsRoute: Route = {
     method: "GET",
     path: "/metrics",
-    auth: "admin",
+    // Read-only: a Prometheus may scrape with the viewer token.
+    auth: "viewer",
     handle: async () => new Response(await metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } }),
   };
   const log: Log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));

@@ -5,7 +5,7 @@
 // and agent routes, a full disk under the database, and no secret in any response or log line.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { MAX_BODY_BYTES } from "../../src/http/bodies.ts";
@@ -121,7 +121,37 @@ describe("admin token", () => {
     expect(basic.status).toBe(401);
     expect((await call("GET", "/api/nodes")).status).toBe(200);
   });
+
+  test("the viewer token reads (the API, /metrics) and is refused every change (403)", async () => {
+    const viewer = readFileSync(join(state, "viewer.token"), "utf8").trim();
+    expect(statSync(join(state, "viewer.token")).mode & 0o777).toBe(0o600);
+    expect(viewer).not.toBe(ADMIN);
+    for (const path of ["/api/nodes", "/api/status", "/api/images", "/api/events", "/metrics"]) expect([path, (await call("GET", path, { token: viewer })).status]).toEqual([path, 200]);
+    const changes: [string, string, string][] = [
+      ["POST", "/api/nodes", JSON.stringify(node)],
+      ["POST", "/api/reload", JSON.stringify({ selectors: ["x"], image: null })],
+      ["POST", "/api/power", JSON.stringify({ selectors: ["x"] })],
+      ["POST", "/api/images/rescan", ""],
+      ["DELETE", "/api/nodes/x", ""],
+    ];
+    for (const [method, path, body] of changes) {
+      const r = await call(method, path, { token: viewer, body: body === "" ? undefined : body });
+      expect([path, r.status, r.body.error]).toEqual([path, 403, "the viewer token may only look; this call needs the admin token"]);
+    }
+  });
 });
+
+/** How many power actions of a start/end log ran at once, at most: its lines replayed in time order. */
+function peakOf(logText: string): number {
+  const lines = logText.trim().split("\n").map((l) => l.split(" ")) as [string, string, string][];
+  let running = 0;
+  let peak = 0;
+  for (const [what] of lines.sort((a, b) => Number(BigInt(a[2]) - BigInt(b[2])))) {
+    running += what === "start" ? 1 : -1;
+    peak = Math.max(peak, running);
+  }
+  return peak;
+}
 
 describe("nodes", () => {
   test("add, show by name and by MAC, change, remove; missing is 404", async () => {
@@ -223,7 +253,7 @@ describe("oversized bodies", () => {
 describe("routes", () => {
   test("unknown route 404, wrong method 405 with Allow", async () => {
     expect((await call("GET", "/api/nothing")).status).toBe(404);
-    expect((await call("GET", "/")).status).toBe(404);
+    expect((await call("GET", "/nothing")).status).toBe(404);
     const r = await call("PUT", "/api/nodes");
     expect(r.status).toBe(405);
     expect(r.headers.get("allow")).toBe("GET, POST");
@@ -381,20 +411,26 @@ describe("bounds", () => {
     expect((await call("POST", "/api/reload", { body: JSON.stringify({ selectors: ["tag:power"], image: null }) })).status).toBe(200);
     const ends = () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("end ")).length : 0);
     for (let i = 0; i < 300 && ends() < POWER_NODES; i++) await Bun.sleep(100);
-    const lines = readFileSync(log, "utf8").trim().split("\n").map((l) => l.split(" ")) as [string, string, string][];
+    const lines = readFileSync(log, "utf8").trim().split("\n").map((l) => l.split(" "));
     expect(new Set(lines.filter((l) => l[0] === "end").map((l) => l[1]))).toEqual(new Set(names));
-    // Replay the starts and ends in time order: how many ran at once.
-    let running = 0;
-    let peak = 0;
-    for (const [what] of lines.sort((a, b) => Number(BigInt(a[2]) - BigInt(b[2])))) {
-      running += what === "start" ? 1 : -1;
-      peak = Math.max(peak, running);
-    }
-    expect(peak).toBe(POWER_CONCURRENCY_IN_TEST);
+    expect(peakOf(readFileSync(log, "utf8"))).toBe(POWER_CONCURRENCY_IN_TEST);
     await Bun.sleep(200);
     const cycled = (await call("GET", "/api/events?limit=1000")).body.filter((e: { action: string }) => e.action === "power.cycle");
     expect(cycled.length).toBeGreaterThanOrEqual(POWER_NODES);
     expect((await call("POST", "/api/cancel", { body: JSON.stringify({ selectors: ["tag:power"] }) })).status).toBe(200);
+
+    // A power cycle alone (the dashboard's action): no job, the same bound, an event per node.
+    rmSync(log);
+    const power = await call("POST", "/api/power", { body: JSON.stringify({ selectors: ["tag:power"] }) });
+    expect(power.status).toBe(200);
+    expect(new Set(power.body.nodes)).toEqual(new Set(names));
+    for (let i = 0; i < 300 && ends() < POWER_NODES; i++) await Bun.sleep(100);
+    expect(peakOf(readFileSync(log, "utf8"))).toBe(POWER_CONCURRENCY_IN_TEST);
+    await Bun.sleep(200);
+    const events = (await call("GET", "/api/events?limit=1000")).body as { action: string }[];
+    expect(events.filter((e) => e.action === "power.request").length).toBe(POWER_NODES);
+    expect(events.filter((e) => e.action === "power.cycle").length).toBeGreaterThanOrEqual(2 * POWER_NODES);
+    expect((await call("GET", "/api/nodes/p0")).body.job.state).toBe("cancelled");
   }, 60_000);
 
   test("strangers cannot fill the inventory: past MAX_NEW_NODES unknown MACs boot their disks unrecorded", async () => {
@@ -417,7 +453,7 @@ describe("secrets", () => {
     const lines = logLines();
     expect(seen.length).toBeGreaterThan(50);
     expect(lines.length).toBeGreaterThan(50);
-    for (const secret of [ADMIN, ...seenJobToken]) {
+    for (const secret of [ADMIN, readFileSync(join(state, "viewer.token"), "utf8").trim(), ...seenJobToken]) {
       for (const s of [...seen, ...lines]) expect(s).not.toContain(secret);
     }
     // One line per request, and never its query string (tokens could travel there by mistake).
