@@ -10,9 +10,11 @@
 //   3. CPU while the agents report: the daemon's (utime+stime from /proc over the window) with no
 //      page, one page and --pages pages open, the browser's (its whole process tree from /proc,
 //      and the renderer's own TaskDuration/ScriptDuration from CDP), and the live stream's bytes
-//      per second as each page receives them.
+//      per second as each page receives them; and, with no agents (nothing changes), the daemon's
+//      CPU with and without one page: the live hub's own cost of reading the fleet every second.
 // Usage: bun scripts/bench-dashboard.ts [--nodes 1000] [--run 60] [--renders 3] [--pages 5]
-//   [--concurrency 64] [--image-mb 8] [--state DIR]   (--pages 0: no many-pages window)
+//   [--idle 30] [--concurrency 64] [--image-mb 8] [--state DIR]
+//   (--pages 0: no many-pages window; --idle 0: no idle windows)
 import { $ } from "bun";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -44,6 +46,7 @@ interface Options {
   runMs: number;
   renders: number;
   pages: number;
+  idleMs: number;
   concurrency: number;
   imageMb: number;
   stateDir: string;
@@ -64,6 +67,7 @@ function parseOptions(argv: string[]): Options {
     runMs: int("run", 60, 3, 3600) * 1000,
     renders: int("renders", 3, 1, 20),
     pages: int("pages", 5, 0, 32),
+    idleMs: int("idle", 30, 0, 3600) * 1000,
     concurrency: int("concurrency", 64, 1, 1024),
     imageMb: int("image-mb", 8, 8, 8192),
     stateDir: get("state", join(WORK, "state")),
@@ -146,9 +150,10 @@ interface Visit {
   paint: PaintTimes;
   loginToRowsMs: number;
   weights: Weight[];
-  /** The stream's first message (the snapshot of N nodes): characters of its data, and bytes on the wire so far. */
+  /** The stream's first message (the snapshot of N nodes): characters of its data, and the stream's body bytes so far. */
   snapshotChars: number;
-  streamWireBytes: number;
+  streamBodyBytes: number;
+  streamMessages: number;
   errors: string[];
 }
 
@@ -171,7 +176,7 @@ async function firstVisit(lb: LabBrowser, url: string, token: string, nodes: num
     const loginToRowsMs = await logIn(d, token, nodes);
     const stream = d.net.stream(STREAM_PATH);
     if (stream === undefined) throw new Error(`the page opened no ${STREAM_PATH}`);
-    return { paint, loginToRowsMs, weights: await weights(d.net), snapshotChars: stream.firstMessageChars, streamWireBytes: stream.encodedBytes, errors: d.errors };
+    return { paint, loginToRowsMs, weights: await weights(d.net), snapshotChars: stream.firstMessageChars, streamBodyBytes: stream.bodyBytes, streamMessages: stream.messages, errors: d.errors };
   } finally {
     await d.context.close();
   }
@@ -189,13 +194,22 @@ interface Window {
   samePids: boolean;
   /** Summed over the pages: the renderers' main-thread task and script time, % of one core. */
   rendererPercent: Record<RendererMetric, number>;
-  /** Per page, mean over the pages. */
+  /** The stream, per page (mean over the pages): body bytes (the event-stream text), its messages' data characters, messages. */
   sseBytesPerSecond: number;
+  sseDataCharsPerSecond: number;
   sseMessagesPerSecond: number;
   /** Pages whose table showed every node written or booted after the agents. */
   pagesCaughtUp: number;
   agents: AgentsResult;
   errors: string[];
+}
+
+interface IdleWindow {
+  pages: number;
+  seconds: number;
+  loadAverageAtStart: number;
+  daemonCpuPercent: number;
+  browserCpuPercent: number;
 }
 
 interface Ctx {
@@ -210,6 +224,7 @@ interface Ctx {
 interface PagesSample {
   renderer: Record<RendererMetric, number>[];
   streamBytes: number[];
+  streamChars: number[];
   streamMessages: number[];
 }
 
@@ -217,7 +232,10 @@ async function samplePages(ds: Dashboard[]): Promise<PagesSample> {
   const streams = ds.map((d) => d.net.stream(STREAM_PATH));
   return {
     renderer: await Promise.all(ds.map((d) => d.net.rendererSeconds())),
-    streamBytes: streams.map((s) => s?.encodedBytes ?? NaN),
+    // Body bytes: Chromium's encodedDataLength on a stream's dataReceived lags its data (it said
+    // 150,803 bytes on the wire for a 283,329-character snapshot), the decoded length does not.
+    streamBytes: streams.map((s) => s?.bodyBytes ?? NaN),
+    streamChars: streams.map((s) => s?.messageChars ?? NaN),
     streamMessages: streams.map((s) => s?.messages ?? NaN),
   };
 }
@@ -264,6 +282,7 @@ async function cpuWindow(c: Ctx, pages: number): Promise<Window> {
       samePids: b0.pids.join() === b1.pids.join(),
       rendererPercent: rendererPercent(p0, p1, seconds),
       sseBytesPerSecond: meanPerPage(p0.streamBytes, p1.streamBytes, seconds),
+      sseDataCharsPerSecond: meanPerPage(p0.streamChars, p1.streamChars, seconds),
       sseMessagesPerSecond: meanPerPage(p0.streamMessages, p1.streamMessages, seconds),
       pagesCaughtUp: done.filter(Boolean).length,
       agents,
@@ -274,11 +293,33 @@ async function cpuWindow(c: Ctx, pages: number): Promise<Window> {
   }
 }
 
+/** The fleet idle (no agents): the daemon's CPU over `idleMs` with `pages` pages open. */
+async function idleWindow(c: Ctx, pages: number): Promise<IdleWindow> {
+  const ds: Dashboard[] = [];
+  try {
+    for (let i = 0; i < pages; i++) {
+      const d = await openDashboard(c.lb, c.daemon.url);
+      ds.push(d);
+      await logIn(d, c.token, c.o.nodes);
+    }
+    await Bun.sleep(SETTLE_MS);
+    const [d0, b0, la] = [cpuSeconds(c.daemon.proc.pid), treeCpuSeconds(c.browserPid), loadAverage()];
+    const t0 = performance.now();
+    await Bun.sleep(c.o.idleMs);
+    const seconds = (performance.now() - t0) / 1000;
+    const [d1, b1] = [cpuSeconds(c.daemon.proc.pid), treeCpuSeconds(c.browserPid)];
+    return { pages, seconds, loadAverageAtStart: la, daemonCpuPercent: (100 * (d1 - d0)) / seconds, browserCpuPercent: (100 * (b1.seconds - b0.seconds)) / seconds };
+  } finally {
+    for (const d of ds) await d.context.close();
+  }
+}
+
 // ---- the run ----------------------------------------------------------------------------------------
 
 interface Bench {
   visits: Visit[];
   windows: Window[];
+  idle: IdleWindow[];
   reloadMs: number;
 }
 
@@ -315,7 +356,9 @@ async function bench(lab: Lab, o: Options, images: string): Promise<Bench> {
       console.error(`window: ${pages} page(s), agents for ${o.runMs / 1000} s...`);
       windows.push(await cpuWindow(c, pages));
     }
-    return { visits, windows, reloadMs };
+    const idle: IdleWindow[] = [];
+    if (o.idleMs > 0) for (const pages of [0, 1, 0]) idle.push(await idleWindow(c, pages));
+    return { visits, windows, idle, reloadMs };
   } finally {
     await lb?.close();
     await daemon.stop();
@@ -334,7 +377,7 @@ function weightTable(v: Visit): string[] {
   const sum = (f: (w: Weight) => number) => v.weights.reduce((s, w) => s + f(w), 0);
   const own = v.weights.filter((w) => w.gzipBytes !== null);
   out.push(`| **all (${v.weights.length})** | | | **${sum((w) => w.wireBytes)}** | **${sum((w) => w.bodyBytes)}** | html+js+css ${own.reduce((s, w) => s + w.gzipBytes!, 0)} (body ${own.reduce((s, w) => s + w.bodyBytes, 0)}) |`);
-  out.push(`| ${STREAM_PATH}: the snapshot of the fleet | EventSource | 200 | ${v.streamWireBytes} so far | ${v.snapshotChars} chars of data | - |`);
+  out.push(`| ${STREAM_PATH} when the rows showed (${v.streamMessages} message${v.streamMessages === 1 ? "" : "s"}; the snapshot's data ${v.snapshotChars} chars) | EventSource | 200 | - | ${v.streamBodyBytes} | - |`);
   return out;
 }
 
@@ -352,7 +395,7 @@ function renderTable(visits: Visit[], nodes: number): string[] {
 
 function windowTable(ws: Window[]): string[] {
   const out = [
-    "| pages open | window s | load avg at start | daemon CPU % | browser CPU % (all processes) | renderers' tasks % / script % | SSE bytes/s per page | SSE messages/s | pages caught up | agent errors |",
+    "| pages open | window s | load avg at start | daemon CPU % | browser CPU % (all processes) | renderers' main thread busy % / in script % (wall) | SSE bytes/s per page | SSE messages/s | pages caught up | agent errors |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const w of ws) {
@@ -367,9 +410,18 @@ function ratios(ws: Window[]): string[] {
   const noneBrowser = base.reduce((s, w) => s + w.browserCpuPercent, 0) / base.length;
   const out = [`daemon CPU without a page: ${base.map((w) => f1(w.daemonCpuPercent)).join(" and ")} % (mean ${f1(none)} %); browser idle ${f1(noneBrowser)} %.`];
   for (const w of ws.filter((x) => x.pages > 0)) {
-    out.push(`${w.pages} page(s) / none: daemon CPU ${f2(w.daemonCpuPercent / none)} (+${f1(w.daemonCpuPercent - none)} points of a core); browser CPU ${f1(w.browserCpuPercent)} % against ${f1(noneBrowser)} % idle.`);
+    out.push(`${w.pages} page(s) / none: daemon CPU ${f2(w.daemonCpuPercent / none)} (${w.daemonCpuPercent >= none ? "+" : ""}${f1(w.daemonCpuPercent - none)} points of a core); browser CPU ${f1(w.browserCpuPercent)} % against ${f1(noneBrowser)} % idle.`);
   }
   return out;
+}
+
+function idleLines(ws: IdleWindow[]): string[] {
+  if (ws.length === 0) return [];
+  const none = ws.filter((w) => w.pages === 0);
+  const base = none.reduce((s, w) => s + w.daemonCpuPercent, 0) / none.length;
+  const one = ws.find((w) => w.pages === 1)!;
+  const each = ws.map((w) => `${w.pages} page(s) ${f1(w.daemonCpuPercent)} % (browser ${f1(w.browserCpuPercent)} %, load ${f2(w.loadAverageAtStart)})`).join("; ");
+  return [`idle fleet (no agents), ${f1(ws[0]!.seconds)} s each: daemon CPU ${each}; one page / none ${f2(one.daemonCpuPercent / base)} (${one.daemonCpuPercent >= base ? "+" : ""}${f1(one.daemonCpuPercent - base)} points of a core: the hub reading the fleet once a second).`];
 }
 
 async function machine(): Promise<string> {
@@ -396,6 +448,7 @@ function summary(b: Bench, o: Options, where: string): string[] {
     ...windowTable(b.windows),
     "",
     ...ratios(b.windows),
+    ...idleLines(b.idle),
     `console errors in the pages: ${errors.length}${errors.length > 0 ? `: ${errors.slice(0, 5).join(" | ")}` : ""}`,
   ];
 }
