@@ -30,6 +30,12 @@ export interface WebOptions {
   viewerToken: string | null;
 }
 
+/** Whether the client takes gzip (listed in Accept-Encoding, and not with q=0). */
+export function acceptsGzip(req: Request): boolean {
+  const m = /(?:^|,)\s*gzip\s*(?:;\s*q=([0-9.]+))?\s*(?:,|$)/i.exec(req.headers.get("accept-encoding") ?? "");
+  return m !== null && (m[1] === undefined || Number(m[1]) > 0);
+}
+
 function pageRoutes(o: WebOptions): Route[] {
   return [
     { method: "GET", path: "/", auth: "none", handle: async () => new Response(o.assets.html, { headers: { ...PAGE_HEADERS, "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } }) },
@@ -40,7 +46,9 @@ function pageRoutes(o: WebOptions): Route[] {
       handle: async (c) => {
         const asset = o.assets.files.get(c.params.file!);
         if (asset === undefined) throw new HttpError(404, `no dashboard file ${c.params.file}`);
-        return new Response(asset.body, { headers: { ...PAGE_HEADERS, "content-type": asset.type, "cache-control": "public, max-age=31536000, immutable" } });
+        const headers = { ...PAGE_HEADERS, "content-type": asset.type, "cache-control": "public, max-age=31536000, immutable", vary: "accept-encoding" };
+        if (!acceptsGzip(c.req)) return new Response(asset.body, { headers });
+        return new Response(asset.gzip, { headers: { ...headers, "content-encoding": "gzip" } });
       },
     },
   ];

@@ -214,7 +214,7 @@ describe("the dashboard, logged in as admin", () => {
   );
 
   test(
-    "a reload by keyboard alone; a phone-width page fits its screen",
+    "a reload by keyboard alone; a phone-width page fits its screen and shows the failure's reason",
     async () => {
       const context = await chrome.browser.createBrowserContext();
       const page = await openPage(context, 390, 844);
@@ -245,6 +245,9 @@ describe("the dashboard, logged in as admin", () => {
         [...document.querySelectorAll("body *")].filter((e) => e.closest(".scroll") === null && e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => `${e.tagName} ${e.id || e.className}`),
       );
       expect(wide).toEqual([]);
+      // The failed node's reason shows under its name, the error column being off a phone's screen.
+      const why = await page.$eval(`${rowSelector(MACS[2])} .why`, (e) => ({ text: e.textContent, shown: e.getBoundingClientRect().width > 0 }));
+      expect(why).toEqual({ text: ((await api("GET", `/api/nodes/${MACS[2]}`)) as { job: { error: string } }).job.error, shown: true });
       expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
       await page.screenshot({ path: join(OUTPUT_DIR, "phone-390x844.png"), fullPage: true });
       await api("POST", "/api/cancel", { selectors: ["node-1"] });

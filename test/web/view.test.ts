@@ -8,6 +8,7 @@ import { etaSeconds, plotPoints } from "../../src/web/app/format.ts";
 import { diffRows } from "../../src/web/stream.ts";
 import { COOKIE_NAME, LOGIN_TTL_MS, Logins, MAX_LOGINS, cookieValue } from "../../src/web/login.ts";
 import { jsonLine, makeLog, MAX_LOG_MESSAGE_CHARS } from "../../src/util/log.ts";
+import { acceptsGzip } from "../../src/web/routes.ts";
 
 function client(name: string, done: number, loss: number, state: ClientSnapshot["state"] = "loading"): ClientSnapshot {
   return { client: name, address: name, sender: 1, lastHeardMs: 0, state, chunksDone: done, chunksTotal: 100, bytesWritten: 0, lossFraction: loss };
@@ -102,5 +103,13 @@ describe("JSON log lines", () => {
     makeLog("json", (l) => out.push(l), (l) => l.replace("SECRET", "[redacted]"), () => 0)("x".repeat(MAX_LOG_MESSAGE_CHARS * 2) + "SECRET");
     expect(out[0]).toBe("token [redacted]");
     expect(JSON.parse(out[1]!).msg.length).toBeLessThan(MAX_LOG_MESSAGE_CHARS + 20);
+  });
+});
+
+describe("the page's files", () => {
+  test("gzip only for a client that takes it", () => {
+    const req = (v: string | null) => new Request("http://x/", { headers: v === null ? {} : { "accept-encoding": v } });
+    expect([req("gzip, deflate, br"), req("br;q=1, gzip;q=0.5"), req("GZIP")].map(acceptsGzip)).toEqual([true, true, true]);
+    expect([req(null), req("br"), req("gzip;q=0"), req("x-gzip2")].map(acceptsGzip)).toEqual([false, false, false, false]);
   });
 });

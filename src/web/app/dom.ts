@@ -33,3 +33,8 @@ export function byId<T extends HTMLElement>(id: string): T {
   if (el === null) throw new Error(`no element #${id}`);
   return el as T;
 }
+
+/** Sets an element's text only when it differs: an equal write still costs the browser a restyle. */
+export function setText(el: Element, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}

@@ -4,7 +4,7 @@
 import { NODE_STATES } from "../../daemon/model.ts";
 import type { FleetRow, Role } from "../view-types.ts";
 import { ApiError, call } from "./api.ts";
-import { byId, fill, h } from "./dom.ts";
+import { byId, fill, h, setText } from "./dom.ts";
 import { bytesRate, clock, duration, etaSeconds, type Sample } from "./format.ts";
 
 /** Jobs whose first progress the page remembers for ETAs; older ones are forgotten first. */
@@ -14,6 +14,22 @@ interface Filters {
   tag: string;
   state: string;
   name: string;
+}
+
+/**
+ * Makes `old` show what `fresh` shows, replacing only the cells that differ: a progress report
+ * changes two cells of nine, so the browser restyles and lays out little, and a focused checkbox
+ * in an unchanged cell keeps the keyboard where it was.
+ */
+function patchRow(old: HTMLTableRowElement, fresh: HTMLTableRowElement): void {
+  if (old.className !== fresh.className) old.className = fresh.className;
+  if (old.dataset.state !== fresh.dataset.state) old.dataset.state = fresh.dataset.state;
+  const cells = [...fresh.cells];
+  cells.forEach((cell, i) => {
+    const was = old.cells[i];
+    if (was === undefined) old.append(cell);
+    else if (!was.isEqualNode(cell)) was.replaceWith(cell);
+  });
 }
 
 export class FleetView {
@@ -124,15 +140,10 @@ export class FleetView {
       const old = this.elements.get(row.id);
       this.rows.set(row.id, row);
       const tr = this.rowElement(row);
-      this.elements.set(row.id, tr);
-      if (old !== undefined && old.contains(document.activeElement)) {
-        // Keep the keyboard where it was: update the focused row's cells, not the row.
-        old.replaceChildren(...tr.childNodes);
-        this.elements.set(row.id, old);
-        old.className = tr.className;
-        old.dataset.state = row.state;
-      } else if (old !== undefined) old.replaceWith(tr);
-      else this.insertSorted(tr, row.name);
+      if (old === undefined) {
+        this.elements.set(row.id, tr);
+        this.insertSorted(tr, row.name);
+      } else patchRow(old, tr);
     }
     this.afterChange();
   }
@@ -164,10 +175,11 @@ export class FleetView {
     let shown = 0;
     for (const [id, tr] of this.elements) {
       const visible = this.shown(this.rows.get(id)!);
-      tr.hidden = !visible;
+      // Written only when it changes: each write would make the browser restyle the row.
+      if (tr.hidden === visible) tr.hidden = !visible;
       if (visible) shown++;
     }
-    byId("fleet-count").textContent = shown === this.rows.size ? `${this.rows.size} nodes` : `${shown} of ${this.rows.size} nodes shown`;
+    setText(byId("fleet-count"), shown === this.rows.size ? `${this.rows.size} nodes` : `${shown} of ${this.rows.size} nodes shown`);
     this.selectionChanged();
   }
 
@@ -178,14 +190,16 @@ export class FleetView {
     if (this.role === "admin") {
       tr.append(h("td", {}, h("input", { type: "checkbox", class: "select", "aria-label": `select ${row.name}`, checked: this.selected.has(row.id), onchange: (e: Event) => this.select(row.id, (e.target as HTMLInputElement).checked) })));
     }
+    const reason = job?.state === "failed" ? (job.error ?? "failed") : "";
     tr.append(
-      h("th", { scope: "row", class: "name" }, row.name),
+      // On a phone the reason sits under the name (the error column is off screen there).
+      h("th", { scope: "row", class: "name" }, row.name, reason === "" ? null : h("div", { class: "why", "aria-hidden": "true" }, reason)),
       h("td", { class: "c-mac" }, row.id),
       h("td", { class: "c-tags" }, row.tags.join(" ")),
       h("td", {}, h("span", { class: `state s-${row.state}` }, row.state)),
       h("td", {}, row.image ?? ""),
       h("td", { class: "progress" }, ...this.progressCell(row)),
-      h("td", { class: "error" }, job?.state === "failed" ? (job.error ?? "failed") : ""),
+      h("td", { class: "error" }, reason),
       h("td", { class: "c-last-report" }, clock(job?.updatedMs ?? row.lastSeenMs)),
     );
     return tr;
@@ -216,15 +230,18 @@ export class FleetView {
   private select(id: string, on: boolean): void {
     if (on) this.selected.add(id);
     else this.selected.delete(id);
+    // The attribute mirrors the box, so patchRow sees an unchanged cell as equal and leaves it be.
+    const box = this.elements.get(id)?.querySelector<HTMLInputElement>("input.select");
+    if (box) {
+      box.checked = on;
+      box.toggleAttribute("checked", on);
+    }
     this.selectionChanged();
   }
 
   private selectShown(on: boolean): void {
     for (const [id, tr] of this.elements) {
-      if (tr.hidden) continue;
-      this.select(id, on);
-      const box = tr.querySelector<HTMLInputElement>("input.select");
-      if (box !== null) box.checked = on;
+      if (!tr.hidden) this.select(id, on);
     }
   }
 
@@ -236,8 +253,11 @@ export class FleetView {
   private selectionChanged(): void {
     if (this.role !== "admin") return;
     const n = this.targets().length;
-    byId("selected-count").textContent = n === 0 ? "none selected" : `${n} selected`;
-    for (const id of ["act-reload", "act-cancel", "act-power"]) byId<HTMLButtonElement>(id).disabled = n === 0;
+    setText(byId("selected-count"), n === 0 ? "none selected" : `${n} selected`);
+    for (const id of ["act-reload", "act-cancel", "act-power"]) {
+      const button = byId<HTMLButtonElement>(id);
+      if (button.disabled !== (n === 0)) button.disabled = n === 0;
+    }
   }
 
   private confirm(action: "reload" | "cancel" | "power"): void {

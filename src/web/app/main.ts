@@ -18,6 +18,8 @@ function showLogin(message: string): void {
     "form",
     { id: "login", onsubmit: (e: Event) => void submit(e) },
     h("h1", {}, "discus"),
+    // A fixed user name: browsers and password managers expect one beside a password field.
+    h("input", { type: "text", name: "username", value: "discus", autocomplete: "username", hidden: true }),
     h("label", { for: "token" }, "Admin or viewer token"),
     input,
     h("p", { id: "login-help", class: "note" }, "The tokens are in the server's state directory: admin.token acts, viewer.token only looks."),
