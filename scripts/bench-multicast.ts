@@ -2,8 +2,9 @@
 // partclone.restore, the Clonezilla pipeline), side by side in one run, on the "paper" fixture
 // (3 GiB ext4, ~700 MiB of files) over a bridge of 100 Mbit/s links in network namespaces.
 // Prints one table per scenario and writes them to .cache/bench/multicast.md.
-// Usage: bun scripts/bench-multicast.ts [--quick] [--only scaling|loss|slow|skew|tuning]
+// Usage: bun scripts/bench-multicast.ts [--quick] [--only scaling|loss|slow|skew|tuning|server-cpu]
 //   --quick: N = 1 and 8 only, fewer udpcast runs; --only: one section (the others need "scaling")
+//   --before DIR: with server-cpu, also measure `discus serve` from the tree in DIR (an older commit)
 import { $ } from "bun";
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -108,7 +109,7 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "—");
 // ---- N clients, no loss ---------------------------------------------------------------------
 let t1 = NaN;
 const lossless = new Map<number, DiscusRun>();
-if (only === undefined || only !== "tuning") {
+if (only === undefined || !["tuning", "server-cpu"].includes(only)) {
 say("## Scaling: N clients, no loss");
 say();
 say("| N | discus s | limit/time | T(N)/T(1) | dup blocks % | requests/client | sent/image | udpcast s | discus/udpcast | all disks correct |");
@@ -191,5 +192,87 @@ if (want("tuning")) {
   say(`rate steps of the 200mbit run (every 500 ms when it changes), Mbit/s (median loss): ${rates.join(", ") || "none"}`);
 }
 
+if (want("server-cpu")) await serverCpuSection();
+
 writeFileSync(join(benchDir, `multicast${only ? `-${only}` : ""}.md`), out.join("\n") + "\n");
 rmSync(work, { recursive: true, force: true });
+
+// ---- server CPU per byte (issue 13) -----------------------------------------------------------------
+/**
+ * The server's own cost: user + system CPU seconds (GNU time) of `discus serve` and of udp-sender
+ * sending the same file (the discus image) to one client, per GB, on unshaped links and on 1 Gbit/s
+ * tbf links, each run twice. With --before DIR the discus of that tree runs in the same lab too.
+ */
+async function serverCpuSection(): Promise<void> {
+  const beforeAt = process.argv.indexOf("--before");
+  const beforeCli = beforeAt > 0 ? join(process.argv[beforeAt + 1]!, "src", "cli.ts") : null;
+  const REPEATS = 2;
+  const targetDir = "/dev/shm/discus-bench-cpu"; // targets in tmpfs: the client's disk is not the limit
+  mkdirSync(targetDir, { recursive: true });
+  const target = join(targetDir, "t.img");
+  const timed = (file: string, cmd: string[]) => ["/usr/bin/time", "-f", "%U %S %M", "-o", file, ...cmd];
+  const readTime = async (file: string) => {
+    const [user, sys, rssKiB] = (await Bun.file(file).text()).trim().split(/\s+/).slice(-3).map(Number);
+    return { cpuSeconds: user! + sys!, userSeconds: user!, sysSeconds: sys!, peakRssMiB: rssKiB! / 1024 };
+  };
+  interface CpuRun { tool: string; seconds: number; cpuSeconds: number; userSeconds: number; sysSeconds: number; peakRssMiB: number; sentBytes: number; ok: boolean }
+
+  const discusCpu = async (lab: Lab, tool: string, cliFile: string, rate: string): Promise<CpuRun> => {
+    const group = lab.group(1);
+    const timeFile = join(work, `time-${tool}`);
+    const server = lab.spawn(lab.server, timed(timeFile, ["bun", cliFile, "serve", image, "--group", group, "--port", "4520", "--iface", lab.server.address, "--rate", rate, "--mtu", "1500", "--idle-exit", "1s"]));
+    const log = new Response(server.stderr).text();
+    await Bun.sleep(500);
+    await $`truncate -s ${diskBytes} ${target}`;
+    const t0 = performance.now();
+    const c = await runClient(lab, lab.clients[0]!, group, target, ["--give-up", "60s"], 600_000);
+    const seconds = (performance.now() - t0) / 1000;
+    await server.exited;
+    const sent = [...(await log).matchAll(/ ([\d.]+) MB in \d+ blocks/g)].reduce((a, m) => a + Number(m[1]) * 1e6, 0);
+    const ok = c.exitCode === 0 && (await $`sha256sum ${target}`.text()).split(" ")[0] === referenceSha;
+    rmSync(target, { force: true });
+    return { tool, seconds, ...(await readTime(timeFile)), sentBytes: sent, ok };
+  };
+
+  const udpcastCpu = async (lab: Lab, mbit: number | null): Promise<CpuRun> => {
+    const timeFile = join(work, "time-udp-sender");
+    const rdv = lab.group(250);
+    const sender = lab.spawn(lab.server, timed(timeFile, ["udp-sender", "--interface", "eth0", "--nokbd", "--min-receivers", "1", ...(mbit === null ? [] : ["--max-bitrate", `${mbit}m`]), "--portbase", "9000", "--mcast-rdv-address", rdv, "--mcast-data-address", lab.group(251), "--file", image]));
+    void new Response(sender.stdout).text();
+    void new Response(sender.stderr).text();
+    const t0 = performance.now();
+    const receiver = lab.spawn(lab.clients[0]!, ["udp-receiver", "--interface", "eth0", "--nokbd", "--no-progress", "--portbase", "9000", "--mcast-rdv-address", rdv, "--file", target]);
+    void new Response(receiver.stdout).text();
+    void new Response(receiver.stderr).text();
+    const code = await receiver.exited;
+    const seconds = (performance.now() - t0) / 1000;
+    await sender.exited;
+    const ok = code === 0 && (await $`cmp ${image} ${target}`.nothrow().quiet()).exitCode === 0;
+    rmSync(target, { force: true });
+    return { tool: "udp-sender", seconds, ...(await readTime(timeFile)), sentBytes: imageBytes, ok };
+  };
+
+  say("## Server CPU per byte: one client, the discus image's bytes (issue 13)");
+  say();
+  say(`${(imageBytes / 1e6).toFixed(1)} MB moved to one client (discus load into tmpfs, udp-receiver --file into tmpfs); CPU = user + system of the server process (GNU time), MTU 1500; each run ${REPEATS} times; load average at the start ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}.`);
+  say();
+  say("| links | server | run | wall s | Mbit/s (image) | sent / image | user s | sys s | CPU s per GB sent | CPU s per GB of image | vs udp-sender (per GB sent) | peak RSS MiB | correct |");
+  say("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+  for (const mbit of [null, 1000] as const) {
+    const rate = mbit === null ? "10gbit" : `${mbit}mbit`;
+    for (let rep = 1; rep <= REPEATS; rep++) {
+      const runs = await withLab({ clients: 1, linkMbit: mbit }, async (lab) => {
+        const r: CpuRun[] = [await udpcastCpu(lab, mbit), await discusCpu(lab, "discus", cliPath, rate)];
+        if (beforeCli !== null) r.push(await discusCpu(lab, "discus (before)", beforeCli, rate));
+        return r;
+      });
+      const perGbSent = (r: CpuRun) => r.cpuSeconds / (r.sentBytes / 1e9);
+      const udp = perGbSent(runs[0]!);
+      for (const r of runs) {
+        say(`| ${mbit === null ? "unshaped" : `${mbit} Mbit/s`} | ${r.tool} | ${rep} | ${f1(r.seconds)} | ${f1((imageBytes * 8) / 1e6 / r.seconds)} | ${f2(r.sentBytes / imageBytes)} | ${f2(r.userSeconds)} | ${f2(r.sysSeconds)} | ${f2(perGbSent(r))} | ${f2(r.cpuSeconds / (imageBytes / 1e9))} | ${f2(perGbSent(r) / udp)} | ${f1(r.peakRssMiB)} | ${r.ok ? "yes" : "NO"} |`);
+      }
+    }
+  }
+  say();
+  rmSync(targetDir, { recursive: true, force: true });
+}

@@ -23,6 +23,7 @@ import { formatBytes } from "./util/units.ts";
 import { serveImage, SNAPSHOT_INTERVAL_MS, type ServeEvent } from "./server/serve.ts";
 import { loadImage } from "./client/load.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
+import { linkDefaults, linkOf } from "./net/link.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 import { formatSummary, imageSummary } from "./image/summary.ts";
@@ -174,11 +175,16 @@ function abortAtStdinEof(abort: AbortController): () => void {
 
 async function runServe(a: Args): Promise<void> {
   const g = groupOptions(a);
-  const rateBitsPerSecond = rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
-  const mtuBytes = intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
+  const rateCeiling = a.rate === undefined ? null : rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
+  const mtuGiven = a.mtu === undefined ? null : intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
   const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
   const parent = serveParentOptions(a, idleMs);
   const iface = localAddressOption("--iface", a.iface);
+  // Unless given, the block size follows the link's MTU and the rate starts at its speed.
+  const link = linkDefaults(linkOf(iface), rateCeiling, mtuGiven);
+  const rateBitsPerSecond = Math.min(MAX_RATE_BITS_PER_SECOND, link.rateBitsPerSecond);
+  const mtuBytes = link.mtuBytes;
+  process.stderr.write(`discus serve: ${link.note}\n`);
   const image = inputImagePath(str(a, "image"));
   const authKey = authKeyFileOption("--auth-key-file", a["auth-key-file"]);
   const abort = new AbortController();
@@ -400,9 +406,9 @@ async function main(argv: string[]): Promise<void> {
           .option("group", { type: "string", demandOption: true, describe: "Multicast group of this image, e.g. 239.192.0.1" })
           .option("port", { type: "string", default: String(DEFAULT_PORT) })
           .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of this machine's interface to serve on" })
-          .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling (wire bits per second): the rate starts here and adapts below it" })
+          .option("rate", { type: "string", describe: "Send rate ceiling (wire bits per second): the rate starts at the lower of it and the link speed and adapts below it (default: the link speed; 100mbit when the link does not say)" })
           .option("fixed-rate", { type: "boolean", default: false, describe: "Always send at --rate; do not adapt to the loss clients report" })
-          .option("mtu", { type: "string", default: "1500", describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
+          .option("mtu", { type: "string", describe: "Link MTU: sets the block size (default: the interface's MTU, up to 9000 for jumbo frames)" })
           .option("ttl", { type: "string", default: "1", describe: "Multicast TTL (1: this LAN only)" })
           .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" })
           .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" })

@@ -19,8 +19,9 @@ import type { LiveSession } from "./api-types.ts";
 export interface SessionOptions {
   iface: string;
   ttl: number;
-  rateBitsPerSecond: number;
-  mtuBytes: number;
+  /** Rate ceiling and MTU of each `discus serve` child; null: the child takes the link's (net/link.ts). */
+  rateBitsPerSecond: number | null;
+  mtuBytes: number | null;
   /** A session with no request for this long, and no job needing it, stops. */
   idleMs: number;
   /** Each image's session key is derived from it (state-dir.ts sessionSecret); null: open sessions. */
@@ -105,7 +106,9 @@ export class Sessions {
   private spawn(record: ImageRecord, keyPath: string | null): SessionChild {
     const o = this.o;
     const args = ["serve", record.path, "--group", record.group, "--port", String(record.port), "--iface", o.iface, "--ttl", String(o.ttl)];
-    args.push("--rate", `${o.rateBitsPerSecond}bit`, "--mtu", String(o.mtuBytes), "--idle-event", `${o.idleMs}ms`, "--events", "json", "--exit-with-stdin");
+    if (o.rateBitsPerSecond !== null) args.push("--rate", `${o.rateBitsPerSecond}bit`);
+    if (o.mtuBytes !== null) args.push("--mtu", String(o.mtuBytes));
+    args.push("--idle-event", `${o.idleMs}ms`, "--events", "json", "--exit-with-stdin");
     if (keyPath !== null) args.push("--auth-key-file", keyPath);
     return new SessionChild(args, (e) => {
       this.onEvent(record.name, e);
@@ -215,7 +218,7 @@ export class Sessions {
   private summaryOf(r: Running): { image: string; group: string; port: number; rateBitsPerSecond: number; clients: number; bytesSent: number } {
     const s = r.child.snapshot;
     const started: StartedEvent | null = r.child.started;
-    const rate = s?.rateBitsPerSecond ?? started?.rateBitsPerSecond ?? this.o.rateBitsPerSecond;
+    const rate = s?.rateBitsPerSecond ?? started?.rateBitsPerSecond ?? this.o.rateBitsPerSecond ?? 0;
     return { image: r.record.name, group: r.record.group, port: r.record.port, rateBitsPerSecond: rate, clients: s?.clients.length ?? 0, bytesSent: s?.bytesSent ?? 0 };
   }
 }

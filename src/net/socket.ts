@@ -1,6 +1,7 @@
 // One UDP socket joined to a multicast group on one interface: how both server and client talk.
 import dgram from "node:dgram";
 import { DiscusError } from "../util/errors.ts";
+import { openBatchSocket, type BatchSocket } from "./sendmmsg.ts";
 import type { OpenTransport } from "./transport.ts";
 
 export interface GroupOptions {
@@ -77,10 +78,24 @@ export async function openGroupSocket(o: GroupOptions, onMessage: (bytes: Uint8A
   };
 }
 
-/** The real transport of the engines (net/transport.ts): this group socket. */
+/**
+ * The real transport of the engines (net/transport.ts): this group socket, and for bursts (the
+ * server's blocks) a send-only sendmmsg socket from the same address and port, opened on first use.
+ */
 export function groupTransport(o: GroupOptions): OpenTransport {
   return async (onMessage) => {
     const s = await openGroupSocket(o, (bytes, from) => onMessage(bytes, { address: from.address, port: from.port }));
-    return { send: s.send, close: s.close };
+    let batch: BatchSocket | null = null;
+    return {
+      send: s.send,
+      sendMany: (packets) => {
+        batch ??= openBatchSocket({ group: o.group, port: o.port, iface: o.iface, ttl: o.ttl, sendBufferBytes: o.sendBufferBytes, loopback: true });
+        return batch.sendMany(packets);
+      },
+      close: () => {
+        batch?.close();
+        s.close();
+      },
+    };
   };
 }

@@ -10,8 +10,21 @@ export interface Peer {
 export interface GroupTransport {
   /** Sends to the whole group; like multicast with loopback on, the sender hears it too. */
   send(bytes: Uint8Array): void;
+  /**
+   * Sends a burst to the whole group at once (one system call on the real network); returns how
+   * many, from the first, the network took. The rest were not sent (socket buffer full): offer
+   * them again later. A transport without it takes every datagram through `send`.
+   */
+  sendMany?(packets: readonly Uint8Array[]): number;
   close(): void;
 }
 
 /** Opens a transport that hands every datagram heard on the group to `onMessage`. */
 export type OpenTransport = (onMessage: (bytes: Uint8Array, from: Peer) => void) => Promise<GroupTransport>;
+
+/** Sends a burst through the transport's sendMany, or one by one; how many it took. */
+export function sendBurst(t: GroupTransport, packets: readonly Uint8Array[]): number {
+  if (t.sendMany !== undefined) return t.sendMany(packets);
+  for (const p of packets) t.send(p);
+  return packets.length;
+}

@@ -3,12 +3,8 @@
 // the clients' own requests and reports. No clock or network: times are passed in.
 import { wireBytes } from "../net/wire.ts";
 import { assert } from "../util/assert.ts";
-import { DEFAULT_RATE_LAW, nextRate, TokenBucket, type LossSample, type RateLaw } from "./pacer.ts";
+import { burstBoundBytes, DEFAULT_RATE_LAW, nextRate, TokenBucket, type LossSample, type RateLaw } from "./pacer.ts";
 
-/** Pacing granularity: a burst is at least this many packets... */
-const BURST_PACKETS = 32;
-/** ...and at least this much time at the configured rate. */
-const BURST_MS = 2;
 /**
  * Clients' requests and reports go to the whole group, so they share every client's downlink with
  * the blocks: the sender leaves room for them by spending tokens on each one it hears, up to this
@@ -44,8 +40,7 @@ export class RateControl {
     assert(rateBitsPerSecond > 0, "a positive rate");
     this.law = { ...DEFAULT_RATE_LAW, maxBitsPerSecond: rateBitsPerSecond, minBitsPerSecond: Math.max(MIN_RATE_BITS_PER_SECOND, rateBitsPerSecond * MIN_RATE_FRACTION) };
     this.rate = rateBitsPerSecond;
-    const burstPackets = Math.max(BURST_PACKETS, Math.ceil(((this.rate / 8) * (BURST_MS / 1000)) / fullPacketWireBytes));
-    this.bucket = new TokenBucket(this.rate, burstPackets * fullPacketWireBytes);
+    this.bucket = new TokenBucket(this.rate, burstBoundBytes(fullPacketWireBytes));
   }
 
   get rateBitsPerSecond(): number {

@@ -48,8 +48,18 @@ export const SNAPSHOT_INTERVAL_MS = 1000;
 export function networkSession(image: OpenImage, o: ServeSessionOptions, net: { iface: string; ttl: number }, clock: Clock = wallClock): ServeSession {
   refuseDamagedImage(image, false, "The image is damaged: `discus verify` lists every bad chunk; copy it again from its source");
   const openTransport = groupTransport({ group: o.group, port: o.port, iface: net.iface, ttl: net.ttl, receiveBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES });
-  return new ServeSession(image, o, { clock, openTransport });
+  return new ServeSession(image, o, { clock, openTransport, shortWait: clock === wallClock ? wallShortWait : undefined });
 }
+
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+/** The wall clock's sub-millisecond waits: Atomics.wait sleeps in the kernel (futex), to ~0.1 ms. */
+const wallShortWait = {
+  pause: (ms: number): void => void (ms > 0 && Atomics.wait(pauseCell, 0, 0, ms)),
+  soon: (fn: () => void): TimerHandle => {
+    const t = setImmediate(fn);
+    return { cancel: () => clearImmediate(t) };
+  },
+};
 
 export async function serveImage(o: ServeOptions): Promise<ServeStats> {
   assert(o.idleExitMs === null || o.idleEventMs === null, "one idle time: exit or tell");

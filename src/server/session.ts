@@ -11,7 +11,7 @@ import { countBits } from "../util/bitmap.ts";
 import { equalBytes, hex } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
 import { idFromSeed } from "../util/shuffle.ts";
-import type { GroupTransport, OpenTransport, Peer } from "../net/transport.ts";
+import { sendBurst, type GroupTransport, type OpenTransport, type Peer } from "../net/transport.ts";
 import { ReplayWindow, type SessionKey } from "../net/auth.ts";
 import { decodePacket, peekType, encodeAnnounce, PacketType, ReportState, type QueryPacket, type ReportPacket, type RequestPacket } from "../net/wire.ts";
 import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
@@ -53,14 +53,25 @@ export interface ServeSessionDeps {
   openTransport: OpenTransport;
   /** A chunk source; default: the image file, through the cache and its read-ahead. */
   readChunk?: (index: number) => Promise<Uint8Array>;
+  /**
+   * On the wall clock: a precise synchronous sleep shorter than a timer (Atomics.wait) and a way to
+   * run next after pending I/O (setImmediate), so bursts at high rates stay small and evenly spaced.
+   */
+  shortWait?: { pause(ms: number): void; soon(fn: () => void): TimerHandle };
 }
 
 /** Chunks with blocks still to send, at most: beyond this requests are dropped and asked again. */
 const MAX_QUEUED_CHUNKS = 4096;
 const CACHE_CHUNKS = 16;
 const READ_AHEAD_CHUNKS = 4;
-/** Pacing granularity: the sender wakes at most this often (and sends at most a burst each time). */
+/** The shortest wall-clock timer worth setting; shorter waits are slept out (ServeSessionDeps.shortWait). */
 const MIN_TICK_MS = 1;
+/** Wall-clock timers fire up to about a millisecond late: set them this much before the bucket is full. */
+const TIMER_EARLY_MS = 1.5;
+/** A precise sleep lasts at most this long (the event loop waits meanwhile). */
+const MAX_PAUSE_MS = MIN_TICK_MS + TIMER_EARLY_MS;
+/** After the network refused part of a burst (socket buffer full), the rest is offered again this soon. */
+const SEND_RETRY_MS = 1;
 /** Announcements answer queries at most this often (many clients booting at once ask together). */
 const ANNOUNCE_MIN_INTERVAL_MS = 100;
 const CONTROL_INTERVAL_MS = 500;
@@ -105,6 +116,8 @@ export class ServeSession {
   private authDropFrom = "";
   private lastAuthEventMs = -Infinity;
   private seq = 0;
+  /** Packets made (their sequence numbers taken) that the network has not taken yet: sent first, in order. */
+  private unsent: Outgoing[] = [];
   private lastAnnounceMs = -Infinity;
   private announceTimer: TimerHandle | null = null;
   private sendTimer: TimerHandle | null = null;
@@ -367,36 +380,96 @@ export class ServeSession {
     });
   }
 
+  /**
+   * Wakes the sender in `waitMs`. Wall-clock timers fire a millisecond or so late, so a long wait
+   * wakes TIMER_EARLY_MS early (the bucket then holds a little less than a burst), and a wait too
+   * short for a timer is slept out precisely (shortWait) after letting the event loop run once.
+   * Virtual clocks have exact timers and no shortWait.
+   */
   private scheduleSend(waitMs: number): void {
     if (this.sendTimer !== null || this.phase !== "running") return;
-    this.sendTimer = this.clock.setTimer(waitMs, () => this.sendSome());
+    const quick = this.deps.shortWait;
+    if (quick === undefined) {
+      this.sendTimer = this.clock.setTimer(waitMs, () => this.sendSome());
+    } else if (waitMs - TIMER_EARLY_MS >= MIN_TICK_MS) {
+      this.sendTimer = this.clock.setTimer(waitMs - TIMER_EARLY_MS, () => this.sendSome());
+    } else {
+      const dueMs = this.clock.nowMs() + waitMs;
+      this.sendTimer = quick.soon(() => {
+        quick.pause(Math.min(MAX_PAUSE_MS, dueMs - this.clock.nowMs()));
+        this.sendSome();
+      });
+    }
   }
 
-  /** Sends what the token bucket allows, block by block off the round-robin queue. */
+  /**
+   * Sends what the token bucket allows (one burst at most, MAX_BURST_BYTES) as one batch: first
+   * what the network did not take last time, then blocks off the round-robin queue.
+   */
   private sendSome(): void {
     this.sendTimer = null;
     const nowMs = this.clock.nowMs();
     let tokens = this.pace.bucket.refill(nowMs);
-    let sent = 0;
+    const burst: Outgoing[] = [];
+    for (const o of this.unsent) {
+      if (tokens < o.wireBytes) break;
+      burst.push(o);
+      tokens -= o.wireBytes;
+    }
+    const waitingForChunk = this.unsent.length === burst.length && this.fillBurst(burst, tokens);
+    const taken = burst.length === 0 ? 0 : this.offer(burst, nowMs);
+    this.unsent = [...burst.slice(taken), ...this.unsent.slice(burst.length)];
+    if (taken > 0) this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
+    if (this.unsent.length > 0) {
+      if (taken < burst.length) this.scheduleSend(SEND_RETRY_MS); // the network is full: try again soon
+      else this.scheduleSend(this.pace.bucket.waitMs(this.pace.bucket.burstBoundBytes));
+      return;
+    }
+    if (this.queue.empty || waitingForChunk) return; // onLoaded resumes a wait for a chunk read
+    this.scheduleSend(this.pace.bucket.waitMs(this.pace.bucket.burstBoundBytes));
+  }
+
+  /** Adds blocks off the queue while tokens last; true when it stopped for a chunk not read yet. */
+  private fillBurst(burst: Outgoing[], tokens: number): boolean {
     while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
       // A chunk source that reads asynchronously may not have the next chunk yet: onLoaded resumes.
       const data = this.cache.get(this.queue.nextChunk()!);
-      if (data === null) break;
+      if (data === null) return true;
       const next = this.queue.take();
       assert(next !== null, "a non-empty queue yields a block");
       const packet = packetFor(this.self, this.seq, next, data, this.layout);
-      this.transport?.send(packet.bytes);
       this.seq = (this.seq + 1) >>> 0;
-      const cost = packetWireBytes(packet.dataBytes);
-      this.pace.bucket.spend(cost);
-      tokens -= cost;
-      sent++;
-      this.books.counted(nowMs, packet.dataBytes, next.kind === "repair");
+      const wireBytes = packetWireBytes(packet.dataBytes);
+      burst.push({ bytes: packet.bytes, dataBytes: packet.dataBytes, wireBytes, repair: next.kind === "repair" });
+      tokens -= wireBytes;
     }
-    if (sent > 0) this.cache.readAhead(this.queue.upcoming(READ_AHEAD_CHUNKS));
-    if (!this.queue.empty && tokens >= this.fullPacketWireBytes) return; // waiting for a chunk read
-    if (!this.queue.empty) this.scheduleSend(Math.max(MIN_TICK_MS, this.pace.bucket.waitMs(this.fullPacketWireBytes)));
+    return false;
   }
+
+  /** Hands a burst to the network; spends tokens and counts for what it took, returns how many. */
+  private offer(burst: Outgoing[], nowMs: number): number {
+    if (this.transport === null) return 0;
+    const taken = sendBurst(this.transport, burst.map((o) => o.bytes));
+    assert(taken >= 0 && taken <= burst.length, "the network takes a prefix of the burst");
+    const sends = this.stats.sends;
+    sends.bursts++;
+    sends.blocks += taken;
+    if (taken < burst.length) sends.deferred++;
+    for (let i = 0; i < taken; i++) {
+      const o = burst[i]!;
+      this.pace.bucket.spend(o.wireBytes);
+      this.books.counted(nowMs, o.dataBytes, o.repair);
+    }
+    return taken;
+  }
+}
+
+/** A block or repair packet made for the wire, with what it costs and counts for. */
+interface Outgoing {
+  bytes: Uint8Array;
+  dataBytes: number;
+  wireBytes: number;
+  repair: boolean;
 }
 
 function isZero(bytes: Uint8Array): boolean {

@@ -28,6 +28,8 @@ export interface ServeStats {
   sessionsEnded: number;
   /** By reason; the last four only with a session key (docs/PROTOCOL.md, "Authentication"). */
   dropped: Record<DropReason | "otherImage" | "badChunk" | "unauthenticated" | "badTag" | "staleEpoch" | "replayed", number>;
+  /** Bursts handed to the network, the blocks in them, and bursts it took only part of (offered again later). */
+  sends: { bursts: number; blocks: number; deferred: number };
 }
 
 export interface Transfer {
@@ -52,7 +54,7 @@ export const MAX_SESSION_SUMMARIES = 64;
 export const MAX_TRACKED_CLIENTS = 65536;
 
 export class Transfers {
-  readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0, unauthenticated: 0, badTag: 0, staleEpoch: 0, replayed: 0 } };
+  readonly stats: ServeStats = { sessions: [], sessionsEnded: 0, dropped: { short: 0, magic: 0, version: 0, type: 0, crc: 0, length: 0, field: 0, otherImage: 0, badChunk: 0, unauthenticated: 0, badTag: 0, staleEpoch: 0, replayed: 0 }, sends: { bursts: 0, blocks: 0, deferred: 0 } };
   /** The transfer under way, if any. */
   current: Transfer | null = null;
   /** Since the session started, over every transfer. */
