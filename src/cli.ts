@@ -21,9 +21,11 @@ import { assert } from "./util/assert.ts";
 import { DiscusError, exitCodeByKind, ioError, osErrorCode } from "./util/errors.ts";
 import { formatBytes } from "./util/units.ts";
 import { serveImage, SNAPSHOT_INTERVAL_MS, type ServeEvent } from "./server/serve.ts";
+import { serveImageOverHttp, type HttpImageServer } from "./server/http-serve.ts";
 import { loadImage } from "./client/load.ts";
+import { httpLoadImage } from "./client/http-load.ts";
+import { MAX_URL_CHARS } from "./client/http-source.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
-import { linkDefaults, linkOf } from "./net/link.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 import { formatSummary, imageSummary } from "./image/summary.ts";
@@ -174,17 +176,17 @@ function abortAtStdinEof(abort: AbortController): () => void {
 }
 
 async function runServe(a: Args): Promise<void> {
+  const httpPort = a.http === undefined ? null : intOption("--http", a.http, 1, MAX_PORT, `Pick a TCP port in 1..${MAX_PORT}`);
+  if (a.group === undefined) {
+    if (httpPort === null) usage("--group", "is missing", "Give the image's multicast group, or --http PORT to serve over HTTP only");
+    return serveHttpOnly(inputImagePath(str(a, "image")), localAddressOption("--iface", a.iface), httpPort);
+  }
   const g = groupOptions(a);
-  const rateCeiling = a.rate === undefined ? null : rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
-  const mtuGiven = a.mtu === undefined ? null : intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
+  const rateBitsPerSecond = rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
+  const mtuBytes = intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
   const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
   const parent = serveParentOptions(a, idleMs);
   const iface = localAddressOption("--iface", a.iface);
-  // Unless given, the block size follows the link's MTU and the rate starts at its speed.
-  const link = linkDefaults(linkOf(iface), rateCeiling, mtuGiven);
-  const rateBitsPerSecond = Math.min(MAX_RATE_BITS_PER_SECOND, link.rateBitsPerSecond);
-  const mtuBytes = link.mtuBytes;
-  process.stderr.write(`discus serve: ${link.note}\n`);
   const image = inputImagePath(str(a, "image"));
   const authKey = authKeyFileOption("--auth-key-file", a["auth-key-file"]);
   const abort = new AbortController();
@@ -195,6 +197,7 @@ async function runServe(a: Args): Promise<void> {
   // With nobody left to read the events, serving on would only orphan the group.
   if (parent.events) process.stdout.on("error", () => abort.abort());
   const releaseStdin = parent.exitWithStdin ? abortAtStdinEof(abort) : () => {};
+  const http = httpPort === null ? null : startHttpServe(image, iface, httpPort);
   const jsonLine = (v: unknown) => void process.stdout.write(`${JSON.stringify(v)}\n`);
   try {
     const stats = await serveImage({
@@ -217,8 +220,26 @@ async function runServe(a: Args): Promise<void> {
     });
     if (a.json === true) print(true, stats, "");
   } finally {
+    http?.stop();
     releaseStdin();
   }
+}
+
+function startHttpServe(image: string, iface: string, port: number): HttpImageServer {
+  const http = serveImageOverHttp({ image, hostname: iface, port });
+  process.stderr.write(`discus serve: serving ${image} over HTTP at ${http.url}\n`);
+  return http;
+}
+
+/** `serve IMAGE --http PORT` without --group: HTTP only, until SIGINT or SIGTERM. */
+async function serveHttpOnly(image: string, iface: string, port: number): Promise<void> {
+  closeImage(openImage(image)); // a damaged image is refused now, not by each client
+  const http = startHttpServe(image, iface, port);
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  http.stop();
 }
 
 /** The server's log: one line per event worth a line (progress reports are not). */
@@ -276,15 +297,18 @@ function loadOptions(a: Args) {
     iface: localAddressOption("--iface", a.iface),
   };
   // Size is known only from the server; a missing directory, a mount or a holder is known now.
-  checkTarget(str(a, "target"), 0);
+  checkTarget(str(a, "source"), 0);
   return o;
 }
 
 async function runLoad(a: Args): Promise<void> {
-  const o = loadOptions(a);
   const events = a.events === "json";
   if (events && a.json === true) usage("--json", "cannot be combined with --events json: stdout carries the events", "Drop --json; the `done` event carries the figures");
-  const target = str(a, "target");
+  const url = loadSourceUrl(a);
+  if (url !== null) return runHttpLoad(a, url, events);
+  if (a.group === undefined || a.iface === undefined) usage(a.group === undefined ? "--group" : "--iface", "is missing", "A multicast load needs --group and --iface; to load over HTTP, give the image's URL before the target");
+  const o = loadOptions(a);
+  const target = str(a, "source");
   const free = str(a, "free");
   const s = await loadImage({
     ...o,
@@ -304,6 +328,50 @@ async function runLoad(a: Args): Promise<void> {
     `${target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks of image ${s.imageId} (server ${s.server}) in ${s.seconds.toFixed(2)} s (${s.megabytesPerSecond.toFixed(1)} MB/s); ` +
       `free space ${formatBytes(s.freeBytes)} ${free === "skip" ? "skipped" : `(${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded)`}; ` +
       `${s.requestsSent} requests (${s.rerequests} repeats), ${s.blocksReceived} blocks received (${dupPercent.toFixed(1)}% duplicates), ${s.chunksRejected} chunks rejected; signature ${s.signature}`,
+  );
+}
+
+/** `load URL TARGET`: the URL, checked; null for a multicast load (`load TARGET`). */
+function loadSourceUrl(a: Args): string | null {
+  if (a.target === undefined) return null;
+  const text = str(a, "source");
+  let url: URL | null = null;
+  try {
+    url = text.length <= MAX_URL_CHARS ? new URL(text) : null;
+  } catch {
+    url = null;
+  }
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) usage(text, "is not an http:// URL", "Give `load http://HOST/PATH/image.dsc TARGET`, or just `load TARGET --group ...` for multicast");
+  for (const o of ["group", "iface", "auth-key-file", "seed"]) if (a[o] !== undefined) usage(`--${o}`, "belongs to a multicast load, not one from a URL", `Drop --${o}, or load from the group without the URL`);
+  return text;
+}
+
+async function runHttpLoad(a: Args, url: string, events: boolean): Promise<void> {
+  const target = str(a, "target");
+  const free = str(a, "free");
+  const o = {
+    workers: workersOption(a.workers, 1),
+    bufferBytes: bytesOption("--memory", a.memory, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES, "The default 64M suits most clients"),
+    imageId: a["image-id"] === undefined ? null : fromHex(hexOption("--image-id", a["image-id"], 32, "Copy the id from `discus info IMAGE`")),
+    publicKey: publicKeyOption(a.key),
+  };
+  checkTarget(target, 0);
+  const s = await httpLoadImage({
+    ...o,
+    url,
+    target,
+    freeMode: free as FreeMode,
+    keyPath: (a.key as string | undefined) ?? null,
+    showProgress: a.quiet !== true && a.json !== true && !events,
+    onEvent: events ? (e) => void process.stdout.write(`${JSON.stringify(e)}\n`) : undefined,
+  });
+  const say = events ? (_json: boolean, _value: unknown, text: string) => void process.stderr.write(`${text}\n`) : print;
+  say(
+    a.json === true,
+    { target, ...s },
+    `${target}: ${formatBytes(s.writtenBytes)} written from ${s.chunks} chunks of image ${s.imageId} (${url}) in ${s.seconds.toFixed(2)} s (${s.megabytesPerSecond.toFixed(1)} MB/s); ` +
+      `free space ${formatBytes(s.freeBytes)} ${free === "skip" ? "skipped" : `(${formatBytes(s.zeroedBytes)} zeroed, ${formatBytes(s.discardedBytes)} discarded)`}; ` +
+      `${s.requestsSent} range requests (${s.rerequests} retried), ${s.chunksRejected} chunks rejected and fetched again; signature ${s.signature}`,
   );
 }
 
@@ -403,12 +471,13 @@ async function main(argv: string[]): Promise<void> {
       (y) =>
         y
           .positional("image", { type: "string", demandOption: true })
-          .option("group", { type: "string", demandOption: true, describe: "Multicast group of this image, e.g. 239.192.0.1" })
+          .option("group", { type: "string", describe: "Multicast group of this image, e.g. 239.192.0.1 (may be left out with --http)" })
+          .option("http", { type: "string", describe: "Also serve the image over HTTP with Range on this TCP port, at http://IFACE:PORT/NAME.dsc (`discus load URL TARGET`)" })
           .option("port", { type: "string", default: String(DEFAULT_PORT) })
           .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of this machine's interface to serve on" })
-          .option("rate", { type: "string", describe: "Send rate ceiling (wire bits per second): the rate starts at the lower of it and the link speed and adapts below it (default: the link speed; 100mbit when the link does not say)" })
+          .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling (wire bits per second): the rate starts here and adapts below it" })
           .option("fixed-rate", { type: "boolean", default: false, describe: "Always send at --rate; do not adapt to the loss clients report" })
-          .option("mtu", { type: "string", describe: "Link MTU: sets the block size (default: the interface's MTU, up to 9000 for jumbo frames)" })
+          .option("mtu", { type: "string", default: "1500", describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
           .option("ttl", { type: "string", default: "1", describe: "Multicast TTL (1: this LAN only)" })
           .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" })
           .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" })
@@ -418,14 +487,15 @@ async function main(argv: string[]): Promise<void> {
       (a) => runServe(a),
     )
     .command(
-      "load <target>",
-      "Join a served image's multicast group and write the image to a disk or file",
+      "load <source> [target]",
+      "Write a served image to a disk or file: join its multicast group (`load TARGET --group ...`), or fetch it over HTTP (`load http://HOST/PATH/image.dsc TARGET`)",
       (y) =>
         y
-          .positional("target", { type: "string", demandOption: true, describe: "Disk (/dev/sdb, /dev/nvme0n1) or file (created if missing)" })
-          .option("group", { type: "string", demandOption: true })
+          .positional("source", { type: "string", demandOption: true, describe: "The target (multicast), or the image's http:// URL followed by the target" })
+          .positional("target", { type: "string", describe: "Disk (/dev/sdb, /dev/nvme0n1) or file (created if missing)" })
+          .option("group", { type: "string", describe: "Multicast group of the image (not with a URL)" })
           .option("port", { type: "string", default: String(DEFAULT_PORT) })
-          .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of this machine's interface on the imaging network" })
+          .option("iface", { type: "string", describe: "IPv4 address of this machine's interface on the imaging network (not with a URL)" })
           .option("ttl", { type: "string", default: "1" })
           .option("free", { choices: ["skip", "zero", "discard"], default: "skip", describe: "What to do with free space" })
           .option("workers", { type: "string", default: String(defaultWorkers), describe: "Decompression threads (1..64)" })

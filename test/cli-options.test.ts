@@ -83,8 +83,11 @@ function cases(): Case[] {
     ...["abc", "-1", "1.5.3", "999999h"].map((v) => c(usage, /--idle-exit/, ...serve("--idle-exit", v))),
     c(input, /missing\.dsc: cannot open the image \(ENOENT\)/, "serve", "$D/missing.dsc", "--group", GROUP, "--iface", LOCAL),
     c(io, /folder: is a directory \(EISDIR\)/, "serve", "$D/folder", "--group", GROUP, "--iface", LOCAL),
-    c(usage, /Missing required argument: group/, "serve", "$I", "--iface", LOCAL),
+    c(usage, /--group: is missing\. Give the image.s multicast group, or --http PORT/, "serve", "$I", "--iface", LOCAL),
     // load
+    c(usage, /--group: is missing\. A multicast load needs --group and --iface/, "load", "$D/out.img", "--iface", LOCAL),
+    c(usage, /ftp:\/\/h\/x\.dsc: is not an http:\/\/ URL/, "load", "ftp://h/x.dsc", "$D/out.img"),
+    c(usage, /--group: belongs to a multicast load, not one from a URL/, "load", "http://198.18.0.1/x.dsc", "$D/out.img", "--group", GROUP),
     ...["0", "1000", "abc"].map((v) => c(usage, /--workers/, ...load("--workers", v))),
     ...["0", "abc", "65"].map((v) => c(usage, /--window/, ...load("--window", v))),
     ...["abc", "0.5s", "-1", "99999999h"].map((v) => c(usage, /--give-up/, ...load("--give-up", v))),
