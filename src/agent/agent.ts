@@ -6,7 +6,6 @@
 import { availableParallelism } from "node:os";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadImage } from "../client/load.ts";
 import { restoreImage } from "../target/restore.ts";
 import { publicKeyFromRaw } from "../image/signing.ts";
 import { DiscusError } from "../util/errors.ts";
@@ -18,6 +17,7 @@ import { stageInstalledLinux } from "./localboot.ts";
 import { DaemonReporter } from "./daemon-client.ts";
 import { describeHardware, readHardware } from "./inventory.ts";
 import { reportFailure } from "./report.ts";
+import { ANNOUNCE_WAIT_MS, loadOverNetwork } from "./fallback.ts";
 import { SessionKey } from "../net/auth.ts";
 import { describeSettings, dhcpOptionText, resolveSettings, type AgentSettings, type FinalAction } from "./settings.ts";
 
@@ -51,8 +51,6 @@ const DISKS_MAX_WAIT_MS = 20_000;
 const IMAGE_PARTITION_MAX_WAIT_MS = 20_000;
 const POLL_MS = 250;
 const REPORT_WAIT_MS = 3000;
-const CHUNK_BUFFER_BYTES = 64 << 20;
-const REQUEST_WINDOW_CHUNKS = 4;
 
 interface Lease {
   iface: string;
@@ -144,8 +142,8 @@ async function mountImageFile(s: AgentSettings, paths: AgentPaths): Promise<stri
 }
 
 /** Writes the disk; returns the step after success and the rate. Throws DiscusError on any failure. */
-async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, markLoadStarted: () => void, daemon: DaemonReporter | null): Promise<{ next: NextStep; bytesPerSecond: number }> {
-  if (s.group !== null && lease === null) {
+async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, markLoadStarted: () => void, daemon: DaemonReporter | null): Promise<{ next: NextStep; bytesPerSecond: number; note: string }> {
+  if ((s.group !== null || s.http !== null) && lease === null) {
     const ifaces = existsSync("/sys/class/net") ? readdirSync("/sys/class/net").filter((n) => n !== "lo") : [];
     throw new DiscusError("network", "DHCP", `no answer on ${ifaces.join(", ") || "any interface (no network driver matched this machine's NIC)"}`, "Check the cable, the DHCP server, and that the NIC's driver is in the initramfs");
   }
@@ -159,6 +157,7 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
   const startMs = performance.now();
   let written: number;
   let signature: string;
+  let note = "";
   if (s.file !== null) {
     const image = await mountImageFile(s, paths);
     markLoadStarted();
@@ -166,13 +165,14 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
     written = r.writtenBytes;
     signature = r.signature;
   } else {
-    say(`loading from group ${s.group}:${s.port} on ${lease!.iface} (${lease!.ip})`);
+    say(s.group !== null ? `loading from group ${s.group}:${s.port} on ${lease!.iface} (${lease!.ip})${s.http !== null ? `, over HTTP if no server announces within ${ANNOUNCE_WAIT_MS / 1000} s` : ""}` : `loading over HTTP from ${s.http}`);
     markLoadStarted();
-    const r = await loadImage({
-      group: s.group!,
+    const r = await loadOverNetwork({
+      group: s.group,
       port: s.port,
       iface: lease!.ip,
-      ttl: 1,
+      http: s.http,
+      job: s.server !== null && s.token !== null && s.mac !== null ? { server: s.server, token: s.token, mac: s.mac } : null,
       target: disk.path,
       freeMode: s.free,
       workers,
@@ -180,22 +180,20 @@ async function reload(s: AgentSettings, lease: Lease | null, paths: AgentPaths, 
       keyPath,
       imageId: s.imageId,
       giveUpMs: s.giveUpMs,
-      bufferBytes: CHUNK_BUFFER_BYTES,
-      requestWindowChunks: REQUEST_WINDOW_CHUNKS,
-      seed: crypto.getRandomValues(new Uint32Array(1))[0]!,
       authKey: s.auth === null ? null : new SessionKey(s.auth),
-      showProgress: false,
+      say,
       onEvent: (e) => {
         if (e.kind === "progress" && e.chunksTotal > 0) daemon?.progress((100 * e.chunksDone) / e.chunksTotal, e.bytesWritten / Math.max(0.001, (performance.now() - startMs) / 1000));
       },
     });
-    written = r.writtenBytes;
-    signature = r.signature;
-    say(`image ${r.imageId} from server ${r.server}: ${r.chunks} chunks, ${r.chunksRejected} rejected and fetched again, ${r.requestsSent} requests`);
+    written = r.stats.writtenBytes;
+    signature = r.stats.signature;
+    note = r.via === "http" ? r.note : "";
+    say(`image ${r.stats.imageId}: ${r.note}: ${r.stats.chunks} chunks, ${r.stats.chunksRejected} rejected and fetched again, ${r.stats.requestsSent} requests`);
   }
   const seconds = (performance.now() - startMs) / 1000;
   say(`disk written: ${disk.path}, ${formatBytes(written)} in ${seconds.toFixed(1)} s, every chunk's digest checked, signature ${signature}`);
-  return { next: s.after, bytesPerSecond: written / Math.max(0.001, seconds) };
+  return { next: s.after, bytesPerSecond: written / Math.max(0.001, seconds), note };
 }
 
 /** The daemon that booted this node, when its boot script named one. */
@@ -260,7 +258,8 @@ export async function runAgent(paths: AgentPaths = DEFAULT_PATHS): Promise<{ nex
     daemon = daemonOf(settings);
     if (settings.action === "load") {
       const r = await reload(settings, lease, paths, () => (loadStarted = true), daemon);
-      await tellDaemon(daemon, "written", r.bytesPerSecond, "");
+      // A load that fell back to HTTP says so in the daemon's log: multicast is not reaching this node.
+      await tellDaemon(daemon, "written", r.bytesPerSecond, r.note);
       next = r.next;
     } else if (settings.action === "inventory") next = await takeInventory(paths, daemon);
     else next = await bootInstalled(paths, spawnRun);

@@ -23,6 +23,8 @@ export interface AgentSettings {
   action: AgentAction;
   group: string | null;
   port: number;
+  /** The image's http:// URL: loaded from when no multicast announce comes (or alone, without a group). */
+  http: string | null;
   /** Only this image (16 bytes), or any the group serves. */
   imageId: Uint8Array | null;
   /** An image file on the rescue stick's DISCUS-IMG partition, instead of multicast. */
@@ -48,7 +50,7 @@ export interface AgentSettings {
 }
 
 /** `server`, `token`, `mac`: set by `discus server`'s boot script, so the agent can reach the daemon as its job. */
-export const SETTING_NAMES = ["action", "group", "port", "image", "file", "disk", "free", "key", "after", "onfail", "giveup", "net", "server", "token", "mac", "auth"] as const;
+export const SETTING_NAMES = ["action", "group", "port", "image", "file", "disk", "free", "key", "after", "onfail", "giveup", "net", "server", "token", "mac", "auth", "http"] as const;
 export type SettingName = (typeof SETTING_NAMES)[number];
 
 /** Longest settings text accepted from either source (a kernel command line is at most 4 KiB). */
@@ -157,6 +159,10 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new DiscusError("usage", thing("port"), "is not a UDP port", "Use the port `discus serve` uses (default 4520)");
   const imageText = get("image");
   if (imageText !== null && !/^[0-9a-f]{32}$/i.test(imageText)) throw new DiscusError("usage", thing("image"), "is not 32 hex digits", "Copy the image id from `discus info IMAGE`");
+  const http = get("http");
+  if (http !== null && !/^https?:\/\/[A-Za-z0-9.:[\]-]{1,260}\/[A-Za-z0-9._~%/-]{1,1024}$/.test(http)) {
+    throw new DiscusError("usage", thing("http"), "is not an http:// URL of an image file", "Write it as http://HOST[:PORT]/PATH/IMAGE.dsc");
+  }
   const file = get("file");
   if (file !== null && (file.length === 0 || file.includes("/") || file.startsWith("."))) {
     throw new DiscusError("usage", thing("file"), "is not a plain file name", "Name a file at the top of the stick's DISCUS-IMG partition");
@@ -183,8 +189,9 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
   const mac = get("mac");
   if (mac !== null && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new DiscusError("usage", thing("mac"), "is not a MAC address", "Write it as aa:bb:cc:dd:ee:ff");
   if (action === "load") {
-    if ((group === null) === (file === null)) {
-      throw new DiscusError("usage", "discus.action=load", group === null ? "names no source" : "names two sources (group and file)", "Set exactly one of discus.group (multicast) or discus.file (rescue stick)");
+    const network = group !== null || http !== null;
+    if (network === (file !== null)) {
+      throw new DiscusError("usage", "discus.action=load", network ? "names two sources (the network and a file)" : "names no source", "Set discus.group (multicast, with discus.http as its fallback) or discus.http, or else discus.file (rescue stick)");
     }
     if (get("disk") === null) {
       throw new DiscusError("usage", "discus.action=load", "names no target disk", "Set discus.disk to a rule such as serial:XYZ, path:/dev/nvme0n1, or only (docs/NETBOOT.md); discus never guesses");
@@ -194,6 +201,7 @@ export function resolveSettings(cmdlineText: string, dhcpText: string | null): A
     action,
     group,
     port,
+    http,
     imageId: imageText === null ? null : fromHex(imageText),
     file,
     disk: get("disk"),
@@ -216,6 +224,7 @@ export function describeSettings(s: AgentSettings): string[] {
   const shown: [SettingName, string | null][] = [
     ["action", s.action],
     ["group", s.group === null ? null : `${s.group}:${s.port}`],
+    ["http", s.http],
     ["image", s.imageId === null ? null : Buffer.from(s.imageId).toString("hex")],
     ["file", s.file],
     ["disk", s.disk],

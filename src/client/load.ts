@@ -2,6 +2,7 @@
 // file through the worker-pool sink, with a progress bar drawn from its events.
 import type { FreeMode } from "../target/apply.ts";
 import { wallClock } from "../util/clock.ts";
+import { DiscusError } from "../util/errors.ts";
 import { progressBar, type Progress } from "../util/progress.ts";
 import { idFromSeed } from "../util/shuffle.ts";
 import { groupTransport } from "../net/socket.ts";
@@ -19,7 +20,12 @@ export interface LoadOptions extends LoaderOptions {
   workers: number;
   showProgress: boolean;
   onEvent?: (e: LoadEvent) => void;
+  /** Fail with NoAnnounceError when no usable server has announced within this long; null: wait up to giveUpMs. */
+  announceWaitMs?: number | null;
 }
+
+/** No server announced the image in time (IGMP snooping without a querier, a routed network): a caller may fall back to HTTP. */
+export class NoAnnounceError extends DiscusError {}
 
 const SOCKET_RECEIVE_BYTES = 16 << 20;
 const SOCKET_SEND_BYTES = 1 << 20;
@@ -42,7 +48,18 @@ export async function loadImage(o: LoadOptions): Promise<LoadStats> {
       bar.update(e.chunksDone);
     } else if (e.kind === "done") bar?.finish();
   });
-  return loader.run();
+  const waitMs = o.announceWaitMs ?? null;
+  const timer =
+    waitMs === null
+      ? null
+      : wallClock.setTimer(waitMs, () => {
+          if (!loader.announced) loader.stop(new NoAnnounceError("network", `${o.group}:${o.port}`, `no server announced the image within ${waitMs / 1000} s`, "Check that a server serves this group and that multicast reaches this machine (IGMP snooping needs a querier)"));
+        });
+  try {
+    return await loader.run();
+  } finally {
+    timer?.cancel();
+  }
 }
 
 function addressNumber(address: string): number {

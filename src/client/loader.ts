@@ -133,9 +133,14 @@ export class Loader {
     }
   }
 
-  /** Ends the load now: run() rejects, the sink closes as after a failure. */
-  stop(): void {
-    this.fail(new DiscusError("network", `${this.o.group}:${this.o.port}`, "the load was stopped", "Run `discus load` again"));
+  /** Ends the load now (with `why`, or a plain "stopped"): run() rejects, the sink closes as after a failure. */
+  stop(why?: DiscusError): void {
+    this.fail(why ?? new DiscusError("network", `${this.o.group}:${this.o.port}`, "the load was stopped", "Run `discus load` again"));
+  }
+
+  /** A server announcing an image this client may take has been adopted (a fallback waits for this). */
+  get announced(): boolean {
+    return this.st.lastImageId !== null;
   }
 
   private emit(e: LoadEvent): void {

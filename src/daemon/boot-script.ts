@@ -19,6 +19,8 @@ export interface AgentBoot {
   token: string;
   /** Hex of the image's session key (authenticated control packets); null: an open session. */
   authHex?: string | null;
+  /** The image's catalog name: the agent may load it over HTTP from BASEURL/images/NAME.dsc when multicast is silent. */
+  imageName?: string | null;
   mac: string;
 }
 
@@ -38,6 +40,7 @@ export function agentScript(b: AgentBoot): string {
   if (b.imageId !== null) words.push(`discus.image=${b.imageId}`);
   if (b.keyHex !== null) words.push(`discus.key=${b.keyHex}`);
   if ((b.authHex ?? null) !== null) words.push(`discus.auth=${b.authHex}`);
+  if ((b.imageName ?? null) !== null) words.push(`discus.http=${b.baseUrl}/images/${b.imageName}.dsc`);
   for (const w of words) assert(SAFE_WORD.test(w), `boot word ${w.split("=")[0]} is safe`);
   if (b.diskRule !== null) {
     assert(SAFE_RULE.test(b.diskRule) && !b.diskRule.includes('"'), "disk rule is safe to quote");

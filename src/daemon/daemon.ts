@@ -431,7 +431,7 @@ export class Daemon implements DaemonApi {
     await this.sessions.ensure(image);
     await this.store.putNode({ ...node, state: "booting" });
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
-    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac, authHex: this.sessions.authKeyHex(image) });
+    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac, authHex: this.sessions.authKeyHex(image), imageName: image.name });
   }
 
   /** The job the token belongs to, if it is the node's unfinished job and the token matches. */
@@ -463,7 +463,7 @@ export class Daemon implements DaemonApi {
     await this.store.updateJob(job.id, { state: r.state, percent: r.state === "written" ? 100 : r.percent, bytesPerSecond: r.bytesPerSecond, updatedMs: this.now() });
     if (r.state !== job.state) {
       await this.store.putNode({ ...node, state: r.state });
-      await this.event(actor, "job.state", node.name, `job ${job.id}: ${r.state}`);
+      await this.event(actor, "job.state", node.name, `job ${job.id}: ${r.state}${r.message === "" ? "" : ` (${r.message})`}`);
     }
     return true;
   }

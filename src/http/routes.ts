@@ -3,6 +3,7 @@
 import type { DaemonApi } from "../daemon/api-types.ts";
 import { readJson, readText } from "./bodies.ts";
 import { bootFileRoute } from "./boot-files.ts";
+import { fileRangeResponse } from "../server/http-serve.ts";
 import { HttpError, json, plainText } from "./respond.ts";
 import type { Route, RouteContext } from "./router.ts";
 import type { Validator } from "../util/schema.ts";
@@ -125,8 +126,32 @@ function bootAndAgentRoutes(api: DaemonApi): Route[] {
       },
     },
     agentPost("/api/agent/report", agentReport, (mac, token, report) => api.agentReport(mac, token, report)),
+    imageFileRoute(api),
     agentPost("/api/agent/inventory", hardware, (mac, token, found) => api.agentInventory(mac, token, found)),
   ];
+}
+
+/**
+ * GET /images/NAME.dsc?mac=MAC: the image file with HTTP Range, the agent's fallback when
+ * multicast does not reach it. Only an agent whose job token is live for a job of that image may
+ * read it: images are signed, not encrypted, and a disk can hold host keys and password hashes;
+ * multicast keeps them to the LAN (TTL 1), while this TCP port may be reached from further away.
+ */
+function imageFileRoute(api: DaemonApi): Route {
+  return {
+    method: "GET",
+    path: "/images/:file",
+    auth: "agent",
+    handle: async (c) => {
+      const name = /^(.+)\.dsc$/.exec(c.params.file!)?.[1] ?? null;
+      if (name === null) throw new HttpError(404, "image files are named NAME.dsc");
+      const plan = await api.agentPlan(macParam(c.url), agentToken(c));
+      if (plan === null) throw new HttpError(403, JOB_TOKEN_REFUSED);
+      if (plan.image !== name) throw new HttpError(403, `this job loads ${plan.image === null ? "no image" : `image ${plan.image}`}, not ${name}`);
+      const record = found(await api.getImage(name), `image ${name}`);
+      return fileRangeResponse(c.req, record.path);
+    },
+  };
 }
 
 /** An agent's POST: its MAC and job token, a body of `shape`, and the daemon's yes or no. */
