@@ -1,6 +1,8 @@
 // The "paper" benchmark: a 3 GiB ext4 holding ~700 MiB of real files (the scale of Frisbee's
 // 3 GB / 642 MB image). Capture and restore with discus and with the partclone pipelines that
 // Clonezilla uses, in one run, page cache dropped before each step; prints times, sizes, ratios.
+// `--baseline DIR` also captures with the discus checkout in DIR (e.g. `git archive` of an older
+// commit), so before and after are measured side by side in one run.
 import { $ } from "bun";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +13,9 @@ const workDir = "/tmp/discus-bench";
 rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
 const cli = ["bun", cliPath];
+const baselineAt = process.argv.indexOf("--baseline");
+const baselineDir = baselineAt >= 0 ? process.argv[baselineAt + 1] : undefined;
+if (baselineAt >= 0 && !baselineDir) throw new Error("--baseline needs the directory of a discus checkout");
 
 interface Run {
   seconds: number;
@@ -45,6 +50,13 @@ rows.push({ what: "capture discus zstd-3", run: await timed(`${cliLine} create -
 rows[rows.length - 1]!.bytes = size(d("paper-zstd.dsc"));
 rows.push({ what: "capture discus zlib-6", run: await timed(`${cliLine} create --quiet --codec zlib ${q(paper)} ${q(d("paper-zlib.dsc"))}`) });
 rows[rows.length - 1]!.bytes = size(d("paper-zlib.dsc"));
+if (baselineDir) {
+  const before = ["bun", join(baselineDir, "src", "cli.ts")].map(q).join(" ");
+  rows.push({ what: "capture discus zstd-3, baseline", run: await timed(`${before} create --quiet ${q(paper)} ${q(d("base-zstd.dsc"))}`) });
+  rows[rows.length - 1]!.bytes = size(d("base-zstd.dsc"));
+  rows.push({ what: "capture discus zlib-6, baseline", run: await timed(`${before} create --quiet --codec zlib ${q(paper)} ${q(d("base-zlib.dsc"))}`) });
+  rows[rows.length - 1]!.bytes = size(d("base-zlib.dsc"));
+}
 rows.push({ what: "capture partclone | pigz -6", run: await timed(`partclone.ext4 -q -c -s ${q(paper)} -o - 2>/dev/null | pigz -6 -p 2 > ${q(d("pc.gz"))}`) });
 rows[rows.length - 1]!.bytes = size(d("pc.gz"));
 rows.push({ what: "capture partclone | zstd -3 -T2", run: await timed(`partclone.ext4 -q -c -s ${q(paper)} -o - 2>/dev/null | zstd -q -3 -T2 > ${q(d("pc.zst"))}`) });
@@ -72,9 +84,13 @@ const ratio = (a: string, b: string) => (byName(a).run.seconds / byName(b).run.s
 const sizeRatio = (a: string, b: string) => (byName(a).bytes! / byName(b).bytes!).toFixed(3);
 console.log("\nratios (discus / peer; below 1 is better for discus)");
 console.log(`capture time  zlib vs pigz:  ${ratio("capture discus zlib-6", "capture partclone | pigz -6")}   (target <= 0.70)`);
-console.log(`capture size  zlib vs pigz:  ${sizeRatio("capture discus zlib-6", "capture partclone | pigz -6")}  (target <= 1.00)`);
+console.log(`capture size  zlib vs pigz:  ${sizeRatio("capture discus zlib-6", "capture partclone | pigz -6")}  (target <= 1.01)`);
 console.log(`capture time  zstd vs zstd:  ${ratio("capture discus zstd-3", "capture partclone | zstd -3 -T2")}   (target <= 1.00)`);
-console.log(`capture size  zstd vs zstd:  ${sizeRatio("capture discus zstd-3", "capture partclone | zstd -3 -T2")}`);
+console.log(`capture size  zstd vs zstd:  ${sizeRatio("capture discus zstd-3", "capture partclone | zstd -3 -T2")}  (target <= 1.02)`);
+if (baselineDir) {
+  console.log(`capture time  zstd vs baseline: ${ratio("capture discus zstd-3", "capture discus zstd-3, baseline")}   (target <= 1.00)`);
+  console.log(`capture time  zlib vs baseline: ${ratio("capture discus zlib-6", "capture discus zlib-6, baseline")}   (target <= 1.00)`);
+}
 console.log(`restore time  zstd vs zstd:  ${ratio("restore discus zstd", "restore zstd -dc | partclone")}   (target <= 0.50)`);
 console.log(`restore time  zlib vs pigz:  ${ratio("restore discus zlib", "restore pigz -dc | partclone")}`);
 rmSync(workDir, { recursive: true, force: true });

@@ -7,13 +7,15 @@ import { compressPiece } from "../image/codec.ts";
 import { Codec, codecName, SECTOR_BYTES } from "../image/constants.ts";
 import type { Manifest } from "../image/manifest.ts";
 import type { ImageInfo } from "../image/info.ts";
-import { ImageWriter } from "../image/writer.ts";
+import { ImageWriter, type PackedChunk } from "../image/writer.ts";
 import type { CodecJob } from "../target/worker.ts";
 import { WorkerPool } from "../util/pool.ts";
 import { withProgress } from "../util/errors.ts";
 import { progressBar } from "../util/progress.ts";
 import { totalLength } from "../util/ranges.ts";
 import { defaultPackParams, packStream, type Compressor } from "./pack.ts";
+import { defaultStreamPackParams, packStreamed } from "./stream-pack.ts";
+import { zstdChunkEncoder } from "./zstd-stream.ts";
 import { planCapture, type CapturePlan } from "./layout.ts";
 import { CaptureStream } from "./stream.ts";
 import { VERSION } from "../version.ts";
@@ -43,7 +45,8 @@ export interface CreateResult {
 export async function createImage(opts: CreateOptions): Promise<CreateResult> {
   const startedMs = performance.now();
   const source = openSource(opts.source, SECTOR_BYTES);
-  const pool = opts.workers > 0 ? new WorkerPool<CodecJob, Uint8Array>(WORKER_URL, { workerCount: opts.workers, maxJobsPerWorker: 8 }) : null;
+  // zstd chunks are one stream each, compressed on Bun's thread pool; zlib pieces use the workers.
+  const pool = opts.workers > 0 && opts.codec === Codec.zlib ? new WorkerPool<CodecJob, Uint8Array>(WORKER_URL, { workerCount: opts.workers, maxJobsPerWorker: 8 }) : null;
   let writer: ImageWriter | null = null;
   try {
     // The image file is created first, so a bad destination fails before any capture work.
@@ -51,25 +54,21 @@ export async function createImage(opts: CreateOptions): Promise<CreateResult> {
     const plan = planCapture(source.fd, source.sizeBytes, { raw: opts.raw, minFreeBytes: opts.minFreeBytes, sectorBytes: SECTOR_BYTES });
     for (const w of plan.warnings) process.stderr.write(`warning: ${w}\n`);
     const stream = new CaptureStream(source.fd, plan.regions, SECTOR_BYTES);
-    const params = defaultPackParams(opts.codec, opts.chunkBytes, SECTOR_BYTES);
-    const compress: Compressor = pool
-      ? (data, dictionary) => {
-          // Copy out of the stream's page so only the piece, not the whole page, crosses threads.
-          const piece = data.slice();
-          const dict = dictionary?.slice() ?? null;
-          const transfer = [piece.buffer as ArrayBuffer, ...(dict ? [dict.buffer as ArrayBuffer] : [])];
-          return pool.submit({ kind: "compress", codec: opts.codec, level: opts.level, data: piece, dictionary: dict }, transfer);
-        }
-      : async (data, dictionary) => compressPiece(opts.codec, opts.level, data, dictionary);
     const totalBytes = totalLength(plan.regions) * SECTOR_BYTES;
     const progress = progressBar("capture", totalBytes, "bytes", opts.showProgress);
     let doneBytes = 0;
     const w = writer;
-    await packStream(stream, source.sizeBytes / SECTOR_BYTES, params, compress, async (chunk) => {
+    const emit = async (chunk: PackedChunk): Promise<void> => {
       w.writeChunk(chunk);
       doneBytes += chunk.rawBytes;
       progress.update(doneBytes);
-    });
+    };
+    const diskSectors = source.sizeBytes / SECTOR_BYTES;
+    if (opts.codec === Codec.zstd) {
+      await packStreamed(stream, diskSectors, defaultStreamPackParams(opts.chunkBytes, SECTOR_BYTES), () => zstdChunkEncoder(opts.level), emit);
+    } else {
+      await packStream(stream, diskSectors, defaultPackParams(opts.codec, opts.chunkBytes, SECTOR_BYTES), pieceCompressor(opts, pool), emit);
+    }
     progress.finish();
     const info: ImageInfo = {
       created: {
@@ -96,6 +95,18 @@ export async function createImage(opts: CreateOptions): Promise<CreateResult> {
     pool?.terminate();
     closeSync(source.fd);
   }
+}
+
+/** zlib pieces: compressed in the worker pool when there is one, else on this thread. */
+function pieceCompressor(opts: CreateOptions, pool: WorkerPool<CodecJob, Uint8Array> | null): Compressor {
+  if (!pool) return async (data, dictionary) => compressPiece(opts.codec, opts.level, data, dictionary);
+  return (data, dictionary) => {
+    // Copy out of the stream's page so only the piece, not the whole page, crosses threads.
+    const piece = data.slice();
+    const dict = dictionary?.slice() ?? null;
+    const transfer = [piece.buffer as ArrayBuffer, ...(dict ? [dict.buffer as ArrayBuffer] : [])];
+    return pool.submit({ kind: "compress", codec: opts.codec, level: opts.level, data: piece, dictionary: dict }, transfer);
+  };
 }
 
 /** Reproducible builds' convention: SOURCE_DATE_EPOCH pins the recorded time, else now. */

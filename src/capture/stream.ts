@@ -100,6 +100,24 @@ export class CaptureStream {
     return out;
   }
 
+  /** Calls `fn` with views of stream range [startS, endS), in order, page by page (no copy). */
+  forEachView(startS: number, endS: number, fn: (bytes: Uint8Array) => void): void {
+    assert(startS < endS && endS <= this.streamSectors, "stream range in range");
+    const sb = this.sectorBytes;
+    for (let p = Math.floor(startS / STREAM_PAGE_SECTORS); p * STREAM_PAGE_SECTORS < endS; p++) {
+      const base = p * STREAM_PAGE_SECTORS;
+      const from = Math.max(startS, base);
+      const to = Math.min(endS, base + STREAM_PAGE_SECTORS);
+      fn(this.page(p).subarray((from - base) * sb, (to - base) * sb));
+    }
+  }
+
+  /** Reads the pages of [startS, endS) into the cache now, while a compressor works on earlier data. */
+  prefetch(startS: number, endS: number): void {
+    const end = Math.min(endS, this.streamSectors);
+    for (let p = Math.floor(startS / STREAM_PAGE_SECTORS); p * STREAM_PAGE_SECTORS < end; p++) this.page(p);
+  }
+
   /** Forgets pages that end before stream sector `s`: the packer never reads behind a chunk start. */
   releaseBefore(s: number): void {
     for (const p of this.pages.keys()) if ((p + 1) * STREAM_PAGE_SECTORS <= s) this.pages.delete(p);

@@ -9,6 +9,27 @@ export function framingBytes(codec: Codec): number {
   return codec === Codec.zlib ? 8 : 0;
 }
 
+/**
+ * Closes a zstd frame whose blocks were all ended by ZSTD_e_flush: an empty raw block with the
+ * last-block bit set (RFC 8878 3.1.1.2: bit 0 last, bits 1-2 type raw, bits 3-23 size 0). The
+ * frames discus writes carry no checksum, so nothing follows it.
+ */
+export const ZSTD_LAST_BLOCK: Uint8Array = Uint8Array.of(0x01, 0x00, 0x00);
+
+/** Joins one chunk's flushed zstd output into its payload: a single frame. */
+export function closeZstdFrame(parts: readonly Uint8Array[]): Uint8Array {
+  let total = ZSTD_LAST_BLOCK.length;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  out.set(ZSTD_LAST_BLOCK, off);
+  return out;
+}
+
 /** Deflate's window: a piece may refer this far back into earlier pieces of the same chunk. */
 export const ZLIB_WINDOW_BYTES = 32 << 10;
 
