@@ -167,12 +167,17 @@ export class BatchSocket {
     this.headers.fill(0);
     let at = 0;
     plan.forEach((m, k) => {
-      const start = at;
-      for (let i = m.first; i < m.first + m.count; i++) {
-        this.staging.set(packets[i]!, at);
-        at += packets[i]!.length;
+      // Datagrams already side by side in one buffer (a burst's blocks) are sent from where they are.
+      let address: number;
+      if (contiguous(packets, m.first, m.count)) address = ptr(packets[m.first]!);
+      else {
+        address = base + at;
+        for (let i = m.first; i < m.first + m.count; i++) {
+          this.staging.set(packets[i]!, at);
+          at += packets[i]!.length;
+        }
       }
-      setPointer(iov, k * IOVEC_BYTES, base + start);
+      setPointer(iov, k * IOVEC_BYTES, address);
       iov.setBigUint64(k * IOVEC_BYTES + 8, BigInt(m.bytes), true);
       const o = k * MMSGHDR_BYTES; // msg_name stays NULL: the socket is connected to the group
       setPointer(h, o + 16, iovBase + k * IOVEC_BYTES);
@@ -194,6 +199,18 @@ export class BatchSocket {
     c().close(this.fd);
     this.fd = -1;
   }
+}
+
+/** Whether packets[first..first+count) lie back to back in one buffer. */
+function contiguous(packets: readonly Uint8Array[], first: number, count: number): boolean {
+  const head = packets[first]!;
+  let end = head.byteOffset + head.length;
+  for (let i = first + 1; i < first + count; i++) {
+    const p = packets[i]!;
+    if (p.buffer !== head.buffer || p.byteOffset !== end) return false;
+    end += p.length;
+  }
+  return true;
 }
 
 function setPointer(v: DataView, offset: number, address: number): void {

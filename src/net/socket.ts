@@ -89,7 +89,9 @@ export function groupTransport(o: GroupOptions): OpenTransport {
     return {
       send: s.send,
       sendMany: (packets) => {
-        batch ??= openBatchSocket({ group: o.group, port: o.port, iface: o.iface, ttl: o.ttl, sendBufferBytes: o.sendBufferBytes, loopback: true });
+        // No loopback for bursts: the server would only receive its own blocks again to drop them
+        // (a fifth of its CPU); a `discus load` on the server's own host does not hear them.
+        batch ??= openBatchSocket({ group: o.group, port: o.port, iface: o.iface, ttl: o.ttl, sendBufferBytes: o.sendBufferBytes, loopback: false });
         return batch.sendMany(packets);
       },
       close: () => {

@@ -13,7 +13,9 @@ export interface GroupTransport {
   /**
    * Sends a burst to the whole group at once (one system call on the real network); returns how
    * many, from the first, the network took. The rest were not sent (socket buffer full): offer
-   * them again later. A transport without it takes every datagram through `send`.
+   * them again later. What it took is copied by the time it returns (the caller reuses the
+   * buffers); `send` may keep its bytes. Unlike `send`, the sender's own host need not hear them (the UDP transport
+   * turns loopback off for them). A transport without it takes every datagram through `send`.
    */
   sendMany?(packets: readonly Uint8Array[]): number;
   close(): void;

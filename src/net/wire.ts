@@ -308,6 +308,38 @@ export function encodeBlock(c: Common, chunk: number, seq: number, block: number
   return seal(bytes);
 }
 
+const OFF_BLOCK_CHUNK = HEADER_BYTES + BLOCK.offset("chunk");
+const OFF_BLOCK_SEQ = HEADER_BYTES + BLOCK.offset("seq");
+const OFF_BLOCK_INDEX = HEADER_BYTES + BLOCK.offset("block");
+const OFF_BLOCK_RESERVED = HEADER_BYTES + BLOCK.offset("reserved");
+
+/**
+ * Block packets of one sender written straight into a burst's buffer, the bytes encodeBlock makes
+ * (test/net/wire.test.ts): the header is laid out once, each packet patches its prefix and CRC.
+ * The server's hot path: no buffer, object or layout walk per block.
+ */
+export class BlockWriter {
+  private readonly header: Uint8Array;
+
+  constructor(c: Common) {
+    this.header = frame(PacketType.block, c, 0);
+  }
+
+  /** Writes the packet at `at` of `out` (`dv` views `out`); returns its length. */
+  write(out: Uint8Array, dv: DataView, at: number, chunk: number, seq: number, block: number, data: Uint8Array): number {
+    const length = HEADER_BYTES + BLOCK_PREFIX_BYTES + data.length;
+    assert(at >= 0 && at + length <= out.length && block >= 0 && block <= 0xffff && chunk >= 0 && chunk <= 0xffffffff, "a block packet fits its buffer and its fields");
+    out.set(this.header, at);
+    dv.setUint32(at + OFF_BLOCK_CHUNK, chunk, true);
+    dv.setUint32(at + OFF_BLOCK_SEQ, seq >>> 0, true);
+    dv.setUint16(at + OFF_BLOCK_INDEX, block, true);
+    dv.setUint16(at + OFF_BLOCK_RESERVED, 0, true);
+    out.set(data, at + HEADER_BYTES + BLOCK_PREFIX_BYTES);
+    dv.setUint32(at + OFF_CRC, packetCrc(out.subarray(at, at + length)), true);
+    return length;
+  }
+}
+
 /** A repair packet: a fresh buffer each time, as for blocks. */
 export function encodeRepairPacket(c: Common, chunk: number, seq: number, group: number, index: number, data: Uint8Array): Uint8Array {
   assert(index >= 0 && index <= 0xff && group >= 0 && group <= 0xffff, "repair group and index fit their fields");

@@ -9,6 +9,7 @@ import {
   blockBytesForMtu,
   blocksPerChunk,
   encodeBlock,
+  type BlockWriter,
   encodeRepairPacket,
   HEADER_BYTES,
   MAX_BLOCKS_PER_CHUNK,
@@ -67,6 +68,18 @@ export function packetFor(self: Self, seq: number, next: Send, data: Uint8Array,
   const symbols = groupSymbols(data.subarray(0, chunkBytes), blockBytes, blockCount, fecGroupCount(blockCount), next.group);
   const repair = encodeRepair(symbols, next.index, blockBytes);
   return { bytes: encodeRepairPacket(self, next.chunk, seq, next.group, next.index, repair), dataBytes: repair.length };
+}
+
+/**
+ * The same datagram as packetFor, a block written into `out` at `at` (a burst's buffer, viewed by
+ * `dv`) through the sender's BlockWriter; a repair, rarer and coded anyway, in its own buffer.
+ */
+export function packetInto(w: BlockWriter, out: Uint8Array, dv: DataView, at: number, self: Self, seq: number, next: Send, data: Uint8Array, layout: BlockLayout): { bytes: Uint8Array; dataBytes: number } {
+  if (next.kind !== "block") return packetFor(self, seq, next, data, layout);
+  const start = next.block * layout.blockBytes;
+  const block = data.subarray(start, Math.min(layout.chunkBytes, start + layout.blockBytes));
+  const length = w.write(out, dv, at, next.chunk, seq, next.block, block);
+  return { bytes: out.subarray(at, at + length), dataBytes: block.length };
 }
 
 /** What a block packet of this many data bytes costs on the wire. */

@@ -8,19 +8,20 @@
 import type { OpenImage } from "../image/reader.ts";
 import { assert } from "../util/assert.ts";
 import { countBits } from "../util/bitmap.ts";
-import { equalBytes, hex } from "../util/bytes.ts";
+import { equalBytes, hex, view } from "../util/bytes.ts";
 import { every, type Clock, type TimerHandle } from "../util/clock.ts";
 import { idFromSeed } from "../util/shuffle.ts";
 import { sendBurst, type GroupTransport, type OpenTransport, type Peer } from "../net/transport.ts";
 import { ReplayWindow, type SessionKey } from "../net/auth.ts";
-import { decodePacket, peekType, encodeAnnounce, PacketType, ReportState, type QueryPacket, type ReportPacket, type RequestPacket } from "../net/wire.ts";
+import { BlockWriter, decodePacket, peekType, encodeAnnounce, PacketType, ReportState, type QueryPacket, type ReportPacket, type RequestPacket } from "../net/wire.ts";
 import { ChunkCache, fileChunkReader, type ChunkReader } from "./chunk-cache.ts";
 import { ClientTable } from "./clients.ts";
-import { announceBody, blockLayout, packetFor, packetWireBytes, type BlockLayout } from "./datagrams.ts";
+import { announceBody, blockLayout, packetInto, packetWireBytes, type BlockLayout } from "./datagrams.ts";
 import type { AuthDrops, ServeEvent, ServeSnapshot } from "./events.ts";
 import { LossReports } from "./loss-reports.ts";
 import { SendQueue } from "./queue.ts";
 import { RateControl } from "./rate-control.ts";
+import { MAX_BURST_BYTES } from "./pacer.ts";
 import { MAX_TRACKED_CLIENTS, noteClient, Transfers, type ServeStats, type Transfer } from "./transfers.ts";
 
 export { MAX_SESSION_SUMMARIES } from "./transfers.ts";
@@ -101,6 +102,7 @@ export class ServeSession {
   private readonly layout: BlockLayout;
   private readonly totalChunks: number;
   private readonly self: { imageId: Uint8Array; sender: number };
+  private readonly writer: BlockWriter;
   private readonly fullPacketWireBytes: number;
   private readonly pace: RateControl;
   private readonly queue: SendQueue;
@@ -118,6 +120,7 @@ export class ServeSession {
   private seq = 0;
   /** Packets made (their sequence numbers taken) that the network has not taken yet: sent first, in order. */
   private unsent: Outgoing[] = [];
+  private burstBuffer = new Uint8Array(MAX_BURST_BYTES);
   private lastAnnounceMs = -Infinity;
   private announceTimer: TimerHandle | null = null;
   private sendTimer: TimerHandle | null = null;
@@ -139,6 +142,7 @@ export class ServeSession {
     this.totalChunks = t.dataChunkCount + t.manifestPartCount;
     this.queue = new SendQueue(MAX_QUEUED_CHUNKS, t.dataChunkCount);
     this.self = { imageId: image.manifest.imageId, sender: idFromSeed(o.seed, 0x5e) };
+    this.writer = new BlockWriter(this.self);
     this.authKey = o.authKey ?? null;
     this.fullPacketWireBytes = packetWireBytes(this.layout.blockBytes);
     this.pace = new RateControl(o.rateBitsPerSecond, this.fullPacketWireBytes);
@@ -431,13 +435,20 @@ export class ServeSession {
 
   /** Adds blocks off the queue while tokens last; true when it stopped for a chunk not read yet. */
   private fillBurst(burst: Outgoing[], tokens: number): boolean {
+    // A burst's blocks share one buffer (tokens bound their bytes). sendMany copies what it takes,
+    // so the buffer is reused unless untaken packets still point into it; `send` may keep it.
+    if (this.unsent.length > 0 || this.transport?.sendMany === undefined) this.burstBuffer = new Uint8Array(MAX_BURST_BYTES);
+    const out = this.burstBuffer;
+    const dv = view(out);
+    let at = 0;
     while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
       // A chunk source that reads asynchronously may not have the next chunk yet: onLoaded resumes.
       const data = this.cache.get(this.queue.nextChunk()!);
       if (data === null) return true;
       const next = this.queue.take();
       assert(next !== null, "a non-empty queue yields a block");
-      const packet = packetFor(this.self, this.seq, next, data, this.layout);
+      const packet = packetInto(this.writer, out, dv, at, this.self, this.seq, next, data, this.layout);
+      if (next.kind === "block") at += packet.bytes.length;
       this.seq = (this.seq + 1) >>> 0;
       const wireBytes = packetWireBytes(packet.dataBytes);
       burst.push({ bytes: packet.bytes, dataBytes: packet.dataBytes, wireBytes, repair: next.kind === "repair" });

@@ -6,6 +6,7 @@ import { read, toArrayBuffer } from "bun:ffi";
 import { datagramsIn, MAX_BATCH_MESSAGES, MAX_GSO_MESSAGE_BYTES, MAX_GSO_SEGMENTS, planMessages } from "../../src/net/batch.ts";
 import { BatchSocket, type SendMessages, type SendResult } from "../../src/net/sendmmsg.ts";
 import { DiscusError } from "../../src/util/errors.ts";
+import { BlockWriter, decodePacket, encodeBlock, PacketType } from "../../src/net/wire.ts";
 
 const FULL = 1472;
 
@@ -122,5 +123,24 @@ describe("BatchSocket", () => {
     expect(segments).toEqual([FULL, null]);
     expect(noGso.gso).toBe(false);
     expect(() => new BatchSocket(-1, false, () => ({ errno: 1 })).sendMany(datagrams(2))).toThrow(DiscusError);
+  });
+});
+
+describe("BlockWriter", () => {
+  test("writes exactly the bytes encodeBlock makes, packet after packet in one buffer", () => {
+    const self = { imageId: Uint8Array.from({ length: 16 }, (_, i) => i * 7), sender: 0xdeadbeef };
+    const w = new BlockWriter(self);
+    const out = new Uint8Array(64 << 10);
+    const dv = new DataView(out.buffer);
+    let at = 0;
+    const cases: [number, number, number, number][] = [[0, 0, 0, 1424], [7, 0xffffffff, 736, 1424], [4095, 123456, 0xffff, 100], [1, 2, 3, 1]];
+    for (const [chunk, seq, block, n] of cases) {
+      const data = Uint8Array.from({ length: n }, (_, i) => (i * 31 + chunk) & 0xff);
+      const length = w.write(out, dv, at, chunk, seq, block, data);
+      expect(Buffer.from(out.subarray(at, at + length)).equals(Buffer.from(encodeBlock(self, chunk, seq, block, data)))).toBe(true);
+      const d = decodePacket(out.subarray(at, at + length));
+      expect(d.ok && d.packet.type === PacketType.block && [d.packet.chunk, d.packet.seq, d.packet.block]).toEqual([chunk, seq, block]);
+      at += length;
+    }
   });
 });
