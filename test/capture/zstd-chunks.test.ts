@@ -3,7 +3,7 @@
 // per chunk), which must still restore.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
-import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chunkHeaderBytes, chunkPayload, decodeChunkHeader } from "../../src/image/chunk.ts";
 import { compressPiece } from "../../src/image/codec.ts";
@@ -18,33 +18,49 @@ import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts"
 const MIB = 1 << 20;
 const env = { SOURCE_DATE_EPOCH: "1700000000" };
 
-/** Real program files, zeros and random bytes in turn: ratios that change sharply inside chunks. */
+/** Real text and program files, zeros and random bytes in turn: ratios that change inside chunks. */
 function buildSource(path: string): void {
-  const files = readdirSync("/usr/bin").sort().map((f) => join("/usr/bin", f));
-  const program = new Uint8Array(12 * MIB);
-  let off = 0;
-  for (const f of files) {
-    if (off >= program.length) break;
-    let st;
-    try {
-      st = statSync(f);
-    } catch {
-      continue;
-    }
-    if (!st.isFile()) continue;
-    const bytes = readFileSync(f).subarray(0, program.length - off);
-    program.set(bytes, off);
-    off += bytes.length;
-  }
+  const real = realFiles(["/usr/share/perl5", "/usr/share/doc", "/usr/bin"], 16 * MIB);
   const out = new Uint8Array(24 * MIB);
+  let realAt = 0;
   for (let i = 0, pos = 0; pos < out.length; i++) {
     const kind = i % 3;
-    const len = Math.min(out.length - pos, kind === 0 ? 3 * MIB : kind === 1 ? MIB / 2 : MIB + 12345 * 512);
-    if (kind === 0) out.set(program.subarray((i * MIB) % (9 * MIB), ((i * MIB) % (9 * MIB)) + len), pos);
+    const len = Math.min(out.length - pos, kind === 0 ? 4 * MIB : kind === 1 ? MIB / 2 : MIB / 4 + 12345 * 512);
+    if (kind === 0) {
+      out.set(real.subarray(realAt, realAt + len), pos);
+      realAt += len;
+    }
     if (kind === 2) for (let o = 0; o < len; o += 65536) crypto.getRandomValues(out.subarray(pos + o, pos + Math.min(len, o + 65536)));
     pos += len;
   }
   writeFileSync(path, out);
+}
+
+/** The first `bytes` of the regular files under `roots`, in name order, concatenated. */
+function realFiles(roots: readonly string[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let off = 0;
+  const visit = (dir: string): void => {
+    for (const name of readdirSync(dir).sort()) {
+      if (off >= bytes) return;
+      const f = join(dir, name);
+      let st;
+      try {
+        st = lstatSync(f);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory()) visit(f);
+      else if (st.isFile()) {
+        const data = readFileSync(f).subarray(0, bytes - off);
+        out.set(data, off);
+        off += data.length;
+      }
+    }
+  };
+  for (const r of roots) visit(r);
+  expect(off).toBe(bytes);
+  return out;
 }
 
 /** Number of zstd frames in a file, as zstd(1) counts them. */
@@ -96,6 +112,18 @@ describe("zstd chunks: one frame per chunk", () => {
     } finally {
       closeImage(img);
     }
+  });
+
+  test("the payloads are within 2 % of one continuous zstd -3 stream of the same data", async () => {
+    const img = openImage(image);
+    let payloadBytes = 0;
+    try {
+      for (let i = 0; i < img.manifest.dataChunkCount; i++) payloadBytes += decodeChunkHeader(readChunk(img, i), img.manifest.chunkBytes).payloadBytes;
+    } finally {
+      closeImage(img);
+    }
+    const continuous = Number((await $`zstd -3 -q -c ${source} | wc -c`.text()).trim());
+    expect(payloadBytes / continuous).toBeLessThan(1.02);
   });
 
   test("the image is byte-identical whatever the number of workers, and restores the source", async () => {
