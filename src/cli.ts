@@ -26,6 +26,7 @@ import { loadImage } from "./client/load.ts";
 import { httpLoadImage } from "./client/http-load.ts";
 import { MAX_URL_CHARS } from "./client/http-source.ts";
 import { DEFAULT_PORT, MAX_MTU_BYTES, MIN_MTU_BYTES } from "./net/wire.ts";
+import { linkDefaults, linkOf } from "./net/link.ts";
 import { fromHex, hex } from "./util/bytes.ts";
 import { DEFAULT_PATHS, runAgent } from "./agent/agent.ts";
 import { formatSummary, imageSummary } from "./image/summary.ts";
@@ -182,11 +183,16 @@ async function runServe(a: Args): Promise<void> {
     return serveHttpOnly(inputImagePath(str(a, "image")), localAddressOption("--iface", a.iface), httpPort);
   }
   const g = groupOptions(a);
-  const rateBitsPerSecond = rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
-  const mtuBytes = intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
+  const rateCeiling = a.rate === undefined ? null : rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit");
+  const mtuGiven = a.mtu === undefined ? null : intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, "Use the link's MTU, 1500 unless jumbo frames are on");
   const idleMs = durationOption("--idle-exit", a["idle-exit"], 0, MAX_IDLE_EXIT_MS, "Give a time such as 10m, or 0 to serve until stopped");
   const parent = serveParentOptions(a, idleMs);
   const iface = localAddressOption("--iface", a.iface);
+  // Unless given, the block size follows the link's MTU and the rate starts at its speed.
+  const link = linkDefaults(linkOf(iface), rateCeiling, mtuGiven);
+  const rateBitsPerSecond = Math.min(MAX_RATE_BITS_PER_SECOND, link.rateBitsPerSecond);
+  const mtuBytes = link.mtuBytes;
+  process.stderr.write(`discus serve: ${link.note}\n`);
   const image = inputImagePath(str(a, "image"));
   const authKey = authKeyFileOption("--auth-key-file", a["auth-key-file"]);
   const abort = new AbortController();
@@ -475,9 +481,9 @@ async function main(argv: string[]): Promise<void> {
           .option("http", { type: "string", describe: "Also serve the image over HTTP with Range on this TCP port, at http://IFACE:PORT/NAME.dsc (`discus load URL TARGET`)" })
           .option("port", { type: "string", default: String(DEFAULT_PORT) })
           .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of this machine's interface to serve on" })
-          .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling (wire bits per second): the rate starts here and adapts below it" })
+          .option("rate", { type: "string", describe: "Send rate ceiling (wire bits per second): the rate starts at the lower of it and the link speed and adapts below it (default: the link speed; 100mbit when the link does not say)" })
           .option("fixed-rate", { type: "boolean", default: false, describe: "Always send at --rate; do not adapt to the loss clients report" })
-          .option("mtu", { type: "string", default: "1500", describe: "Link MTU: sets the block size (9000 for jumbo frames)" })
+          .option("mtu", { type: "string", describe: "Link MTU: sets the block size (default: the interface's MTU, up to 9000 for jumbo frames)" })
           .option("ttl", { type: "string", default: "1", describe: "Multicast TTL (1: this LAN only)" })
           .option("idle-exit", { type: "string", default: "0", describe: "Exit after this long with no client (0: never), e.g. 10m" })
           .option("auth-key-file", { type: "string", describe: "File (mode 0600) holding the session key, 64 hex digits: answer only clients that have it" })
