@@ -20,8 +20,9 @@ export interface ServerOptions {
   iface: string;
   groupPool: string;
   port: number;
-  rateBitsPerSecond: number;
-  mtuBytes: number;
+  /** Sessions' rate ceiling and MTU; null: from the sending interface's link (src/net/link.ts). */
+  rateBitsPerSecond: number | null;
+  mtuBytes: number | null;
   sessionIdleMs: number;
   /** Power actions at once, at most. */
   powerConcurrency: number;

@@ -34,8 +34,8 @@ async function runServer(a: Args): Promise<void> {
     iface: localAddressOption("--iface", a.iface),
     groupPool: a["group-pool"] as string,
     port: intOption("--port", a.port, 1, 65535, "Give a UDP port"),
-    rateBitsPerSecond: rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit"),
-    mtuBytes: intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, `Give the link MTU, ${MIN_MTU_BYTES}..${MAX_MTU_BYTES}`),
+    rateBitsPerSecond: a.rate === undefined ? null : rateOption("--rate", a.rate, MIN_RATE_BITS_PER_SECOND, MAX_RATE_BITS_PER_SECOND, "Give the link speed, e.g. 100mbit or 1gbit"),
+    mtuBytes: a.mtu === undefined ? null : intOption("--mtu", a.mtu, MIN_MTU_BYTES, MAX_MTU_BYTES, `Give the link MTU, ${MIN_MTU_BYTES}..${MAX_MTU_BYTES}`),
     powerConcurrency: intOption("--power-concurrency", a["power-concurrency"], 1, MAX_POWER_CONCURRENCY, `Give 1..${MAX_POWER_CONCURRENCY}`),
     sessionIdleMs: durationOption("--session-idle", a["session-idle"], 1000, MAX_IDLE_EXIT_MS, "Give a time such as 60s"),
     keyHex: keyPath === undefined ? null : hex(rawPublicKey(loadPublicKey(readSmallFile("key", keyPath, "Pass the .pub file written by `discus keygen`"), keyPath))),
@@ -63,8 +63,8 @@ export function serverCommand(y: Argv): Argv {
         .option("iface", { type: "string", demandOption: true, describe: "IPv4 address of the interface sessions send from" })
         .option("group-pool", { type: "string", default: DEFAULT_GROUP_POOL, describe: "Multicast range images' groups come from" })
         .option("port", { type: "string", default: String(DEFAULT_PORT), describe: "UDP port of every session" })
-        .option("rate", { type: "string", default: "100mbit", describe: "Send rate ceiling of each session" })
-        .option("mtu", { type: "string", default: "1500" })
+        .option("rate", { type: "string", describe: "Send rate ceiling of each session (default: the link's speed where known, else 100mbit)" })
+        .option("mtu", { type: "string", describe: "MTU of the sessions' blocks (default: the sending interface's)" })
         .option("power-concurrency", { type: "string", default: String(POWER_CONCURRENCY), describe: "Power actions at once, at most (a bulk reload waits its turn)" })
         .option("session-idle", { type: "string", default: "60s", describe: "Stop a session this long after its last request, when no job needs it" })
         .option("key", { type: "string", describe: "Ed25519 public key (PEM) agents must check images against" })
