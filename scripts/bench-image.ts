@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { cli as cliPath } from "../test/helpers.ts";
 import { benchDir, paperFixture } from "./lib/paper.ts";
 
-const workDir = "/tmp/discus-bench";
+// `--work DIR` puts images and restored disks elsewhere (e.g. a tmpfs when the disk is short).
+const workAt = process.argv.indexOf("--work");
+const workDir = workAt >= 0 && process.argv[workAt + 1] ? process.argv[workAt + 1]! : "/tmp/discus-bench";
 rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
 const cli = ["bun", cliPath];

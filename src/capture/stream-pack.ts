@@ -70,27 +70,12 @@ export async function packStreamed(
     const chunk = packedChunk(stream, chunkIndex, chunkStart, filled, prevDiskEnd, diskSectors);
     assert(chunkHeaderBytes(chunk.regions.length) + chunk.payload.length <= params.chunkBytes, "chunk fits its container");
     await emit(chunk);
-    collectNowAndThen(chunk.rawBytes);
     chunkIndex++;
     prevDiskEnd = stream.diskEnd(filled.end);
     chunkStart = filled.end;
     stream.releaseBefore(chunkStart);
   }
   return chunkIndex;
-}
-
-/**
- * Steps and pages leave short-lived buffers behind faster than the collector returns them on a
- * busy machine; collecting after every so much data keeps capture's memory to its named bounds.
- */
-export const COLLECT_EVERY_RAW_BYTES = 64 << 20;
-let rawSinceCollect = 0;
-
-function collectNowAndThen(rawBytes: number): void {
-  rawSinceCollect += rawBytes;
-  if (rawSinceCollect < COLLECT_EVERY_RAW_BYTES) return;
-  rawSinceCollect = 0;
-  Bun.gc(true);
 }
 
 function packedChunk(stream: CaptureStream, index: number, start: number, filled: Filled, firstSector: number, diskSectors: number): PackedChunk {
