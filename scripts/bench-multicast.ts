@@ -2,7 +2,7 @@
 // partclone.restore, the Clonezilla pipeline), side by side in one run, on the "paper" fixture
 // (3 GiB ext4, ~700 MiB of files) over a bridge of 100 Mbit/s links in network namespaces.
 // Prints one table per scenario and writes them to .cache/bench/multicast.md.
-// Usage: bun scripts/bench-multicast.ts [--quick] [--only scaling|loss|slow|skew|tuning|server-cpu]
+// Usage: bun scripts/bench-multicast.ts [--quick] [--only scaling|loss|slow|skew|tuning|server-cpu|line-rate]
 //   --quick: N = 1 and 8 only, fewer udpcast runs; --only: one section (the others need "scaling")
 //   --before DIR: with server-cpu, also measure `discus serve` from the tree in DIR (an older commit)
 import { $ } from "bun";
@@ -109,7 +109,7 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "—");
 // ---- N clients, no loss ---------------------------------------------------------------------
 let t1 = NaN;
 const lossless = new Map<number, DiscusRun>();
-if (only === undefined || !["tuning", "server-cpu"].includes(only)) {
+if (only === undefined || !["tuning", "server-cpu", "line-rate"].includes(only)) {
 say("## Scaling: N clients, no loss");
 say();
 say("| N | discus s | limit/time | T(N)/T(1) | dup blocks % | requests/client | sent/image | udpcast s | discus/udpcast | all disks correct |");
@@ -193,9 +193,20 @@ if (want("tuning")) {
 }
 
 if (want("server-cpu")) await serverCpuSection();
+if (want("line-rate")) await lineRateSection();
 
 writeFileSync(join(benchDir, `multicast${only ? `-${only}` : ""}.md`), out.join("\n") + "\n");
 rmSync(work, { recursive: true, force: true });
+
+/** A command under GNU time, which writes "user sys maxrss-KiB" to `file`. */
+function timed(file: string, cmd: string[]): string[] {
+  return ["/usr/bin/time", "-f", "%U %S %M", "-o", file, ...cmd];
+}
+interface TimeFigures { cpuSeconds: number; userSeconds: number; sysSeconds: number; peakRssMiB: number }
+async function readTime(file: string): Promise<TimeFigures> {
+  const [user, sys, rssKiB] = (await Bun.file(file).text()).trim().split(/\s+/).slice(-3).map(Number);
+  return { cpuSeconds: user! + sys!, userSeconds: user!, sysSeconds: sys!, peakRssMiB: rssKiB! / 1024 };
+}
 
 // ---- server CPU per byte (issue 13) -----------------------------------------------------------------
 /**
@@ -210,11 +221,6 @@ async function serverCpuSection(): Promise<void> {
   const targetDir = "/dev/shm/discus-bench-cpu"; // targets in tmpfs: the client's disk is not the limit
   mkdirSync(targetDir, { recursive: true });
   const target = join(targetDir, "t.img");
-  const timed = (file: string, cmd: string[]) => ["/usr/bin/time", "-f", "%U %S %M", "-o", file, ...cmd];
-  const readTime = async (file: string) => {
-    const [user, sys, rssKiB] = (await Bun.file(file).text()).trim().split(/\s+/).slice(-3).map(Number);
-    return { cpuSeconds: user! + sys!, userSeconds: user!, sysSeconds: sys!, peakRssMiB: rssKiB! / 1024 };
-  };
   interface CpuRun { tool: string; seconds: number; cpuSeconds: number; userSeconds: number; sysSeconds: number; peakRssMiB: number; sentBytes: number; ok: boolean }
 
   const discusCpu = async (lab: Lab, tool: string, cliFile: string, rate: string): Promise<CpuRun> => {
@@ -290,4 +296,84 @@ async function serverCpuSection(): Promise<void> {
   }
   say();
   rmSync(targetDir, { recursive: true, force: true });
+}
+
+// ---- line rate, both sides (issue 13, "Measure") -------------------------------------------------
+interface SideFigures { seconds: number; server: TimeFigures; clients: TimeFigures[]; ok: boolean }
+
+/** udp-sender to N udp-receivers (raw bytes into tmpfs files), every process under GNU time. */
+async function udpcastLineRate(lab: Lab, mbit: number | null, dir: string): Promise<SideFigures> {
+  const rdv = lab.group(250);
+  const senderTime = join(dir, "udp-sender.time");
+  const sender = lab.spawn(lab.server, timed(senderTime, ["udp-sender", "--interface", "eth0", "--nokbd", "--min-receivers", String(lab.clients.length), ...(mbit === null ? [] : ["--max-bitrate", `${mbit}m`]), "--portbase", "9000", "--mcast-rdv-address", rdv, "--mcast-data-address", lab.group(251), "--file", image]));
+  void new Response(sender.stdout).text();
+  void new Response(sender.stderr).text();
+  const t0 = performance.now();
+  const codes = await Promise.all(lab.clients.map(async (c, i) => {
+    const r = lab.spawn(c, timed(join(dir, `udp-receiver-${i}.time`), ["udp-receiver", "--interface", "eth0", "--nokbd", "--no-progress", "--portbase", "9000", "--mcast-rdv-address", rdv, "--file", join(dir, `udp-${i}.img`)]));
+    void new Response(r.stdout).text();
+    void new Response(r.stderr).text();
+    return r.exited;
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  await sender.exited;
+  let ok = codes.every((c) => c === 0);
+  for (let i = 0; i < lab.clients.length; i++) {
+    ok &&= (await $`cmp ${image} ${join(dir, `udp-${i}.img`)}`.nothrow().quiet()).exitCode === 0;
+    rmSync(join(dir, `udp-${i}.img`), { force: true });
+  }
+  return { seconds, server: await readTime(senderTime), clients: await Promise.all(lab.clients.map((_, i) => readTime(join(dir, `udp-receiver-${i}.time`)))), ok };
+}
+
+/** discus serve to N discus loads (decompress, verify, write into tmpfs), every process under GNU time. */
+async function discusLineRate(lab: Lab, mbit: number | null, dir: string): Promise<SideFigures> {
+  const group = lab.group(1);
+  const serverTime = join(dir, "serve.time");
+  const server = lab.spawn(lab.server, timed(serverTime, ["bun", cliPath, "serve", image, "--group", group, "--port", "4520", "--iface", lab.server.address, "--rate", mbit === null ? "10gbit" : `${mbit}mbit`, "--idle-exit", "1s"]));
+  void new Response(server.stdout).text();
+  void new Response(server.stderr).text();
+  await Bun.sleep(500);
+  const targets = lab.clients.map((_, i) => join(dir, `discus-${i}.img`));
+  for (const t of targets) await $`truncate -s ${diskBytes} ${t}`;
+  const t0 = performance.now();
+  const results = await Promise.all(lab.clients.map((c, i) => runClient(lab, c, group, targets[i]!, ["--give-up", "60s"], 600_000, timed(join(dir, `load-${i}.time`), []))));
+  const seconds = (performance.now() - t0) / 1000;
+  await server.exited;
+  let ok = results.every((r) => r.exitCode === 0);
+  for (const t of targets) {
+    ok &&= (await $`sha256sum ${t}`.text()).split(" ")[0] === referenceSha;
+    rmSync(t, { force: true });
+  }
+  return { seconds, server: await readTime(serverTime), clients: await Promise.all(lab.clients.map((_, i) => readTime(join(dir, `load-${i}.time`)))), ok };
+}
+
+/**
+ * Both tools moving the discus image's bytes, unshaped and on 1 Gbit/s links, to 1 and 4 clients:
+ * wall time, Mbit/s of the image, CPU seconds per GB of the image on each side (user + system),
+ * peak RSS, link efficiency. udpcast's receivers only store bytes; discus's clients decompress,
+ * verify and write the disk: "whole load against raw transfer", as the issue asks.
+ */
+async function lineRateSection(): Promise<void> {
+  const dir = "/dev/shm/discus-bench-linerate";
+  mkdirSync(dir, { recursive: true });
+  const gb = imageBytes / 1e9;
+  say("## Line rate, both sides (issue 13)");
+  say();
+  say(`${(imageBytes / 1e6).toFixed(1)} MB (the discus image's bytes) to N clients; targets in tmpfs; CPU = user + system (GNU time) per GB of that image; MTU from the link (1500); load average at the start ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}.`);
+  say();
+  say("| links | N | tool | wall s | Mbit/s | link efficiency | server CPU s/GB | client CPU s/GB (mean) | server peak RSS MiB | client peak RSS MiB (max) | correct |");
+  say("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
+  for (const mbit of [null, 1000] as const) {
+    for (const n of [1, 4]) {
+      const [u, d] = await withLab({ clients: n, linkMbit: mbit }, async (lab) => [await udpcastLineRate(lab, mbit, dir), await discusLineRate(lab, mbit, dir)] as const);
+      for (const [tool, r] of [["udpcast (raw bytes)", u], ["discus (whole load)", d]] as const) {
+        const mbps = (imageBytes * 8) / 1e6 / r.seconds;
+        const clientCpu = r.clients.reduce((a, c) => a + c.cpuSeconds, 0) / r.clients.length / gb;
+        say(`| ${mbit === null ? "unshaped" : `${mbit} Mbit/s`} | ${n} | ${tool} | ${f2(r.seconds)} | ${f1(mbps)} | ${mbit === null ? "—" : f2(mbps / mbit)} | ${f2(r.server.cpuSeconds / gb)} | ${f2(clientCpu)} | ${f1(r.server.peakRssMiB)} | ${f1(Math.max(...r.clients.map((c) => c.peakRssMiB)))} | ${r.ok ? "yes" : "NO"} |`);
+      }
+      say(`| | | discus / udpcast | ${f2(d.seconds / u.seconds)} | ${f2(u.seconds / d.seconds)} | | ${f2(d.server.cpuSeconds / u.server.cpuSeconds)} | | | | |`);
+    }
+  }
+  say();
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -46,10 +46,10 @@ export interface ClientResult {
   endedMs: number;
 }
 
-/** Runs `discus load --json` on `host` to completion (or until timeoutMs, then kills it). */
-export async function runClient(lab: Lab, host: Host, group: string, target: string, args: string[] = [], timeoutMs = 300_000): Promise<ClientResult> {
+/** Runs `discus load --json` on `host` to completion (or until timeoutMs, then kills it); `prefix` wraps the command (e.g. GNU time). */
+export async function runClient(lab: Lab, host: Host, group: string, target: string, args: string[] = [], timeoutMs = 300_000, prefix: string[] = []): Promise<ClientResult> {
   const startedMs = performance.now();
-  const proc = lab.spawn(host, ["bun", cli, "load", target, "--group", group, "--port", String(MCAST_PORT), "--iface", host.address, "--json", ...args]);
+  const proc = lab.spawn(host, [...prefix, "bun", cli, "load", target, "--group", group, "--port", String(MCAST_PORT), "--iface", host.address, "--json", ...args]);
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
