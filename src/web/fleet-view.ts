@@ -1,9 +1,9 @@
 // The dashboard's rows, made from what the daemon says (pure functions): a fleet row per node, a
 // session row per session with the client holding it back, an image row per catalog image.
 import type { LiveSession, NodeStatus } from "../daemon/api-types.ts";
-import type { EventRecord, ImageRecord, PowerSpec } from "../daemon/model.ts";
+import type { ImageRecord, PowerSpec } from "../daemon/model.ts";
 import type { ClientSnapshot } from "../server/clients.ts";
-import type { EventRow, FleetRow, ImageRow, SessionClientRow, SessionRow } from "./view-types.ts";
+import type { FleetRow, ImageRow, SessionClientRow, SessionRow } from "./view-types.ts";
 
 /** Clients listed per session: the worst first; the count says how many there are in all. */
 export const MAX_SESSION_CLIENT_ROWS = 16;
@@ -80,8 +80,4 @@ export function sessionRow(s: LiveSession, imageBytes: number, rateHistory: numb
 
 export function imageRow(i: ImageRecord): ImageRow {
   return { id: i.name, imageId: i.imageId, sourceBytes: i.sourceBytes, fileBytes: i.fileBytes, dataChunks: i.dataChunks, signed: i.signed, group: `${i.group}:${i.port}` };
-}
-
-export function eventRow(e: EventRecord): EventRow {
-  return { id: e.id, atMs: e.atMs, actor: e.actor, action: e.action, subject: e.subject, detail: e.detail };
 }

@@ -5,7 +5,7 @@
 // ever: the browser's EventSource reconnects and starts from a fresh snapshot.
 import type { DaemonApi } from "../daemon/api-types.ts";
 import { assert } from "../util/assert.ts";
-import { eventRow, fleetRow, imageRow, sessionRow } from "./fleet-view.ts";
+import { fleetRow, imageRow, sessionRow } from "./fleet-view.ts";
 import type { EventRow, FleetRow, ImageRow, SessionRow, StreamMessage } from "./view-types.ts";
 
 /** One read of the daemon per tick: pages never poll, and never get more than one update a second. */
@@ -181,7 +181,7 @@ export class LiveHub {
     const imagesChanged = imagesJson !== this.images.json;
     if (imagesChanged) this.images = { row: imageRows, json: imagesJson };
     const newest = this.events[0]?.id ?? 0;
-    const fresh = events.filter((e) => e.id > newest).map(eventRow);
+    const fresh = events.filter((e) => e.id > newest);
     this.events = [...fresh, ...this.events].slice(0, STREAM_EVENTS);
     return { kind: "update", atMs: this.epochMs(), nodes: n.changed, removedNodes: n.removed, sessions: s.changed, removedSessions: s.removed, images: imagesChanged ? imageRows : null, events: fresh };
   }

@@ -1,7 +1,7 @@
 // What the dashboard's live stream carries (GET /api/stream, docs/API.md "Dashboard"): the rows
 // the page shows, shaped on the server so the page only draws. Types only: the server (stream.ts)
 // and the page (app/) both import them, so the two cannot drift apart.
-import type { JobKind, JobState, NodeState } from "../daemon/model.ts";
+import type { EventRecord, ImageRecord, JobKind, JobState, NodeState } from "../daemon/model.ts";
 
 /** One row of the fleet table. `id` is the MAC: it never changes, names may. */
 export interface FleetRow {
@@ -53,24 +53,11 @@ export interface SessionRow {
   rateHistory: number[];
 }
 
-export interface ImageRow {
-  id: string;
-  imageId: string;
-  sourceBytes: number;
-  fileBytes: number;
-  dataChunks: number;
-  signed: boolean;
-  group: string;
-}
+/** An image of the catalog, its group and port as one `ADDRESS:PORT`. */
+export type ImageRow = Pick<ImageRecord, "imageId" | "sourceBytes" | "fileBytes" | "dataChunks" | "signed"> & { id: string; group: string };
 
-export interface EventRow {
-  id: number;
-  atMs: number;
-  actor: string;
-  action: string;
-  subject: string;
-  detail: string;
-}
+/** An audit event, as the daemon records it: it holds no secret and nothing the page lacks. */
+export type EventRow = EventRecord;
 
 /**
  * The stream's messages. `snapshot` comes first and whole; then each tick sends `update` with
