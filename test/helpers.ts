@@ -1,9 +1,11 @@
 // Helpers for end-to-end tests: run the real CLI, inspect disks with the real tools.
 import { $ } from "bun";
-import { closeSync, openSync, readSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeChunkHeader } from "../src/image/chunk.ts";
-import { closeImage, openImage, readChunk } from "../src/image/reader.ts";
+import { closeImage, openImage, readChunk, type OpenImage } from "../src/image/reader.ts";
+import { readFully } from "../src/util/io.ts";
 import type { Range } from "../src/util/ranges.ts";
 import { repoRoot, treeDigests, withMount } from "./fixtures/common.ts";
 import type { CompositePartition, FsName } from "./fixtures/composite.ts";
@@ -158,4 +160,29 @@ export async function checkPartition(disk: string, p: CompositePartition): Promi
     }
     return { checkerCode: checker.exitCode, checkerOutput: checker.stdout.toString() + checker.stderr.toString(), content };
   });
+}
+
+/**
+ * A raw-disk image for transfer tests, in `dir`: `sourceMiB` MiB where each MiB starts with
+ * `randomKiB` KiB of random data and ends in zeros (compressible, but not to nothing), captured
+ * with `createArgs`; and the sha256 of what a local restore writes, the reference every load is
+ * held to.
+ */
+export async function rawImageFixture(dir: string, sourceMiB: number, randomKiB: number, createArgs: string[] = []): Promise<{ image: string; referenceSha: string }> {
+  const source = new Uint8Array(sourceMiB << 20);
+  for (let off = 0; off < source.length; off += 1 << 20) source.set(randomBytes(randomKiB << 10), off);
+  writeFileSync(join(dir, "source.img"), source);
+  const image = join(dir, "disk.dsc");
+  await discusOk(["create", join(dir, "source.img"), image, "--raw", "--quiet", ...createArgs]);
+  await discusOk(["restore", image, join(dir, "reference.img"), "--quiet"]);
+  return { image, referenceSha: await sha256File(join(dir, "reference.img")) };
+}
+
+/** An open image's chunks read straight from its file, as an asynchronous chunk source. */
+export function fileChunks(image: OpenImage): (index: number) => Promise<Uint8Array> {
+  return (index) => {
+    const bytes = new Uint8Array(image.trailer.chunkBytes);
+    readFully(image.fd, bytes, index * image.trailer.chunkBytes);
+    return Promise.resolve(bytes);
+  };
 }

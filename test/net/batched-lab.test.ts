@@ -4,14 +4,12 @@
 // writes: each GSO message reached them as ordinary datagrams. Without --mtu the server takes the
 // link's MTU (9000 here), and on a virtual link it says the speed is unknown and starts at 100 Mbit/s.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "../../scripts/lib/netlab.ts";
 import { MCAST_PORT, runClient } from "../../scripts/lib/mcast.ts";
 import type { ServeStats } from "../../src/server/session.ts";
-import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { cli, FIXTURE_TIMEOUT_MS, rawImageFixture, sha256File, tmpDir } from "../helpers.ts";
 
 const JUMBO_MTU = 9000;
 const TEST_TIMEOUT_MS = 240_000;
@@ -23,13 +21,7 @@ let referenceSha = "";
 beforeAll(async () => {
   await destroyStaleLabs();
   dir = await tmpDir();
-  const source = new Uint8Array(24 << 20);
-  for (let off = 0; off < source.length; off += 1 << 20) source.set(randomBytes(768 << 10), off);
-  writeFileSync(join(dir, "source.img"), source);
-  image = join(dir, "disk.dsc");
-  await discusOk(["create", join(dir, "source.img"), image, "--raw", "--quiet"]);
-  await discusOk(["restore", image, join(dir, "reference.img"), "--quiet"]);
-  referenceSha = await sha256File(join(dir, "reference.img"));
+  ({ image, referenceSha } = await rawImageFixture(dir, 24, 768));
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {

@@ -3,17 +3,14 @@
 // through events (the server's client progress comes from the clients' reports), give the same
 // events for the same seeds, and keep a long-running server's statistics bounded.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
-import { closeImage, openImage, type OpenImage } from "../../src/image/reader.ts";
+import { closeImage, openImage } from "../../src/image/reader.ts";
 import { MAX_SESSION_SUMMARIES, type ServeEvent } from "../../src/server/session.ts";
 import { Loader, type LoadEvent } from "../../src/client/loader.ts";
 import { TargetSink } from "../../src/client/sink.ts";
 import { blockBytesForMtu, blocksPerChunk, encodeReport, encodeRequest, peekType, PacketType, ReportState } from "../../src/net/wire.ts";
-import { readFully } from "../../src/util/io.ts";
-import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { FIXTURE_TIMEOUT_MS, fileChunks, rawImageFixture, sha256File, tmpDir } from "../helpers.ts";
 import { MemoryLan, VIRTUAL_GROUP, VIRTUAL_PORT, VIRTUAL_SERVER_ADDRESS, VirtualClock, virtualServer } from "./virtual.ts";
 import { rng } from "../rng.ts";
 import { generateKeyPair, loadPublicKey } from "../../src/image/signing.ts";
@@ -33,27 +30,12 @@ let referenceSha = "";
 beforeAll(async () => {
   dir = await tmpDir();
   // A 12 MiB source: random data with runs of zeros, in 256 KiB chunks (dozens of chunks).
-  const source = new Uint8Array(12 << 20);
-  for (let off = 0; off < source.length; off += 1 << 20) source.set(randomBytes(512 << 10), off);
-  writeFileSync(join(dir, "source.img"), source);
-  imagePath = join(dir, "disk.dsc");
-  await discusOk(["create", join(dir, "source.img"), imagePath, "--raw", "--chunk-size", "256K", "--quiet"]);
-  await discusOk(["restore", imagePath, join(dir, "reference.img"), "--quiet"]);
-  referenceSha = await sha256File(join(dir, "reference.img"));
+  ({ image: imagePath, referenceSha } = await rawImageFixture(dir, 12, 512, ["--chunk-size", "256K"]));
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {
   if (dir) await $`rm -rf ${dir}`;
 });
-
-/** The image's chunks read straight from its file, as an asynchronous chunk source. */
-function fileChunks(image: OpenImage): (index: number) => Promise<Uint8Array> {
-  return (index) => {
-    const bytes = new Uint8Array(image.trailer.chunkBytes);
-    readFully(image.fd, bytes, index * image.trailer.chunkBytes);
-    return Promise.resolve(bytes);
-  };
-}
 
 interface Scenario {
   serverEvents: ServeEvent[];

@@ -4,19 +4,16 @@
 // of each burst (a short sendmmsg, EAGAIN) loses nothing: every sequence number goes out exactly
 // once, in order, and lossy clients still write exactly the disk a local restore writes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
-import { closeImage, openImage, type OpenImage } from "../../src/image/reader.ts";
+import { closeImage, openImage } from "../../src/image/reader.ts";
 import { ServeSession, type ServeStats } from "../../src/server/session.ts";
 import { MAX_BURST_BYTES } from "../../src/server/pacer.ts";
 import { Loader } from "../../src/client/loader.ts";
 import { TargetSink } from "../../src/client/sink.ts";
 import { decodePacket, PacketType, wireBytes } from "../../src/net/wire.ts";
 import type { GroupTransport, OpenTransport } from "../../src/net/transport.ts";
-import { readFully } from "../../src/util/io.ts";
-import { discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { FIXTURE_TIMEOUT_MS, fileChunks, rawImageFixture, sha256File, tmpDir } from "../helpers.ts";
 import { MemoryLan, VIRTUAL_GROUP, VIRTUAL_PORT, VIRTUAL_SERVER_ADDRESS, VirtualClock } from "../net/virtual.ts";
 import { rng } from "../rng.ts";
 
@@ -29,26 +26,12 @@ let referenceSha = "";
 
 beforeAll(async () => {
   dir = await tmpDir();
-  const source = new Uint8Array(8 << 20);
-  for (let off = 0; off < source.length; off += 1 << 20) source.set(randomBytes(640 << 10), off);
-  writeFileSync(join(dir, "source.img"), source);
-  imagePath = join(dir, "disk.dsc");
-  await discusOk(["create", join(dir, "source.img"), imagePath, "--raw", "--chunk-size", "256K", "--quiet"]);
-  await discusOk(["restore", imagePath, join(dir, "reference.img"), "--quiet"]);
-  referenceSha = await sha256File(join(dir, "reference.img"));
+  ({ image: imagePath, referenceSha } = await rawImageFixture(dir, 8, 640, ["--chunk-size", "256K"]));
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {
   if (dir) await $`rm -rf ${dir}`;
 });
-
-function fileChunks(image: OpenImage): (index: number) => Promise<Uint8Array> {
-  return (index) => {
-    const bytes = new Uint8Array(image.trailer.chunkBytes);
-    readFully(image.fd, bytes, index * image.trailer.chunkBytes);
-    return Promise.resolve(bytes);
-  };
-}
 
 interface Burst {
   atMs: number;
