@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { destroyStaleLabs, withLab, type Host, type Lab } from "./lib/netlab.ts";
 import { percentile, type AgentsResult, type Endpoint } from "./lib/bench-agents.ts";
-import { benchNodeRows, cpuSeconds, ensureImage as ensureImageIn, fleetCli, macOf, NODES_CSV_HEADER, runAgents as runAgentsIn } from "./lib/bench-fleet.ts";
+import { benchArgs, benchNodeRows, cpuSeconds, ensureImage as ensureImageIn, fleetCli, macOf, NODES_CSV_HEADER, runAgents as runAgentsIn } from "./lib/bench-fleet.ts";
 import { rateFigures, type RateFigures } from "./lib/rate-windows.ts";
 import { cli } from "../test/helpers.ts";
 import { startPostgres, type Postgres } from "../test/daemon/postgres.ts";
@@ -53,15 +53,7 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const get = (name: string, fallback: string) => {
-    const at = argv.indexOf(`--${name}`);
-    return at >= 0 && argv[at + 1] !== undefined ? argv[at + 1]! : fallback;
-  };
-  const int = (name: string, fallback: number, min: number, max: number) => {
-    const v = Number(get(name, String(fallback)));
-    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be a whole number in ${min}..${max}`);
-    return v;
-  };
+  const { get, int } = benchArgs(argv);
   const rate = get("rate", "200mbit");
   const m = /^(\d+)mbit$/.exec(rate);
   if (m === null) throw new Error(`--rate ${rate}: give Mbit/s as e.g. 200mbit`);

@@ -22,7 +22,7 @@ import type { BrowserContext, Page } from "puppeteer-core";
 import { destroyStaleLabs, withLab, type Lab } from "./lib/netlab.ts";
 import { startLabDaemon, type LabDaemon } from "./lib/lab-daemon.ts";
 import { launchBrowser, type LabBrowser } from "./lib/browser.ts";
-import { benchNodeRows, cpuSeconds, ensureImage, fleetCli, macOf, NODES_CSV_HEADER, runAgents, treeCpuSeconds } from "./lib/bench-fleet.ts";
+import { benchArgs, benchNodeRows, cpuSeconds, ensureImage, fleetCli, macOf, NODES_CSV_HEADER, runAgents, treeCpuSeconds } from "./lib/bench-fleet.ts";
 import { PageNet, type RendererMetric } from "./lib/page-net.ts";
 import type { AgentsResult } from "./lib/bench-agents.ts";
 
@@ -53,15 +53,7 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const get = (name: string, fallback: string) => {
-    const at = argv.indexOf(`--${name}`);
-    return at >= 0 && argv[at + 1] !== undefined ? argv[at + 1]! : fallback;
-  };
-  const int = (name: string, fallback: number, min: number, max: number) => {
-    const v = Number(get(name, String(fallback)));
-    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be a whole number in ${min}..${max}`);
-    return v;
-  };
+  const { get, int } = benchArgs(argv);
   return {
     nodes: int("nodes", 1000, 1, MAX_NODES),
     runMs: int("run", 60, 3, 3600) * 1000,

@@ -12,6 +12,20 @@ import { cli } from "../../test/helpers.ts";
 const agentsScript = join(import.meta.dir, "bench-agents.ts");
 
 /** The i-th bench node's MAC (i from 1), locally administered. Pure. */
+/** A benchmark's `--name VALUE` options: text with a default, and whole numbers checked against a range. */
+export function benchArgs(argv: string[]): { get(name: string, fallback: string): string; int(name: string, fallback: number, min: number, max: number): number } {
+  const get = (name: string, fallback: string) => {
+    const at = argv.indexOf(`--${name}`);
+    return at >= 0 && argv[at + 1] !== undefined ? argv[at + 1]! : fallback;
+  };
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const v = Number(get(name, String(fallback)));
+    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be a whole number in ${min}..${max}`);
+    return v;
+  };
+  return { get, int };
+}
+
 export function macOf(i: number): string {
   return `02:00:5e:${((i >> 16) & 255).toString(16).padStart(2, "0")}:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 }
