@@ -1,7 +1,7 @@
 // What the boot tests share: the netboot build (once per test run), the guests' QEMU arguments,
 // and checks of a guest's disk from the host.
 import { $ } from "bun";
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { BOOT_PART_START_BYTES } from "../fixtures/bootdisk.ts";
 import { repoRoot } from "../fixtures/common.ts";
@@ -63,4 +63,25 @@ export async function checkBootDisk(disk: string, paths: string[]): Promise<Disk
 /** The agent's console lines (for failure messages). */
 export function agentLines(console: string): string {
   return console.split("\n").filter((l) => /discus (agent|init)/.test(l)).join("\n");
+}
+
+const OVMF_SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+/** OVMF's variable store with Microsoft's KEK and db enrolled and Secure Boot on (Debian's `ovmf`). */
+const OVMF_MS_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+
+/**
+ * QEMU arguments for UEFI with Secure Boot enforced: OVMF's Secure Boot build (it needs SMM on
+ * q35, and a flash only SMM code may write, or a guest could rewrite its own keys) and a private
+ * copy of the Microsoft-keys variable store in `dir` (the guest writes its boot variables there).
+ */
+export function secureBootFirmware(dir: string): string[] {
+  for (const f of [OVMF_SECBOOT_CODE, OVMF_MS_VARS]) if (!existsSync(f)) throw new Error(`no ${f}: install Debian's ovmf package (scripts/setup)`);
+  const vars = join(dir, "OVMF_VARS.secboot.fd");
+  copyFileSync(OVMF_MS_VARS, vars);
+  return [
+    "-machine", "q35,smm=on",
+    "-global", "driver=cfi.pflash01,property=secure,value=on",
+    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SECBOOT_CODE}`,
+    "-drive", `if=pflash,format=raw,unit=1,file=${vars}`,
+  ];
 }
