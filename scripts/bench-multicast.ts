@@ -203,6 +203,20 @@ function timed(file: string, cmd: string[]): string[] {
   return ["/usr/bin/time", "-f", "%U %S %M", "-o", file, ...cmd];
 }
 interface TimeFigures { cpuSeconds: number; userSeconds: number; sysSeconds: number; peakRssMiB: number }
+
+/**
+ * user + system CPU seconds so far of the process GNU time runs under `timePid` (its one child).
+ * Read as the client starts, it splits a server's CPU into its start-up and the transfer itself.
+ */
+async function childCpuSeconds(timePid: number, comm: string): Promise<number> {
+  const USER_HZ = 100; // ticks per second of stat's utime and stime on Linux x86-64 (a function-local: sections run before later top-level consts exist)
+  const pid = (await $`pgrep -P ${timePid}`.nothrow().text()).trim().split("\n")[0];
+  const stat = pid ? await Bun.file(`/proc/${pid}/stat`).text().catch(() => "") : "";
+  const name = /\(([^)]*)\)/.exec(stat)?.[1];
+  if (name === undefined || !name.startsWith(comm.slice(0, 15))) throw new Error(`no ${comm} process under ${timePid} (found ${name ?? "none"})`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / USER_HZ; // fields 14 and 15 of stat, counted from 3
+}
 async function readTime(file: string): Promise<TimeFigures> {
   const [user, sys, rssKiB] = (await Bun.file(file).text()).trim().split(/\s+/).slice(-3).map(Number);
   return { cpuSeconds: user! + sys!, userSeconds: user!, sysSeconds: sys!, peakRssMiB: rssKiB! / 1024 };
@@ -221,7 +235,7 @@ async function serverCpuSection(): Promise<void> {
   const targetDir = "/dev/shm/discus-bench-cpu"; // targets in tmpfs: the client's disk is not the limit
   mkdirSync(targetDir, { recursive: true });
   const target = join(targetDir, "t.img");
-  interface CpuRun { tool: string; seconds: number; cpuSeconds: number; userSeconds: number; sysSeconds: number; peakRssMiB: number; sentBytes: number; ok: boolean }
+  interface CpuRun { tool: string; seconds: number; cpuSeconds: number; userSeconds: number; sysSeconds: number; peakRssMiB: number; sentBytes: number; ok: boolean; startCpuSeconds: number }
 
   const discusCpu = async (lab: Lab, tool: string, cliFile: string, rate: string): Promise<CpuRun> => {
     const group = lab.group(1);
@@ -230,6 +244,7 @@ async function serverCpuSection(): Promise<void> {
     const log = new Response(server.stderr).text();
     await Bun.sleep(500);
     await $`truncate -s ${diskBytes} ${target}`;
+    const startCpuSeconds = await childCpuSeconds(server.pid, "bun");
     const t0 = performance.now();
     const c = await runClient(lab, lab.clients[0]!, group, target, ["--give-up", "60s"], 600_000);
     const seconds = (performance.now() - t0) / 1000;
@@ -237,7 +252,7 @@ async function serverCpuSection(): Promise<void> {
     const sent = [...(await log).matchAll(/ ([\d.]+) MB in \d+ blocks/g)].reduce((a, m) => a + Number(m[1]) * 1e6, 0);
     const ok = c.exitCode === 0 && (await $`sha256sum ${target}`.text()).split(" ")[0] === referenceSha;
     rmSync(target, { force: true });
-    return { tool, seconds, ...(await readTime(timeFile)), sentBytes: sent, ok };
+    return { tool, seconds, ...(await readTime(timeFile)), sentBytes: sent, ok, startCpuSeconds };
   };
 
   // udpcast's session start now and then stalls on this host (both ends waiting): such a run is
@@ -258,6 +273,8 @@ async function serverCpuSection(): Promise<void> {
     const sender = lab.spawn(lab.server, timed(timeFile, ["udp-sender", "--interface", "eth0", "--nokbd", "--min-receivers", "1", ...(mbit === null ? [] : ["--max-bitrate", `${mbit}m`]), "--portbase", "9000", "--mcast-rdv-address", rdv, "--mcast-data-address", lab.group(251), "--file", image]));
     void new Response(sender.stdout).text();
     void new Response(sender.stderr).text();
+    await Bun.sleep(300); // udp-sender is up, waiting for its receiver
+    const startCpuSeconds = await childCpuSeconds(sender.pid, "udp-sender");
     const t0 = performance.now();
     const receiver = lab.spawn(lab.clients[0]!, ["udp-receiver", "--interface", "eth0", "--nokbd", "--no-progress", "--portbase", "9000", "--mcast-rdv-address", rdv, "--file", target]);
     void new Response(receiver.stdout).text();
@@ -270,15 +287,17 @@ async function serverCpuSection(): Promise<void> {
     if (code !== 0 || senderCode !== 0) return null;
     const ok = code === 0 && (await $`cmp ${image} ${target}`.nothrow().quiet()).exitCode === 0;
     rmSync(target, { force: true });
-    return { tool: "udp-sender", seconds, ...(await readTime(timeFile)), sentBytes: imageBytes, ok };
+    return { tool: "udp-sender", seconds, ...(await readTime(timeFile)), sentBytes: imageBytes, ok, startCpuSeconds };
   };
 
   say("## Server CPU per byte: one client, the discus image's bytes (issue 13)");
   say();
   say(`${(imageBytes / 1e6).toFixed(1)} MB moved to one client (discus load into tmpfs, udp-receiver --file into tmpfs); CPU = user + system of the server process (GNU time), MTU 1500; each run ${REPEATS} times; load average at the start ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}.`);
   say();
-  say("| links | server | run | wall s | Mbit/s (image) | sent / image | user s | sys s | CPU s per GB sent | CPU s per GB of image | vs udp-sender (per GB sent) | peak RSS MiB | correct |");
-  say("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+  say("\"While sending\" is the CPU after the process start (read from /proc as the client starts: for discus the runtime, the JIT's first work and opening the image; for udp-sender nearly nothing), what each further GB costs.");
+  say();
+  say("| links | server | run | wall s | Mbit/s (image) | sent / image | user s | sys s | start-up CPU s | CPU s per GB sent | vs udp-sender | while sending: CPU s per GB sent | vs udp-sender | peak RSS MiB | correct |");
+  say("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
   for (const mbit of [null, 1000] as const) {
     const rate = mbit === null ? "10gbit" : `${mbit}mbit`;
     for (let rep = 1; rep <= REPEATS; rep++) {
@@ -288,9 +307,10 @@ async function serverCpuSection(): Promise<void> {
         return r;
       });
       const perGbSent = (r: CpuRun) => r.cpuSeconds / (r.sentBytes / 1e9);
-      const udp = perGbSent(runs[0]!);
+      const sendingPerGb = (r: CpuRun) => (r.cpuSeconds - r.startCpuSeconds) / (r.sentBytes / 1e9);
+      const udp = runs[0]!;
       for (const r of runs) {
-        say(`| ${mbit === null ? "unshaped" : `${mbit} Mbit/s`} | ${r.tool} | ${rep} | ${f1(r.seconds)} | ${f1((imageBytes * 8) / 1e6 / r.seconds)} | ${f2(r.sentBytes / imageBytes)} | ${f2(r.userSeconds)} | ${f2(r.sysSeconds)} | ${f2(perGbSent(r))} | ${f2(r.cpuSeconds / (imageBytes / 1e9))} | ${f2(perGbSent(r) / udp)} | ${f1(r.peakRssMiB)} | ${r.ok ? "yes" : "NO"} |`);
+        say(`| ${mbit === null ? "unshaped" : `${mbit} Mbit/s`} | ${r.tool} | ${rep} | ${f1(r.seconds)} | ${f1((imageBytes * 8) / 1e6 / r.seconds)} | ${f2(r.sentBytes / imageBytes)} | ${f2(r.userSeconds)} | ${f2(r.sysSeconds)} | ${f2(r.startCpuSeconds)} | ${f2(perGbSent(r))} | ${f2(perGbSent(r) / perGbSent(udp))} | ${f2(sendingPerGb(r))} | ${f2(sendingPerGb(r) / sendingPerGb(udp))} | ${f1(r.peakRssMiB)} | ${r.ok ? "yes" : "NO"} |`);
       }
     }
   }

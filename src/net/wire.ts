@@ -320,9 +320,12 @@ const OFF_BLOCK_RESERVED = HEADER_BYTES + BLOCK.offset("reserved");
  */
 export class BlockWriter {
   private readonly header: Uint8Array;
+  /** CRC-32 of the header before its CRC field: the same for every block, so computed once. */
+  private readonly headCrc: number;
 
   constructor(c: Common) {
     this.header = frame(PacketType.block, c, 0);
+    this.headCrc = Number(Bun.hash.crc32(this.header.subarray(0, OFF_CRC)));
   }
 
   /** Writes the packet at `at` of `out` (`dv` views `out`); returns its length. */
@@ -335,7 +338,8 @@ export class BlockWriter {
     dv.setUint16(at + OFF_BLOCK_INDEX, block, true);
     dv.setUint16(at + OFF_BLOCK_RESERVED, 0, true);
     out.set(data, at + HEADER_BYTES + BLOCK_PREFIX_BYTES);
-    dv.setUint32(at + OFF_CRC, packetCrc(out.subarray(at, at + length)), true);
+    const crc = Number(Bun.hash.crc32(out.subarray(at + HEADER_BYTES, at + length), this.headCrc)) >>> 0;
+    dv.setUint32(at + OFF_CRC, crc, true);
     return length;
   }
 }

@@ -147,7 +147,7 @@ export class ServeSession {
     this.fullPacketWireBytes = packetWireBytes(this.layout.blockBytes);
     this.pace = new RateControl(o.rateBitsPerSecond, this.fullPacketWireBytes);
     const read = deps.readChunk;
-    const reader: ChunkReader = read === undefined ? fileChunkReader(image.fd, t.chunkBytes) : { readAsync: read, readNow: null };
+    const reader: ChunkReader = read === undefined ? fileChunkReader(image.fd, t.chunkBytes, CACHE_CHUNKS) : { readAsync: read, readNow: null };
     this.cache = new ChunkCache(reader, CACHE_CHUNKS);
     this.cache.onLoaded = () => {
       if (this.phase === "running" && !this.queue.empty) this.scheduleSend(0);
@@ -441,9 +441,17 @@ export class ServeSession {
     const out = this.burstBuffer;
     const dv = view(out);
     let at = 0;
+    // Consecutive blocks of one chunk look it up once. A lookup of another chunk may evict and
+    // reuse this one's buffer, so `data` is only kept while the chunk does not change.
+    let dataChunk = -1;
+    let data: Uint8Array | null = null;
     while (!this.queue.empty && tokens >= this.fullPacketWireBytes) {
+      const chunk = this.queue.nextChunk()!;
+      if (chunk !== dataChunk) {
+        data = this.cache.get(chunk);
+        dataChunk = chunk;
+      }
       // A chunk source that reads asynchronously may not have the next chunk yet: onLoaded resumes.
-      const data = this.cache.get(this.queue.nextChunk()!);
       if (data === null) return true;
       const next = this.queue.take();
       assert(next !== null, "a non-empty queue yields a block");
