@@ -6,6 +6,10 @@
 // Chain mode (`chainTo`, for `discus server`): dnsmasq is configured once, with no per-node lines,
 // to give iPXE chain.ipxe over TFTP, which chains to the daemon's boot.ipxe with the node's MAC;
 // the daemon decides and serves the kernel and initramfs itself, so no httpd runs here.
+// Secure Boot (`secureBoot`, chain mode too): UEFI clients get shim and Debian's signed GRUB over
+// TFTP instead of iPXE, installed by the document's own commands, and the document's static
+// grub.cfg, which sources the daemon's per-MAC GRUB answer.
+import { $ } from "bun";
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Lab } from "./netlab.ts";
@@ -13,6 +17,8 @@ import { DOC_MAC, documentedBlock, forLab, testLines, type LabPlaces } from "./d
 import { drain } from "./drain.ts";
 
 export const PXE_HTTP_PORT = 8080;
+/** Where docs/NETBOOT.md's grub.cfg asks `discus server --tftp` for a node's GRUB answer. */
+export const GRUB_TFTP_PORT = 6969;
 const ROOT = join(import.meta.dir, "../..");
 
 export interface PxeOptions {
@@ -24,6 +30,13 @@ export interface PxeOptions {
   reload: Map<string, string>;
   /** Chain mode: the daemon's base URL, e.g. http://198.18.0.1:8080; siteArgs are then unused. */
   chainTo?: string;
+  /** Chain mode only: UEFI PXE gets shim -> GRUB (docs/NETBOOT.md, Secure Boot). */
+  secureBoot?: SecureBootFiles;
+}
+
+export interface SecureBootFiles {
+  /** Served as grubx64.efi instead of Debian's signed grubnetx64 (a test's tampered copy). */
+  grubEfi?: string;
 }
 
 export interface PxeServer {
@@ -51,12 +64,23 @@ export function chainScript(lab: Lab, o: PxeOptions): string {
 }
 
 /**
- * dnsmasq's configuration as docs/NETBOOT.md gives it (chain mode, or option 224 per node), plus
- * the four lines the document says tests add for a test folder and a namespace.
+ * dnsmasq's configuration as docs/NETBOOT.md gives it (chain mode, Secure Boot, or option 224 per
+ * node), plus the four lines the document says tests add for a test folder and a namespace.
  */
 export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
-  const main = forLab(documentedBlock(o.chainTo === undefined ? "dnsmasq-main" : "dnsmasq-chain"), places(lab, o));
-  return main + testLines(join(o.dir, "leases"));
+  const block = o.chainTo === undefined ? "dnsmasq-main" : o.secureBoot !== undefined ? "dnsmasq-secureboot" : "dnsmasq-chain";
+  return forLab(documentedBlock(block), places(lab, o)) + testLines(join(o.dir, "leases"));
+}
+
+/** shim, GRUB and grub.cfg into the TFTP root by the document's commands (its apt-get left out: scripts/setup installs). */
+async function installSecureBoot(lab: Lab, o: PxeOptions, sb: SecureBootFiles): Promise<void> {
+  const p = places(lab, o);
+  const install = forLab(documentedBlock("install-shim"), p).split("\n").filter((l) => !l.startsWith("apt-get "));
+  await $`sh -euc ${install.join("\n")}`.cwd(ROOT).quiet();
+  const cfg = forLab(documentedBlock("grub-cfg"), p);
+  if (!cfg.includes(`(tftp,${lab.server.address}:${GRUB_TFTP_PORT})/boot.grub?mac=`)) throw new Error(`pxe: the documented grub.cfg does not name ${lab.server.address}:${GRUB_TFTP_PORT}; run the daemon with --tftp there`);
+  writeFileSync(join(p.tftpRoot, "grub", "grub.cfg"), cfg);
+  if (sb.grubEfi !== undefined) copyFileSync(sb.grubEfi, join(p.tftpRoot, "grubx64.efi"));
 }
 
 /** The per-node file of the option-224 way: the documented pair of lines for each node. */
@@ -75,6 +99,7 @@ export function reloadConfig(o: PxeOptions): string {
 
 export async function startPxeServer(lab: Lab, o: PxeOptions): Promise<PxeServer> {
   if (o.chainTo !== undefined && o.reload.size > 0) throw new Error("pxe: chain mode has no per-node DHCP lines; the daemon decides");
+  if (o.secureBoot !== undefined && o.chainTo === undefined) throw new Error("pxe: the Secure Boot path needs the daemon (chainTo)");
   const http = join(o.dir, "http");
   const tftp = join(o.dir, "tftp");
   mkdirSync(tftp, { recursive: true });
@@ -89,6 +114,7 @@ export async function startPxeServer(lab: Lab, o: PxeOptions): Promise<PxeServer
     copyFileSync(join(ROOT, "dist/initramfs.img"), join(http, "initramfs.img"));
     writeFileSync(join(tftp, "boot.ipxe"), bootScript(o.siteArgs));
   } else writeFileSync(join(tftp, "chain.ipxe"), chainScript(lab, o));
+  if (o.secureBoot !== undefined) await installSecureBoot(lab, o, o.secureBoot);
   writeFileSync(join(o.dir, "leases"), "");
   writeFileSync(join(o.dir, "dnsmasq.conf"), dnsmasqConfig(lab, o));
   const procs = [lab.spawn(lab.server, ["dnsmasq", "--no-daemon", `--conf-file=${join(o.dir, "dnsmasq.conf")}`])];

@@ -3,6 +3,7 @@
 // checks the admin token itself, while agent calls carry their job token, which only the daemon
 // can check. Errors a caller can cause are DiscusErrors: kind "usage" (bad input, a clash) maps
 // to 400, "missing" results come back as null (404).
+import type { BootLoader } from "./boot-script.ts";
 import type { FleetMetrics } from "./fleet-metrics.ts";
 import type { ImageSummary } from "../image/summary.ts";
 import type { ClientSnapshot } from "../server/clients.ts";
@@ -96,8 +97,8 @@ export interface DaemonApi {
   getJob(id: number): Promise<JobRecord | null>;
   listEvents(limit: number): Promise<EventRecord[]>;
 
-  /** The iPXE script for a node PXE-booting now; records unknown nodes as new. `baseUrl`: how the node reaches us. */
-  bootScript(macText: string, baseUrl: string): Promise<string>;
+  /** The iPXE (or GRUB) script for a node network-booting now; records unknown nodes as new. `baseUrl`: how the node reaches us. */
+  bootScript(macText: string, baseUrl: string, loader?: BootLoader): Promise<string>;
   /** null: no such job, or the token does not match it. */
   agentPlan(macText: string, token: string): Promise<AgentPlan | null>;
   agentReport(macText: string, token: string, report: AgentReport): Promise<boolean>;

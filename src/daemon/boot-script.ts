@@ -1,7 +1,8 @@
-// The iPXE scripts the daemon answers a PXE-booting node with (GET /boot.ipxe?mac=...). DHCP is
-// configured once to chain iPXE to that URL; what a node boots is decided here, from the database,
-// as Emulab's bootinfo does: the agent with every setting on its kernel command line, or an `exit`
-// that hands the machine back to its firmware's next boot device (the local disk). Pure.
+// The scripts the daemon answers a network-booting node with: iPXE (GET /boot.ipxe?mac=...) or,
+// on the Secure Boot path (shim -> Debian's signed GRUB), GRUB (GET /boot.grub?mac=...). DHCP is
+// configured once to chain to that URL; what a node boots is decided by the daemon, from the
+// database, as Emulab's bootinfo does: the agent with every setting on its kernel command line, or
+// an `exit` that hands the machine back to its firmware's next boot device (the local disk). Pure.
 import { assert } from "../util/assert.ts";
 
 export interface AgentBoot {
@@ -28,12 +29,23 @@ export interface AgentBoot {
 const SAFE_WORD = /^[A-Za-z0-9:./_*?%+,=@-]*$/;
 const SAFE_RULE = /^[A-Za-z0-9:./_*?%+,=@ -]*$/;
 
-export function exitScript(reason: string): string {
+/** Which boot loader asked: the same decision is written in its language. */
+export type BootLoader = "ipxe" | "grub";
+
+/** What the console shows of a reason, never interpreted: no `'`, which would end GRUB's quoted word. */
+function shownReason(reason: string): string {
+  assert(!/[\r\n]/.test(reason), "one-line reason");
+  return reason.replace(/[^A-Za-z0-9 .,:()/_-]/g, "?");
+}
+
+export function exitScript(reason: string, loader: BootLoader = "ipxe"): string {
+  if (loader === "grub") return grubExitScript(shownReason(reason));
   assert(!/[\r\n]/.test(reason), "one-line reason");
   return `#!ipxe\necho discus: ${reason.replace(/[^A-Za-z0-9 .,:()'/_-]/g, "?")}\nexit\n`;
 }
 
-export function agentScript(b: AgentBoot): string {
+/** The agent's kernel command line words, in the order both loaders pass them. */
+function agentWords(b: AgentBoot): string[] {
   const words: string[] = [`discus.action=${b.action}`, `discus.server=${b.baseUrl}`, `discus.token=${b.token}`, `discus.mac=${b.mac}`];
   if (b.group !== null) words.push(`discus.group=${b.group}`);
   if (b.port !== null) words.push(`discus.port=${b.port}`);
@@ -42,17 +54,61 @@ export function agentScript(b: AgentBoot): string {
   if ((b.authHex ?? null) !== null) words.push(`discus.auth=${b.authHex}`);
   if ((b.imageName ?? null) !== null) words.push(`discus.http=${b.baseUrl}/images/${b.imageName}.dsc`);
   for (const w of words) assert(SAFE_WORD.test(w), `boot word ${w.split("=")[0]} is safe`);
-  if (b.diskRule !== null) {
-    assert(SAFE_RULE.test(b.diskRule) && !b.diskRule.includes('"'), "disk rule is safe to quote");
-    words.push(`"discus.disk=${b.diskRule}"`);
-  }
+  if (b.diskRule !== null) assert(SAFE_RULE.test(b.diskRule) && !b.diskRule.includes('"'), "disk rule is safe to quote");
+  return words;
+}
+
+/** The last console= is /dev/console, where /init and the agent write: the serial line, as in boot.ipxe. */
+const CONSOLE_WORDS = "console=tty0 console=ttyS0,115200";
+
+export function agentScript(b: AgentBoot, loader: BootLoader = "ipxe"): string {
+  if (loader === "grub") return grubAgentScript(b);
+  const words = agentWords(b);
+  if (b.diskRule !== null) words.push(`"discus.disk=${b.diskRule}"`);
   return [
     "#!ipxe",
     `echo discus: ${b.action} for ${b.mac}`,
-    // The last console= is /dev/console, where /init and the agent write: the serial line, as in boot.ipxe.
-    `kernel ${b.baseUrl}/boot/vmlinuz initrd=initramfs console=tty0 console=ttyS0,115200 ${words.join(" ")}`,
+    `kernel ${b.baseUrl}/boot/vmlinuz initrd=initramfs ${CONSOLE_WORDS} ${words.join(" ")}`,
     `initrd --name initramfs ${b.baseUrl}/boot/initramfs`,
     "boot",
+    "",
+  ].join("\n");
+}
+
+// ---- GRUB (the Secure Boot path) -------------------------------------------------------------
+
+/**
+ * Where GRUB finds the kernel and initramfs: on the TFTP server it was itself loaded from (its
+ * `root`), beside shim and GRUB (docs/NETBOOT.md). Debian's signed network GRUB speaks TFTP only.
+ */
+export const GRUB_KERNEL_PATH = "/discus/vmlinuz";
+export const GRUB_INITRAMFS_PATH = "/discus/initramfs";
+
+/**
+ * GRUB's `exit` leaves GRUB and shim, back to the firmware, which boots its next boot option: the
+ * local disk. The echo shows why on the console first.
+ */
+function grubExitScript(shown: string): string {
+  return `echo 'discus: ${shown}'\nexit\n`;
+}
+
+/**
+ * The agent through GRUB: shim's verifier checks the kernel's signature inside `linux`, so a
+ * kernel it refuses ends here, at `exit` (the local disk), as boot.ipxe's `goto failed` does.
+ * Every word is single-quoted: GRUB then neither expands `$` nor globs `*` and `?` (the disk
+ * rule's wildcards), and passes a rule with spaces on as one quoted kernel word.
+ */
+function grubAgentScript(b: AgentBoot): string {
+  const words = agentWords(b);
+  if (b.diskRule !== null) words.push(`discus.disk=${b.diskRule}`);
+  const quoted = [...CONSOLE_WORDS.split(" "), ...words].map((w) => `'${w}'`).join(" ");
+  return [
+    `echo 'discus: ${b.action} for ${b.mac}'`,
+    `if linux ${GRUB_KERNEL_PATH} ${quoted}; then`,
+    `  if initrd ${GRUB_INITRAMFS_PATH}; then boot; fi`,
+    "fi",
+    "echo 'discus: could not load the netboot kernel or initramfs (see above): booting the local disk'",
+    "exit",
     "",
   ].join("\n");
 }

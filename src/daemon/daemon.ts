@@ -10,7 +10,7 @@ import { Limiter } from "../util/limiter.ts";
 import { FleetCounters, type FailureSource, type FleetMetrics } from "./fleet-metrics.ts";
 import type { ServeEvent } from "../server/session.ts";
 import type { AgentPlan, AgentReport, DaemonApi, LiveSession, NodeInput, NodeStatus, StatusView } from "./api-types.ts";
-import { agentScript, exitScript } from "./boot-script.ts";
+import { agentScript, exitScript, type BootLoader } from "./boot-script.ts";
 import { mergeCatalog, scanImagesDir, summarizeImage } from "./catalog.ts";
 import type { ImageSummary } from "../image/summary.ts";
 import { parseNodesCsv } from "./csv.ts";
@@ -364,33 +364,33 @@ export class Daemon implements DaemonApi {
 
   // ---- boot decisions and agents --------------------------------------------------------------
 
-  async bootScript(macText: string, baseUrl: string): Promise<string> {
+  async bootScript(macText: string, baseUrl: string, loader: BootLoader = "ipxe"): Promise<string> {
     const mac = normalizeMac(macText);
-    if (mac === null) return exitScript("no MAC in the request: booting the local disk");
+    if (mac === null) return exitScript("no MAC in the request: booting the local disk", loader);
     const node = await this.store.getNode(mac);
-    if (node === null) return this.firstBoot(mac, baseUrl);
+    if (node === null) return this.firstBoot(mac, baseUrl, loader);
     const seen = { ...node, lastSeenMs: this.now() };
     await this.store.putNode(seen);
     const job = await this.store.activeJob(mac);
-    if (job === null) return exitScript("no reload asked: booting the local disk");
-    if (job.state === "written") return this.bootedAfterWrite(job, seen);
-    if (job.kind === "inventory") return this.inventoryBoot(job, seen, baseUrl);
-    return this.agentBoot(job, seen, baseUrl);
+    if (job === null) return exitScript("no reload asked: booting the local disk", loader);
+    if (job.state === "written") return this.bootedAfterWrite(job, seen, loader);
+    if (job.kind === "inventory") return this.inventoryBoot(job, seen, baseUrl, loader);
+    return this.agentBoot(job, seen, baseUrl, loader);
   }
 
   /** An unknown node: recorded as new and inventoried (MAAS: commissioning); never written. */
-  private async firstBoot(mac: string, baseUrl: string): Promise<string> {
+  private async firstBoot(mac: string, baseUrl: string, loader: BootLoader): Promise<string> {
     const name = `new-${mac.replace(/:/g, "")}`;
     if ((await this.store.countNodes("new")) >= MAX_NEW_NODES || (await this.store.countNodes(null)) >= MAX_NODES) {
       this.o.log?.(`boot: ${mac} PXE-booted unknown, not recorded: ${MAX_NEW_NODES} new nodes wait already (add or remove them)`);
-      return exitScript("unknown node, not recorded (too many new nodes): booting the local disk");
+      return exitScript("unknown node, not recorded (too many new nodes): booting the local disk", loader);
     }
     const node: NodeRecord = { mac, name, tags: [], diskRule: null, image: null, power: { driver: "none" }, state: "new", lastSeenMs: this.now(), hardware: null };
     await this.store.putNode(node);
     await this.event("daemon", "node.new", name, `${mac} PXE-booted unknown; recorded, to be inventoried, not written`);
     const job = await this.newJob(mac, "inventory", null);
     await this.event("daemon", "job.create", name, `job ${job.id}: inventory`);
-    return this.inventoryBoot(job, node, baseUrl);
+    return this.inventoryBoot(job, node, baseUrl, loader);
   }
 
   /** Counts the boot and makes its token; null when the job has booted too often (it is failed). */
@@ -405,33 +405,33 @@ export class Daemon implements DaemonApi {
     return token;
   }
 
-  private async inventoryBoot(job: JobRecord, node: NodeRecord, baseUrl: string): Promise<string> {
+  private async inventoryBoot(job: JobRecord, node: NodeRecord, baseUrl: string, loader: BootLoader): Promise<string> {
     const token = await this.countBoot(job, node, baseUrl, "the hardware");
-    if (token === null) return exitScript("the inventory failed (see discus job show): booting the local disk");
+    if (token === null) return exitScript("the inventory failed (see discus job show): booting the local disk", loader);
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for inventory`);
-    return agentScript({ baseUrl, action: "inventory", group: null, port: null, imageId: null, diskRule: null, keyHex: null, token, mac: node.mac });
+    return agentScript({ baseUrl, action: "inventory", group: null, port: null, imageId: null, diskRule: null, keyHex: null, token, mac: node.mac }, loader);
   }
 
   /** The agent wrote the disk and rebooted: this boot is the new OS's, from the local disk. */
-  private async bootedAfterWrite(job: JobRecord, node: NodeRecord): Promise<string> {
+  private async bootedAfterWrite(job: JobRecord, node: NodeRecord, loader: BootLoader): Promise<string> {
     await this.store.updateJob(job.id, { state: "booted", percent: 100, updatedMs: this.now() });
     await this.store.putNode({ ...node, state: "booted" });
     await this.event("daemon", "job.booted", node.name, `job ${job.id}`);
-    return exitScript("reloaded: booting the new system from the local disk");
+    return exitScript("reloaded: booting the new system from the local disk", loader);
   }
 
-  private async agentBoot(job: JobRecord, node: NodeRecord, baseUrl: string): Promise<string> {
+  private async agentBoot(job: JobRecord, node: NodeRecord, baseUrl: string, loader: BootLoader): Promise<string> {
     const image = job.image === null ? undefined : this.images.get(job.image);
     if (image === undefined) {
       await this.failJob(job, node, `image ${job.image} left the catalog`, "daemon", "image-gone");
-      return exitScript("the job's image is gone: booting the local disk");
+      return exitScript("the job's image is gone: booting the local disk", loader);
     }
     const token = await this.countBoot(job, node, baseUrl, "the disk written");
-    if (token === null) return exitScript("the reload failed (see discus job show): booting the local disk");
+    if (token === null) return exitScript("the reload failed (see discus job show): booting the local disk", loader);
     await this.sessions.ensure(image);
     await this.store.putNode({ ...node, state: "booting" });
     await this.event("daemon", "job.boot", node.name, `job ${job.id}: agent for ${image.name} on ${image.group}`);
-    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac, authHex: this.sessions.authKeyHex(image), imageName: image.name });
+    return agentScript({ baseUrl, action: "load", group: image.group, port: image.port, imageId: image.imageId, diskRule: node.diskRule, keyHex: this.o.keyHex, token, mac: node.mac, authHex: this.sessions.authKeyHex(image), imageName: image.name }, loader);
   }
 
   /** The job the token belongs to, if it is the node's unfinished job and the token matches. */

@@ -115,6 +115,8 @@ function imageAndJobRoutes(api: DaemonApi): Route[] {
 function bootAndAgentRoutes(api: DaemonApi): Route[] {
   return [
     { method: "GET", path: "/boot.ipxe", auth: "none", handle: async (c) => plainText(await api.bootScript(macParam(c.url), c.baseUrl)) },
+    // The same decision for the Secure Boot path: GRUB sources this from its static grub.cfg (docs/NETBOOT.md).
+    { method: "GET", path: "/boot.grub", auth: "none", handle: async (c) => plainText(await api.bootScript(macParam(c.url), c.baseUrl, "grub")) },
     {
       method: "GET",
       path: "/api/agent/plan",

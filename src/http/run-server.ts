@@ -10,6 +10,8 @@ import { buildDashboard } from "../web/assets.ts";
 import { openStore } from "../daemon/store.ts";
 import { startHttp, type HttpServer } from "./api.ts";
 import { claimSocketPath } from "./unix-socket.ts";
+import { grubTftpAnswer } from "./boot-files.ts";
+import { startTftp, type TftpServer } from "./tftp-boot.ts";
 
 export interface ServerOptions {
   stateDir: string;
@@ -31,6 +33,8 @@ export interface ServerOptions {
   socketPath: string | null;
   /** Where boot files (vmlinuz, initramfs) are served from: GET /boot/NAME. */
   bootDir: string | null;
+  /** Where GRUB's per-MAC answer is served over TFTP (the Secure Boot path); null: not served. */
+  tftp?: { address: string; port: number } | null;
   log: Log;
   /** Serve the web dashboard at / (default true). */
   dashboard?: boolean;
@@ -61,21 +65,27 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     log: o.log,
   });
   let http: HttpServer | null = null;
+  let tftp: TftpServer | null = null;
   try {
     await daemon.start();
     http = startHttp(daemon, { listen: o.listen, adminToken: token, viewerToken: viewer, dashboard, log: o.log, bootDir: o.bootDir, socketPath: o.socketPath });
+    // The agent GRUB starts reaches the daemon over HTTP at the address GRUB asked over TFTP.
+    if (o.tftp) tftp = await startTftp(o.tftp.address, o.tftp.port, grubTftpAnswer(daemon, `http://${o.tftp.address}:${new URL(http.url).port}`), o.log);
   } catch (e) {
+    await http?.stop();
     await daemon.stop();
     await store.close();
     throw e;
   }
   writeServerInfo(o.stateDir, http.url);
-  o.log(`discus server: listening on ${http.url}${o.socketPath ? ` and ${o.socketPath}` : ""}, state in ${o.stateDir} (${store.kind}), images from ${o.imagesDir}`);
+  o.log(`discus server: listening on ${http.url}${o.socketPath ? ` and ${o.socketPath}` : ""}${o.tftp ? `, GRUB's answers on tftp ${o.tftp.address}:${tftp!.port}` : ""}, state in ${o.stateDir} (${store.kind}), images from ${o.imagesDir}`);
   const server = http;
+  const grubTftp = tftp;
   return {
     url: server.url,
     daemon,
     async stop() {
+      await grubTftp?.stop();
       await server.stop();
       await daemon.stop();
       await store.close();

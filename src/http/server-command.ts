@@ -23,6 +23,13 @@ function splitHostPort(text: string): [string, string] {
   return [text.slice(0, at), text.slice(at + 1)];
 }
 
+/** --tftp ADDRESS:PORT: an address of this machine (GRUB's agent reaches the daemon's HTTP there too). */
+function tftpOption(text: string): { address: string; port: number } {
+  const at = text.lastIndexOf(":");
+  if (at <= 0) usage(`--tftp ${text}`, "is not ADDRESS:PORT", "Give e.g. 192.0.2.1:6969 (dnsmasq's TFTP holds port 69)");
+  return { address: localAddressOption("--tftp address", text.slice(0, at)), port: intOption("--tftp port", text.slice(at + 1), 1, 65535, "Give ADDRESS:PORT, e.g. 192.0.2.1:6969") };
+}
+
 async function runServer(a: Args): Promise<void> {
   const [hostname, portText] = splitHostPort(a.listen as string);
   const keyPath = a.key as string | undefined;
@@ -40,6 +47,7 @@ async function runServer(a: Args): Promise<void> {
     sessionIdleMs: durationOption("--session-idle", a["session-idle"], 1000, MAX_IDLE_EXIT_MS, "Give a time such as 60s"),
     keyHex: keyPath === undefined ? null : hex(rawPublicKey(loadPublicKey(readSmallFile("key", keyPath, "Pass the .pub file written by `discus keygen`"), keyPath))),
     bootDir: (a["boot-dir"] as string | undefined) ?? null,
+    tftp: a.tftp === undefined ? null : tftpOption(a.tftp as string),
     socketPath: a.socket === "" ? null : ((a.socket as string | undefined) ?? join(a.state as string, SOCKET_FILE)),
     log: makeLog(a["log-format"] as LogFormat, (line) => process.stderr.write(`${line}\n`)),
   });
@@ -69,7 +77,8 @@ export function serverCommand(y: Argv): Argv {
         .option("session-idle", { type: "string", default: "60s", describe: "Stop a session this long after its last request, when no job needs it" })
         .option("key", { type: "string", describe: "Ed25519 public key (PEM) agents must check images against" })
         .option("log-format", { choices: LOG_FORMATS, default: "text", describe: "Log lines on stderr: words, or one JSON object per line (time, level, msg, and fields)" })
-        .option("boot-dir", { type: "string", describe: "Directory with vmlinuz and initramfs, served at /boot/NAME" }),
+        .option("boot-dir", { type: "string", describe: "Directory with vmlinuz and initramfs, served at /boot/NAME" })
+        .option("tftp", { type: "string", describe: "ADDRESS:PORT where Secure Boot GRUB asks boot.grub?mac= over TFTP (docs/NETBOOT.md), e.g. 192.0.2.1:6969" }),
     (a) => runServer(a),
   );
 }

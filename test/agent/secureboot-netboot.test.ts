@@ -1,0 +1,173 @@
+// The signed UEFI network-boot chain (issue 14), on OVMF with Microsoft's keys and Secure Boot
+// enforced: the firmware's own PXE loads shim from dnsmasq's TFTP, shim loads Debian's signed
+// GRUB (as grubx64.efi), GRUB reads the documented static grub.cfg, which sources the daemon's
+// per-MAC answer over TFTP (`discus server --tftp`; that GRUB has no http), and loads the signed
+// kernel and the initramfs from dnsmasq's TFTP. A reloaded guest's agent writes its disk; its next
+// boot is GRUB's `exit`. A GRUB with one flipped code byte is refused by shim; the disk untouched.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { $ } from "bun";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { makeBootDisk, type BootDisk } from "../fixtures/bootdisk.ts";
+import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
+import { GRUB_TFTP_PORT, startPxeServer, type PxeServer, type SecureBootFiles } from "../../scripts/lib/pxe.ts";
+import { startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
+import { bootQemu, type BootResult } from "./qemu.ts";
+import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, secureBootFirmware, VMLINUZ, virtioDisk } from "./netboot-env.ts";
+import type { JobRecord, NodeRecord } from "../../src/daemon/model.ts";
+
+const DISK_BYTES = 128 << 20;
+const SIGNED_GRUB = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed";
+/** A byte inside GRUB's .text section (it starts at file offset 0x1000): code, covered by the signature. */
+const TAMPER_OFFSET = 0x1000 + 0x200;
+const FILE_TIMEOUT_MS = 4 * GUEST_TIMEOUT_MS;
+const mac = (n: number) => `52:54:00:5b:00:${n.toString(16).padStart(2, "0")}`;
+/** The kernel's own word that the firmware enforced Secure Boot. */
+const SECURE_BOOT_LINE = /secureboot: Secure boot enabled/;
+/** What shim prints when the second stage's signature does not verify. */
+const SHIM_REFUSED = /Verification failed|Security Violation|Failed to load image/;
+
+let dir = "";
+let lab: Lab;
+let pxe: PxeServer | undefined;
+let daemon: LabDaemon | undefined;
+let state = "";
+let newOs: BootDisk;
+let oldDisk = "";
+let taps = 0;
+
+interface Guest {
+  name: string;
+  mac: string;
+  disk: string;
+  serial: string;
+  /** Its own firmware variable store, as a machine has. */
+  firmware: string[];
+}
+
+function guest(name: string, n: number): Guest {
+  const disk = join(dir, `${name}.img`);
+  copyFileSync(oldDisk, disk);
+  const nvram = join(dir, `${name}-nvram`);
+  mkdirSync(nvram);
+  return { name, mac: mac(n), disk, serial: `DISK-${name.toUpperCase()}`, firmware: secureBootFirmware(nvram) };
+}
+
+/** Powers a guest on: network first, then its disk. `romfile=`: the firmware's own PXE, not iPXE's unsigned ROM. */
+async function netBoot(g: Guest, until: RegExp, exitGraceMs = 1000): Promise<BootResult> {
+  const tap = await lab.addTap(++taps);
+  return bootQemu({
+    prefix: ["ip", "netns", "exec", lab.switchNs],
+    args: [
+      ...guestArgs(),
+      ...g.firmware,
+      "-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+      "-device", `virtio-net-pci,netdev=n0,mac=${g.mac},bootindex=1,romfile=`,
+      ...virtioDisk(g.disk, g.serial, 2),
+    ],
+    timeoutMs: GUEST_TIMEOUT_MS,
+    consolePath: join(dir, `${g.name}-${taps}.console`),
+    marks: { agent: /discus agent \[.*\]: discus \S+ agent started/, written: /disk written/ },
+    until,
+    exitGraceMs,
+  });
+}
+
+async function fleet(args: string[]): Promise<string> {
+  const r = await lab.exec(lab.server, ["bun", cli, ...args, "--state", state]);
+  if (r.exitCode !== 0) throw new Error(`discus ${args.join(" ")} exited ${r.exitCode}: ${r.stderr}\ndaemon log:\n${daemon?.log().slice(-3000)}`);
+  return r.stdout;
+}
+
+async function nodeStatus(name: string): Promise<{ node: NodeRecord; job: JobRecord | null }> {
+  return JSON.parse(await fleet(["node", "show", name, "--json"])) as { node: NodeRecord; job: JobRecord | null };
+}
+
+async function startPxe(sb: SecureBootFiles): Promise<void> {
+  await pxe?.stop();
+  pxe = await startPxeServer(lab, { dir: join(dir, "pxe"), siteArgs: "", reload: new Map(), chainTo: daemon!.url, secureBoot: sb });
+}
+
+/** The console's last lines and the servers' logs, for a failing expectation. */
+function why(r: BootResult): string {
+  return `${r.console.slice(-4000)}\n--- dnsmasq:\n${pxe?.log().slice(-2000)}\n--- daemon:\n${daemon?.log().slice(-2000)}`;
+}
+
+beforeAll(async () => {
+  await ensureNetbootBuild();
+  await destroyStaleLabs();
+  dir = await tmpDir();
+  const source = join(dir, "new-os.img");
+  newOs = await makeBootDisk({ path: source, sizeBytes: DISK_BYTES, marker: "new-sb", kernelPath: VMLINUZ });
+  oldDisk = join(dir, "old-os.img");
+  await makeBootDisk({ path: oldDisk, sizeBytes: DISK_BYTES, marker: "old-sb", kernelPath: VMLINUZ });
+  const images = join(dir, "images");
+  mkdirSync(images);
+  await discusOk(["keygen", join(dir, "site")]);
+  await discusOk(["create", "--quiet", "--sign", join(dir, "site.key"), source, join(images, "new-os.dsc")]);
+  const bootDir = join(dir, "boot");
+  mkdirSync(bootDir);
+  copyFileSync(VMLINUZ, join(bootDir, "vmlinuz"));
+  copyFileSync(INITRAMFS, join(bootDir, "initramfs"));
+  lab = await createLab({ clients: 0, linkMbit: 100 });
+  state = join(dir, "state");
+  daemon = await startLabDaemon(lab, { state, images, args: ["--boot-dir", bootDir, "--key", join(dir, "site.pub"), "--tftp", `${lab.server.address}:${GRUB_TFTP_PORT}`] });
+}, FIXTURE_TIMEOUT_MS);
+
+afterAll(async () => {
+  await daemon?.stop();
+  await pxe?.stop();
+  await lab?.destroy();
+  if (dir) await $`rm -rf ${dir}`.quiet().nothrow();
+}, FIXTURE_TIMEOUT_MS);
+
+describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel -> agent", () => {
+  test("a reloaded guest loads its disk with Secure Boot on; its next boot is GRUB's exit", async () => {
+    await startPxe({});
+    const a = guest("a", 1);
+    await fleet(["node", "add", "a", "--mac", a.mac, "--disk", `serial:${a.serial}`]);
+    await fleet(["reload", "a", "--image", "new-os"]);
+
+    // -no-reboot: QEMU ends when the agent reboots after writing.
+    const a1 = await netBoot(a, /discus init \[.*\]: (rebooting|halted)/, 10_000);
+    const lines = agentLines(a1.console);
+    expect(a1.timedOut, why(a1)).toBe(false);
+    expect(a1.console, why(a1)).toMatch(SECURE_BOOT_LINE);
+    expect(a1.console).toContain(`discus: load for ${a.mac}`);
+    expect(lines).toContain("target /dev/vda");
+    expect(lines).toContain("signature verified");
+    expect(lines).toContain("reported written to the control server");
+    const check = await checkBootDisk(a.disk, Object.keys(newOs.files));
+    expect(check.fsckCode, check.fsckOutput).toBe(0);
+    expect(check.files).toEqual(newOs.files);
+    expect((await nodeStatus("a")).job?.state).toBe("written");
+    console.log(`secure boot guest a: power-on to agent ${a1.marks.agent} s, to disk written ${a1.marks.written} s, to reboot ${a1.seconds} s`);
+
+    // Next power-on: the daemon answers GRUB with exit (the local disk); the job is booted.
+    const a2 = await netBoot(a, /discus: reloaded: booting the new system/);
+    expect(a2.matched, why(a2)).toBe(true);
+    expect(a2.console).not.toContain("discus agent");
+    const s = await nodeStatus("a");
+    expect(`${s.node.state}/${s.job?.state}`).toBe("booted/booted");
+  }, FILE_TIMEOUT_MS);
+
+  test("a GRUB with one flipped code byte is refused by shim; no agent, the disk untouched", async () => {
+    const tampered = join(dir, "grubx64-tampered.efi");
+    const bytes = readFileSync(SIGNED_GRUB);
+    bytes[TAMPER_OFFSET] = bytes[TAMPER_OFFSET]! ^ 0xff;
+    writeFileSync(tampered, bytes);
+    await startPxe({ grubEfi: tampered });
+    const t = guest("t", 2);
+    const before = await sha256File(t.disk);
+    await fleet(["node", "add", "t", "--mac", t.mac, "--disk", `serial:${t.serial}`]);
+    await fleet(["reload", "t", "--image", "new-os"]);
+
+    const r = await netBoot(t, SHIM_REFUSED);
+    expect(r.matched, why(r)).toBe(true);
+    expect(r.console).not.toContain("Welcome to GRUB");
+    expect(r.console).not.toContain("discus agent");
+    expect(await sha256File(t.disk)).toBe(before);
+    expect((await nodeStatus("t")).job?.state).toBe("queued");
+  }, FILE_TIMEOUT_MS);
+});
