@@ -132,9 +132,17 @@ async function transfer(host: string, req: ReadRequest, peer: RemoteInfo, answer
   transfers.add(sock);
   try {
     await new Promise<void>((resolve) => sock.bind(0, host, () => resolve()));
-    const file = await answer(req.file);
-    if (!(file instanceof Uint8Array)) return void sock.send(errorPacket(ERR_NOT_FOUND, file.notFound), peer.port, peer.address);
-    if (file.length > MAX_TFTP_FILE_BYTES) return void sock.send(errorPacket(0, "answer too large"), peer.port, peer.address);
+    // Sent before the socket closes (a send still queued when it closes is lost).
+    const refuse = (code: number, why: string) => new Promise<void>((resolve) => sock.send(errorPacket(code, why), peer.port, peer.address, () => resolve()));
+    let file: Uint8Array | { notFound: string };
+    try {
+      file = await answer(req.file);
+    } catch (e) {
+      await refuse(0, "the daemon could not decide; see its log");
+      throw e;
+    }
+    if (!(file instanceof Uint8Array)) return await refuse(ERR_NOT_FOUND, file.notFound);
+    if (file.length > MAX_TFTP_FILE_BYTES) return await refuse(0, "answer too large");
     const { blockBytes, oack } = negotiate(req.options, file.length);
     const lastBlock = Math.floor(file.length / blockBytes) + 1;
     let block = oack.length > 0 ? 0 : 1;
