@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import type { Lab } from "./netlab.ts";
 import { DOC_MAC, documentedBlock, forLab, testLines, type LabPlaces } from "./dhcp-docs.ts";
 import { drain } from "./drain.ts";
+import { GRUB_INITRAMFS_PATH, GRUB_KERNEL_PATH } from "../../src/daemon/boot-script.ts";
 
 export const PXE_HTTP_PORT = 8080;
 /** Where docs/NETBOOT.md's grub.cfg asks `discus server --tftp` for a node's GRUB answer. */
@@ -76,7 +77,10 @@ export function dnsmasqConfig(lab: Lab, o: PxeOptions): string {
 async function installSecureBoot(lab: Lab, o: PxeOptions, sb: SecureBootFiles): Promise<void> {
   const p = places(lab, o);
   const install = forLab(documentedBlock("install-shim"), p).split("\n").filter((l) => !l.startsWith("apt-get "));
-  await $`sh -euc ${install.join("\n")}`.cwd(ROOT).quiet();
+  await $`sh -euc ${install.join("\n")}`.quiet();
+  // The kernel and initramfs where the daemon's GRUB answer loads them (GRUB_KERNEL_PATH...).
+  copyFileSync(join(ROOT, "dist/vmlinuz"), join(p.tftpRoot, GRUB_KERNEL_PATH));
+  copyFileSync(join(ROOT, "dist/initramfs.img"), join(p.tftpRoot, GRUB_INITRAMFS_PATH));
   const cfg = forLab(documentedBlock("grub-cfg"), p);
   if (!cfg.includes(`(tftp,${lab.server.address}:${GRUB_TFTP_PORT})/boot.grub?mac=`)) throw new Error(`pxe: the documented grub.cfg does not name ${lab.server.address}:${GRUB_TFTP_PORT}; run the daemon with --tftp there`);
   writeFileSync(join(p.tftpRoot, "grub", "grub.cfg"), cfg);

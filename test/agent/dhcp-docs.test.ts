@@ -153,6 +153,29 @@ describe("dnsmasq chaining to discus server", () => {
   }, TEST_TIMEOUT_MS);
 });
 
+describe("dnsmasq for Secure Boot: UEFI PXE to shim, BIOS and iPXE as before", () => {
+  test("client-arch 7 and 9 get shimx64.efi, which is Microsoft-signed shim; GRUB and grub.cfg beside it", async () => {
+    const install = forLab(documentedBlock("install-shim"), places).split("\n").filter((l) => !l.startsWith("apt-get "));
+    for (const p of ["shim-signed", "grub-efi-amd64-signed"]) expect(await $`dpkg-query -W -f=\${Status} ${p}`.text()).toBe("install ok installed");
+    await $`sh -euc ${install.join("\n")}`;
+    const grubCfg = forLab(documentedBlock("grub-cfg"), places);
+    expect(grubCfg).toContain(`source "(tftp,${lab.server.address}:6969)/boot.grub?mac=\${net_default_mac}"`);
+    writeFileSync(join(places.tftpRoot, "grub", "grub.cfg"), grubCfg);
+    const dns = await startDnsmasq(forLab(documentedBlock("dnsmasq-secureboot"), places));
+    try {
+      const [a] = lab.clients as [Host];
+      for (const arch of ["0007", "0009"]) expect((await probe(a, ["-x", `0x5d:${arch}`])).get("boot_file"), dns.log()).toBe("shimx64.efi");
+      expect((await probe(a)).get("boot_file")).toBe("undionly.kpxe");
+      expect((await probe(a, IPXE_USER_CLASS)).get("boot_file")).toBe("chain.ipxe");
+      expect(Buffer.compare(await tftpGet(a, "shimx64.efi"), readFileSync("/usr/lib/shim/shimx64.efi.signed"))).toBe(0);
+      expect(Buffer.compare(await tftpGet(a, "grubx64.efi"), readFileSync("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"))).toBe(0);
+      expect((await $`sbverify --list ${join(places.tftpRoot, "shimx64.efi")}`.text())).toContain("Microsoft Windows UEFI Driver Publisher");
+    } finally {
+      await dns.stop();
+    }
+  }, TEST_TIMEOUT_MS);
+});
+
 describe("ISC dhcpd", () => {
   test("without the daemon: the host block sends 224 to iPXE, which never asks for it", async () => {
     const d = await startDhcpd(forLab(documentedBlock("dhcpd-main"), places));
