@@ -13,7 +13,7 @@ import { formatBytes } from "../util/units.ts";
 import { VERSION } from "../version.ts";
 import { chooseDisk, describeDisk, listDisks, type DiskInfo } from "./disks.ts";
 import { IMAGES_LABEL, isDiscusMedium, readLabel } from "./labels.ts";
-import { stageInstalledLinux } from "./localboot.ts";
+import { kexecRefusal, lockdownMode, rebootPlan, stageInstalledLinux, type LocalBoot } from "./localboot.ts";
 import { DaemonReporter } from "./daemon-client.ts";
 import { describeHardware, readHardware } from "./inventory.ts";
 import { reportFailure } from "./report.ts";
@@ -228,7 +228,7 @@ async function takeInventory(paths: AgentPaths, daemon: DaemonReporter | null): 
   return "poweroff";
 }
 
-/** Touches no disk: stages the installed Linux for kexec, or fails saying why it cannot. */
+/** Touches no disk: stages the installed Linux for kexec, or reboots into it, or fails saying why. */
 async function bootInstalled(paths: AgentPaths, run: typeof spawnRun): Promise<NextStep> {
   say("no reload asked: no disk will be written");
   const disks = await settledDisks(paths.sysBlock);
@@ -236,8 +236,37 @@ async function bootInstalled(paths: AgentPaths, run: typeof spawnRun): Promise<N
   if (staged === null) {
     throw new DiscusError("input", "installed OS", "no fixed disk holds a Linux boot entry (extlinux or GRUB on ext4) to boot", "To boot another OS, let the PXE stage fall through to the local disk (docs/NETBOOT.md); no disk was written");
   }
+  if (!staged.staged) return await rebootIntoDisk(staged, disks, paths, run);
   say(`booting the installed OS from ${staged.partition} (${staged.config}): ${staged.append}`);
   return "kexec";
+}
+
+/** Bounded wait for the user to pull the stick; the disk boots at the next power-on either way. */
+const STICK_REMOVAL_MAX_WAIT_MS = 10 * 60_000;
+
+/** kexec was refused: one console line with the cause, then a reboot that reaches the disk. */
+async function rebootIntoDisk(boot: LocalBoot, disks: DiskInfo[], paths: AgentPaths, run: typeof spawnRun): Promise<NextStep> {
+  const cause = `kexec refused: ${kexecRefusal(lockdownMode(run), boot.why)}`;
+  const plan = rebootPlan(boot, disks, run);
+  const target = `the installed OS on ${boot.partition} (${boot.config})`;
+  if (plan.kind === "pxe") {
+    say(`${cause}; rebooting into ${target} through PXE instead (with no reload ordered, the boot server sends the node to its disk)`);
+    return "reboot";
+  }
+  if (plan.kind === "boot-next") {
+    say(`${cause}; rebooting into ${target} through the firmware instead (UEFI BootNext = ${plan.entry}, once; the boot order is unchanged)`);
+    return "reboot";
+  }
+  say(`${cause}; to boot ${target}, remove the discus stick (${plan.why}): rebooting as soon as it is out`);
+  const startMs = performance.now();
+  while (listDisks(paths.sysBlock, isDiscusMedium).some((d) => d.bootMedium)) {
+    if (performance.now() - startMs > STICK_REMOVAL_MAX_WAIT_MS) {
+      say(`the stick is still in after ${STICK_REMOVAL_MAX_WAIT_MS / 60_000} min: powering off (remove it, then power on)`);
+      return "poweroff";
+    }
+    await sleepMs(POLL_MS);
+  }
+  return "reboot";
 }
 
 /** Runs the agent; writes the next step for /init and returns it, with whether all went well. */

@@ -2,9 +2,13 @@
 // Linux's boot entry on a read-only mount (ext4 mounted `noload`, so not even the journal is
 // replayed), copies its kernel and initrd to memory and loads them with kexec; /init then jumps
 // into them. Other operating systems are booted by the PXE stage instead (docs/NETBOOT.md).
+// Under Secure Boot the kernel is locked down: kexec_load is refused and kexec_file_load takes only
+// kernels signed by a key it trusts. When both refuse, the OS is booted by a reboot instead
+// (rebootPlan: through the firmware's BootNext from the stick, through PXE when netbooted).
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { DiskInfo } from "./disks.ts";
+import { chooseBootEntry, describeEntry, diskIdentity, EFIVARS_DIR, readBootEntries, setBootNext } from "./efiboot.ts";
 
 export interface BootEntry {
   kernel: string;
@@ -86,20 +90,58 @@ export function findBootEntry(mountPoint: string): { config: string; entry: Boot
 }
 
 export interface LocalBoot {
+  disk: DiskInfo;
   partition: string;
   config: string;
   append: string;
+  /** Staged for `kexec -e`; false when the kernel refused every kexec (why says so, kexec's words). */
+  staged: boolean;
+  why: string;
+}
+
+const SECURITYFS_DIR = "/sys/kernel/security";
+const LOCKDOWN_FILE = `${SECURITYFS_DIR}/lockdown`;
+
+/** The kernel's lockdown mode from "none [integrity] confidentiality"; null if it has none. Pure. */
+export function parseLockdown(text: string): string | null {
+  return /\[(\w+)\]/.exec(text)?.[1] ?? null;
+}
+
+/** Mounts a kernel filesystem at `dir` unless it is mounted there already (securityfs, efivarfs). */
+function ensureMounted(run: Run, type: string, dir: string): void {
+  const mounted = readFileSync("/proc/self/mounts", "utf8").split("\n").some((l) => l.split(" ")[1] === dir);
+  if (!mounted) run(["mount", "-t", type, type, dir]);
+}
+
+/** The lockdown mode ("integrity" under Secure Boot), "none", or null when the kernel cannot say. */
+export function lockdownMode(run: Run): string | null {
+  ensureMounted(run, "securityfs", SECURITYFS_DIR);
+  return existsSync(LOCKDOWN_FILE) ? parseLockdown(readFileSync(LOCKDOWN_FILE, "utf8")) : null;
+}
+
+/** kexec-tools prints its segments before its error: the last line is the reason. Pure. */
+const lastLine = (output: string) => output.trim().split("\n").at(-1) ?? "";
+
+/** Why kexec refused, in one phrase for the console. Pure. */
+export function kexecRefusal(lockdown: string | null, kexecOutput: string): string {
+  const said = lastLine(kexecOutput);
+  if (lockdown !== null && lockdown !== "none") {
+    return `the kernel is locked down (${lockdown}, as under Secure Boot): it kexecs only kernels signed by a key it trusts, and this one is not (kexec: ${said})`;
+  }
+  return `kexec: ${said}`;
 }
 
 type Run = (argv: string[]) => { ok: boolean; output: string };
 
 /**
  * Mounts each partition of each fixed disk read-only until one holds a boot entry, then stages
- * it for kexec. Returns what was staged, or null with nothing staged and nothing written.
+ * it for kexec. Returns what was staged; else the first entry kexec refused (staged false); else
+ * null. Nothing is written either way.
  */
 export function stageInstalledLinux(disks: readonly DiskInfo[], run: Run, scratchDir: string, say: (line: string) => void): LocalBoot | null {
   const mountPoint = join(scratchDir, "probe");
   mkdirSync(mountPoint, { recursive: true });
+  let refused: LocalBoot | null = null;
   for (const d of disks.filter((x) => !x.removable && !x.bootMedium)) {
     for (const part of d.partitions.length > 0 ? d.partitions : [d.path]) {
       // noload: do not replay the journal, so a read-only mount writes nothing at all.
@@ -116,16 +158,45 @@ export function stageInstalledLinux(disks: readonly DiskInfo[], run: Run, scratc
         const initrd = join(scratchDir, "initrd");
         copyFileSync(entry.kernel, kernel);
         if (entry.initrd !== null) copyFileSync(entry.initrd, initrd);
-        const load = run(["kexec", "-l", kernel, ...(entry.initrd !== null ? [`--initrd=${initrd}`] : []), `--command-line=${entry.append}`]);
-        if (!load.ok) {
-          say(`${part}: kexec could not load ${entry.kernel.slice(mountPoint.length)}: ${load.output.trim()}`);
-          continue;
-        }
-        return { partition: part, config: found.config, append: entry.append };
+        const args = [kernel, ...(entry.initrd !== null ? [`--initrd=${initrd}`] : []), `--command-line=${entry.append}`];
+        // kexec_load first (any kernel); then kexec_file_load (-s), which lockdown allows for signed kernels.
+        const load = run(["kexec", "-l", ...args]);
+        const fileLoad = load.ok ? load : run(["kexec", "-s", "-l", ...args]);
+        const booted = { disk: d, partition: part, config: found.config, append: entry.append };
+        if (fileLoad.ok) return { ...booted, staged: true, why: "" };
+        say(`${part}: kexec could not load ${entry.kernel.slice(mountPoint.length)}: ${lastLine(load.output)}; with kexec_file_load: ${lastLine(fileLoad.output)}`);
+        refused ??= { ...booted, staged: false, why: fileLoad.output };
       } finally {
         run(["umount", mountPoint]);
       }
     }
   }
-  return null;
+  return refused;
+}
+
+/** How the installed OS gets booted when kexec is refused. */
+export type RebootPlan =
+  | { kind: "pxe" }
+  | { kind: "boot-next"; entry: string }
+  | { kind: "remove-stick"; why: string };
+
+/**
+ * A reboot would start what booted the agent. Netbooted (no discus stick in the machine), the PXE
+ * stage boots the disk when no reload is ordered. From a stick, BootNext points the firmware at
+ * the disk's own entry for one boot; without one (BIOS, or no entry names the disk) the user must
+ * pull the stick. Sets BootNext as a side effect.
+ */
+export function rebootPlan(boot: LocalBoot, disks: readonly DiskInfo[], run: Run): RebootPlan {
+  if (!disks.some((d) => d.bootMedium)) return { kind: "pxe" };
+  if (!existsSync("/sys/firmware/efi")) return { kind: "remove-stick", why: "BIOS firmware has no one-time boot entry to set" };
+  ensureMounted(run, "efivarfs", EFIVARS_DIR);
+  const { options, order } = readBootEntries();
+  const entry = chooseBootEntry(options, order, diskIdentity(boot.disk.name, disks.map((d) => d.name)));
+  if (entry === null) return { kind: "remove-stick", why: `no UEFI boot entry of the ${options.length} names ${boot.disk.path}` };
+  try {
+    setBootNext(entry.number);
+  } catch (e) {
+    return { kind: "remove-stick", why: `setting UEFI BootNext failed: ${(e as Error).message}` };
+  }
+  return { kind: "boot-next", entry: describeEntry(entry) };
 }
