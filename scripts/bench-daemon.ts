@@ -17,6 +17,7 @@ import { destroyStaleLabs, withLab, type Host, type Lab } from "./lib/netlab.ts"
 import { percentile, type AgentsResult, type Endpoint } from "./lib/bench-agents.ts";
 import { benchArgs, benchNodeRows, cpuSeconds, ensureImage as ensureImageIn, fleetCli, macOf, NODES_CSV_HEADER, runAgents as runAgentsIn } from "./lib/bench-fleet.ts";
 import { rateFigures, type RateFigures } from "./lib/rate-windows.ts";
+import { startSampler } from "./lib/sampler.ts";
 import { cli } from "../test/helpers.ts";
 import { startPostgres, type Postgres } from "../test/daemon/postgres.ts";
 import { groupOf, serveChildren } from "../test/daemon/serve-children.ts";
@@ -29,7 +30,6 @@ const MAX_NODES = 10_000;
 const WORK = "/tmp/discus-bench-daemon";
 const TARGET = "/dev/shm/discus-bench-daemon-target.img";
 const here = import.meta.dir;
-const samplerScript = join(here, "lib", "rx-sampler.ts");
 /** The transfer under load starts this long after the agents, so the boot burst falls inside it. */
 const TRANSFER_DELAY_MS = 2000;
 const DAEMON_UP_TIMEOUT_MS = 30_000;
@@ -147,16 +147,6 @@ async function withCpu<T>(pid: number, work: () => Promise<T>): Promise<{ value:
 function runAgents(lab: Lab, daemon: Daemon, token: string, o: Options): Promise<AgentsResult> {
   const macs = Array.from({ length: o.nodes }, (_, i) => macOf(i + 1));
   return runAgentsIn(lab, lab.clients[0]!, { url: daemon.url, adminToken: token, macs, runMs: o.runMs, concurrency: o.concurrency, agentProcs: o.agentProcs, statusEveryMs: STATUS_EVERY_MS, expectNodes: o.nodes + 1 });
-}
-
-function startSampler(lab: Lab, host: Host): () => Promise<[number, number][]> {
-  const proc = lab.spawn(host, ["bun", samplerScript, host.iface]);
-  return async () => {
-    proc.kill("SIGTERM");
-    const text = await new Response(proc.stdout).text();
-    await proc.exited;
-    return JSON.parse(text) as [number, number][];
-  };
 }
 
 /** The rate at the listening host, and how often the loader had to ask again (its losses). */

@@ -13,6 +13,8 @@ import { runClient, startServer, type ClientResult } from "./lib/mcast.ts";
 import { cli as cliPath } from "../test/helpers.ts";
 import { runUdpcast } from "./lib/udpcast.ts";
 import { benchDir, paperFixture } from "./lib/paper.ts";
+import { startSampler } from "./lib/sampler.ts";
+import { rateFigures } from "./lib/rate-windows.ts";
 
 const quick = process.argv.includes("--quick");
 const onlyAt = process.argv.indexOf("--only");
@@ -319,11 +321,12 @@ async function serverCpuSection(): Promise<void> {
 }
 
 // ---- line rate, both sides (issue 13, "Measure") -------------------------------------------------
-interface SideFigures { seconds: number; server: TimeFigures; clients: TimeFigures[]; ok: boolean }
+interface SideFigures { seconds: number; server: TimeFigures; clients: TimeFigures[]; ok: boolean; samples: [number, number][] }
 
 /** udp-sender to N udp-receivers (raw bytes into tmpfs files), every process under GNU time. */
 async function udpcastLineRate(lab: Lab, mbit: number | null, dir: string): Promise<SideFigures> {
   const rdv = lab.group(250);
+  const stopSampler = startSampler(lab, lab.clients[0]!);
   const senderTime = join(dir, "udp-sender.time");
   const sender = lab.spawn(lab.server, timed(senderTime, ["udp-sender", "--interface", "eth0", "--nokbd", "--min-receivers", String(lab.clients.length), ...(mbit === null ? [] : ["--max-bitrate", `${mbit}m`]), "--portbase", "9000", "--mcast-rdv-address", rdv, "--mcast-data-address", lab.group(251), "--file", image]));
   void new Response(sender.stdout).text();
@@ -337,17 +340,19 @@ async function udpcastLineRate(lab: Lab, mbit: number | null, dir: string): Prom
   }));
   const seconds = (performance.now() - t0) / 1000;
   await sender.exited;
+  const samples = await stopSampler();
   let ok = codes.every((c) => c === 0);
   for (let i = 0; i < lab.clients.length; i++) {
     ok &&= (await $`cmp ${image} ${join(dir, `udp-${i}.img`)}`.nothrow().quiet()).exitCode === 0;
     rmSync(join(dir, `udp-${i}.img`), { force: true });
   }
-  return { seconds, server: await readTime(senderTime), clients: await Promise.all(lab.clients.map((_, i) => readTime(join(dir, `udp-receiver-${i}.time`)))), ok };
+  return { seconds, server: await readTime(senderTime), clients: await Promise.all(lab.clients.map((_, i) => readTime(join(dir, `udp-receiver-${i}.time`)))), ok, samples };
 }
 
 /** discus serve to N discus loads (decompress, verify, write into tmpfs), every process under GNU time. */
 async function discusLineRate(lab: Lab, mbit: number | null, dir: string): Promise<SideFigures> {
   const group = lab.group(1);
+  const stopSampler = startSampler(lab, lab.clients[0]!);
   const serverTime = join(dir, "serve.time");
   const server = lab.spawn(lab.server, timed(serverTime, ["bun", cliPath, "serve", image, "--group", group, "--port", "4520", "--iface", lab.server.address, "--rate", mbit === null ? "10gbit" : `${mbit}mbit`, "--idle-exit", "1s"]));
   void new Response(server.stdout).text();
@@ -359,12 +364,13 @@ async function discusLineRate(lab: Lab, mbit: number | null, dir: string): Promi
   const results = await Promise.all(lab.clients.map((c, i) => runClient(lab, c, group, targets[i]!, ["--give-up", "60s"], 600_000, timed(join(dir, `load-${i}.time`), []))));
   const seconds = (performance.now() - t0) / 1000;
   await server.exited;
+  const samples = await stopSampler();
   let ok = results.every((r) => r.exitCode === 0);
   for (const t of targets) {
     ok &&= (await $`sha256sum ${t}`.text()).split(" ")[0] === referenceSha;
     rmSync(t, { force: true });
   }
-  return { seconds, server: await readTime(serverTime), clients: await Promise.all(lab.clients.map((_, i) => readTime(join(dir, `load-${i}.time`)))), ok };
+  return { seconds, server: await readTime(serverTime), clients: await Promise.all(lab.clients.map((_, i) => readTime(join(dir, `load-${i}.time`)))), ok, samples };
 }
 
 /**
@@ -381,17 +387,21 @@ async function lineRateSection(): Promise<void> {
   say();
   say(`${(imageBytes / 1e6).toFixed(1)} MB (the discus image's bytes) to N clients; targets in tmpfs; CPU = user + system (GNU time) per GB of that image; MTU from the link (1500); load average at the start ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}.`);
   say();
-  say("| links | N | tool | wall s | Mbit/s | link efficiency | server CPU s/GB | client CPU s/GB (mean) | server peak RSS MiB | client peak RSS MiB (max) | correct |");
-  say("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
-  for (const mbit of [null, 1000] as const) {
+  say("Link efficiency = the image's bits over the wall time over the link rate (start-up, headers and the end included); steady link use = the frame bits a client's interface received per second over the steady part of the transfer (its first and last second cut; scripts/lib/rate-windows.ts) over the link rate. 200 Mbit/s is a rate this 2-core machine can carry with every client decompressing.");
+  say();
+  say("| links | N | tool | wall s | Mbit/s | link efficiency | steady link use | server CPU s/GB | client CPU s/GB (mean) | server peak RSS MiB | client peak RSS MiB (max) | correct |");
+  say("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+  for (const mbit of [null, 1000, 200] as const) {
     for (const n of [1, 4]) {
       const [u, d] = await withLab({ clients: n, linkMbit: mbit }, async (lab) => [await udpcastLineRate(lab, mbit, dir), await discusLineRate(lab, mbit, dir)] as const);
       for (const [tool, r] of [["udpcast (raw bytes)", u], ["discus (whole load)", d]] as const) {
         const mbps = (imageBytes * 8) / 1e6 / r.seconds;
         const clientCpu = r.clients.reduce((a, c) => a + c.cpuSeconds, 0) / r.clients.length / gb;
-        say(`| ${mbit === null ? "unshaped" : `${mbit} Mbit/s`} | ${n} | ${tool} | ${f2(r.seconds)} | ${f1(mbps)} | ${mbit === null ? "—" : f2(mbps / mbit)} | ${f2(r.server.cpuSeconds / gb)} | ${f2(clientCpu)} | ${f1(r.server.peakRssMiB)} | ${f1(Math.max(...r.clients.map((c) => c.peakRssMiB)))} | ${r.ok ? "yes" : "NO"} |`);
+        const steady = mbit === null ? null : rateFigures(r.samples, mbit * 1e6);
+        const use = mbit === null ? "—" : steady === null ? "too short" : f2(steady.meanMbit / mbit);
+        say(`| ${mbit === null ? "unshaped" : `${mbit} Mbit/s`} | ${n} | ${tool} | ${f2(r.seconds)} | ${f1(mbps)} | ${mbit === null ? "—" : f2(mbps / mbit)} | ${use} | ${f2(r.server.cpuSeconds / gb)} | ${f2(clientCpu)} | ${f1(r.server.peakRssMiB)} | ${f1(Math.max(...r.clients.map((c) => c.peakRssMiB)))} | ${r.ok ? "yes" : "NO"} |`);
       }
-      say(`| | | discus / udpcast | ${f2(d.seconds / u.seconds)} | ${f2(u.seconds / d.seconds)} | | ${f2(d.server.cpuSeconds / u.server.cpuSeconds)} | | | | |`);
+      say(`| | | discus / udpcast | ${f2(d.seconds / u.seconds)} | ${f2(u.seconds / d.seconds)} | | | ${f2(d.server.cpuSeconds / u.server.cpuSeconds)} | | | | |`);
     }
   }
   say();
