@@ -38,6 +38,8 @@ export interface PxeOptions {
 export interface SecureBootFiles {
   /** Served as grubx64.efi instead of Debian's signed grubnetx64 (a test's tampered copy). */
   grubEfi?: string;
+  /** Served as the kernel instead of dist/vmlinuz (a test's tampered copy). */
+  kernel?: string;
 }
 
 export interface PxeServer {
@@ -79,7 +81,7 @@ async function installSecureBoot(lab: Lab, o: PxeOptions, sb: SecureBootFiles): 
   const install = forLab(documentedBlock("install-shim"), p).split("\n").filter((l) => !l.startsWith("apt-get "));
   await $`sh -euc ${install.join("\n")}`.quiet();
   // The kernel and initramfs where the daemon's GRUB answer loads them (GRUB_KERNEL_PATH...).
-  copyFileSync(join(ROOT, "dist/vmlinuz"), join(p.tftpRoot, GRUB_KERNEL_PATH));
+  copyFileSync(sb.kernel ?? join(ROOT, "dist/vmlinuz"), join(p.tftpRoot, GRUB_KERNEL_PATH));
   copyFileSync(join(ROOT, "dist/initramfs.img"), join(p.tftpRoot, GRUB_INITRAMFS_PATH));
   const cfg = forLab(documentedBlock("grub-cfg"), p);
   if (!cfg.includes(`(tftp,${lab.server.address}:${GRUB_TFTP_PORT})/boot.grub?mac=`)) throw new Error(`pxe: the documented grub.cfg does not name ${lab.server.address}:${GRUB_TFTP_PORT}; run the daemon with --tftp there`);

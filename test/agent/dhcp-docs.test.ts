@@ -205,4 +205,16 @@ describe("ISC dhcpd", () => {
       await d.stop();
     }
   }, TEST_TIMEOUT_MS);
+
+  test("Secure Boot: UEFI ROMs (arch 7 and 9) get shim, BIOS and iPXE as before", async () => {
+    const d = await startDhcpd(forLab(documentedBlock("dhcpd-secureboot"), places));
+    try {
+      const [a] = lab.clients as [Host];
+      for (const arch of ["0007", "0009"]) expect((await probe(a, ["-x", `0x5d:${arch}`])).get("boot_file"), d.log()).toBe("shimx64.efi");
+      expect((await probe(a)).get("boot_file")).toBe("undionly.kpxe");
+      expect((await probe(a, IPXE_USER_CLASS)).get("boot_file")).toBe("chain.ipxe");
+    } finally {
+      await d.stop();
+    }
+  }, TEST_TIMEOUT_MS);
 });

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { makeBootDisk, type BootDisk } from "../fixtures/bootdisk.ts";
 import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
@@ -21,12 +22,14 @@ const DISK_BYTES = 128 << 20;
 const SIGNED_GRUB = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed";
 /** A byte inside GRUB's .text section (it starts at file offset 0x1000): code, covered by the signature. */
 const TAMPER_OFFSET = 0x1000 + 0x200;
+/** Inside the kernel's .text section (file offsets 0x5000..0x7dc000 in the pinned kernel): covered by its signature. */
+const KERNEL_TAMPER_OFFSET = 0x10000;
 const FILE_TIMEOUT_MS = 4 * GUEST_TIMEOUT_MS;
 const mac = (n: number) => `52:54:00:5b:00:${n.toString(16).padStart(2, "0")}`;
 /** The kernel's own word that the firmware enforced Secure Boot. */
 const SECURE_BOOT_LINE = /secureboot: Secure boot enabled/;
-/** What shim prints when the second stage's signature does not verify. */
-const SHIM_REFUSED = /Verification failed|Security Violation|Failed to load image/;
+/** What shim prints (in a box on the console) when the second stage's signature does not verify. */
+const SHIM_REFUSED = /Verification failed: \(0x1A\) Security Violation/;
 
 let dir = "";
 let lab: Lab;
@@ -46,15 +49,30 @@ interface Guest {
   firmware: string[];
 }
 
-function guest(name: string, n: number): Guest {
+function guest(name: string, n: number, secureBoot = true): Guest {
   const disk = join(dir, `${name}.img`);
   copyFileSync(oldDisk, disk);
   const nvram = join(dir, `${name}-nvram`);
   mkdirSync(nvram);
-  return { name, mac: mac(n), disk, serial: `DISK-${name.toUpperCase()}`, firmware: secureBootFirmware(nvram) };
+  return { name, mac: mac(n), disk, serial: `DISK-${name.toUpperCase()}`, firmware: secureBoot ? secureBootFirmware(nvram) : [] };
 }
 
-/** Powers a guest on: network first, then its disk. `romfile=`: the firmware's own PXE, not iPXE's unsigned ROM. */
+/** Flips one byte of a signed binary, inside what its signature covers. */
+function tampered(from: string, offset: number, name: string): string {
+  const bytes = readFileSync(from);
+  bytes[offset] = bytes[offset]! ^ 0xff;
+  const out = join(dir, name);
+  writeFileSync(out, bytes);
+  return out;
+}
+
+const reloadAgent = /discus init \[.*\]: (rebooting|halted)/;
+let sbTimes = "";
+
+/**
+ * Powers a guest on: network first, then its disk. Secure Boot guests get `romfile=`: the
+ * firmware's own PXE, not iPXE's unsigned ROM. BIOS guests (no firmware arguments) boot QEMU's iPXE.
+ */
 async function netBoot(g: Guest, until: RegExp, exitGraceMs = 1000): Promise<BootResult> {
   const tap = await lab.addTap(++taps);
   return bootQemu({
@@ -63,7 +81,7 @@ async function netBoot(g: Guest, until: RegExp, exitGraceMs = 1000): Promise<Boo
       ...guestArgs(),
       ...g.firmware,
       "-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-      "-device", `virtio-net-pci,netdev=n0,mac=${g.mac},bootindex=1,romfile=`,
+      "-device", `virtio-net-pci,netdev=n0,mac=${g.mac},bootindex=1${g.firmware.length > 0 ? ",romfile=" : ""}`,
       ...virtioDisk(g.disk, g.serial, 2),
     ],
     timeoutMs: GUEST_TIMEOUT_MS,
@@ -130,7 +148,7 @@ describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel ->
     await fleet(["reload", "a", "--image", "new-os"]);
 
     // -no-reboot: QEMU ends when the agent reboots after writing.
-    const a1 = await netBoot(a, /discus init \[.*\]: (rebooting|halted)/, 10_000);
+    const a1 = await netBoot(a, reloadAgent, 10_000);
     const lines = agentLines(a1.console);
     expect(a1.timedOut, why(a1)).toBe(false);
     expect(a1.console, why(a1)).toMatch(SECURE_BOOT_LINE);
@@ -142,7 +160,8 @@ describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel ->
     expect(check.fsckCode, check.fsckOutput).toBe(0);
     expect(check.files).toEqual(newOs.files);
     expect((await nodeStatus("a")).job?.state).toBe("written");
-    console.log(`secure boot guest a: power-on to agent ${a1.marks.agent} s, to disk written ${a1.marks.written} s, to reboot ${a1.seconds} s`);
+    sbTimes = `Secure Boot (OVMF, shim, GRUB over TFTP): power-on to agent ${a1.marks.agent} s, to disk written ${a1.marks.written} s`;
+    console.log(sbTimes);
 
     // Next power-on: the daemon answers GRUB with exit (the local disk); the job is booted.
     const a2 = await netBoot(a, /discus: reloaded: booting the new system/);
@@ -152,12 +171,23 @@ describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel ->
     expect(`${s.node.state}/${s.job?.state}`).toBe("booted/booted");
   }, FILE_TIMEOUT_MS);
 
+  test("a BIOS guest on the same DHCP set-up keeps the iPXE path (timed next to the Secure Boot one)", async () => {
+    const b = guest("b", 3, false);
+    await fleet(["node", "add", "b", "--mac", b.mac, "--disk", `serial:${b.serial}`]);
+    await fleet(["reload", "b", "--image", "new-os"]);
+    const b1 = await netBoot(b, reloadAgent, 10_000);
+    expect(b1.timedOut, why(b1)).toBe(false);
+    // Only boot.ipxe's kernel line passes initrd= (iPXE's name for the initramfs); GRUB's does not.
+    expect(b1.console).toContain("Command line: initrd=initramfs ");
+    expect(b1.console).not.toMatch(SECURE_BOOT_LINE);
+    expect(agentLines(b1.console)).toContain("reported written to the control server");
+    const check = await checkBootDisk(b.disk, Object.keys(newOs.files));
+    expect(check.files).toEqual(newOs.files);
+    console.log(`${sbTimes}\niPXE (SeaBIOS, iPXE, HTTP from the daemon): power-on to agent ${b1.marks.agent} s, to disk written ${b1.marks.written} s (load average ${loadavg().map((x) => x.toFixed(2)).join(" ")})`);
+  }, FILE_TIMEOUT_MS);
+
   test("a GRUB with one flipped code byte is refused by shim; no agent, the disk untouched", async () => {
-    const tampered = join(dir, "grubx64-tampered.efi");
-    const bytes = readFileSync(SIGNED_GRUB);
-    bytes[TAMPER_OFFSET] = bytes[TAMPER_OFFSET]! ^ 0xff;
-    writeFileSync(tampered, bytes);
-    await startPxe({ grubEfi: tampered });
+    await startPxe({ grubEfi: tampered(SIGNED_GRUB, TAMPER_OFFSET, "grubx64-tampered.efi") });
     const t = guest("t", 2);
     const before = await sha256File(t.disk);
     await fleet(["node", "add", "t", "--mac", t.mac, "--disk", `serial:${t.serial}`]);
@@ -169,5 +199,21 @@ describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel ->
     expect(r.console).not.toContain("discus agent");
     expect(await sha256File(t.disk)).toBe(before);
     expect((await nodeStatus("t")).job?.state).toBe("queued");
+  }, FILE_TIMEOUT_MS);
+
+  test("a kernel with one flipped code byte is refused at GRUB's linux; GRUB exits, no agent, the disk untouched", async () => {
+    await startPxe({ kernel: tampered(VMLINUZ, KERNEL_TAMPER_OFFSET, "vmlinuz-tampered") });
+    const k = guest("k", 4);
+    const before = await sha256File(k.disk);
+    await fleet(["node", "add", "k", "--mac", k.mac, "--disk", `serial:${k.serial}`]);
+    await fleet(["reload", "k", "--image", "new-os"]);
+
+    const r = await netBoot(k, /discus: could not load the netboot kernel/);
+    expect(r.matched, why(r)).toBe(true);
+    expect(r.console).toContain("error: bad shim signature");
+    expect(r.console).toContain(`discus: load for ${k.mac}`);
+    expect(r.console).not.toContain("Linux version");
+    expect(r.console).not.toContain("discus agent");
+    expect(await sha256File(k.disk)).toBe(before);
   }, FILE_TIMEOUT_MS);
 });
