@@ -94,6 +94,21 @@ async function lddLibraries(exe: string): Promise<string[]> {
   return libs;
 }
 
+/**
+ * Libraries discus opens itself through bun:ffi, which ldd cannot see (src/image/zstd-native.ts),
+ * at the paths the host's loader cache gives: the guest's loader searches the same system folders.
+ */
+const FFI_LIBRARIES = ["libzstd.so.1"];
+
+async function ffiLibraries(): Promise<string[]> {
+  const cache = (await $`ldconfig -p`.quiet()).stdout.toString();
+  return FFI_LIBRARIES.map((name) => {
+    const m = new RegExp(`^\\s*${name.replaceAll(".", "\\.")} \\(libc6,x86-64\\) => (\\S+)$`, "m").exec(cache);
+    if (!m) fail(name, "is not in the loader cache (ldconfig -p)", "Install it: apt-get install libzstd1");
+    return m![1]!;
+  });
+}
+
 function copyInto(stage: string, src: string, dest = src, mode?: number): number {
   const to = join(stage, dest);
   mkdirSync(dirname(to), { recursive: true });
@@ -121,7 +136,7 @@ async function main(): Promise<void> {
   sizes.discus = copyInto(stage, discus, "/bin/discus", 0o755);
   sizes.kexec = copyInto(stage, KEXEC, "/sbin/kexec", 0o755);
   // Exactly the libraries ldd names, at the paths it names: nothing else of the host's.
-  const libs = [...new Set([...(await lddLibraries(discus)), ...(await lddLibraries(KEXEC))])].sort();
+  const libs = [...new Set([...(await lddLibraries(discus)), ...(await lddLibraries(KEXEC)), ...(await ffiLibraries())])].sort();
   sizes.libraries = libs.reduce((sum, lib) => sum + copyInto(stage, lib), 0);
 
   const wanted = readFileSync(join(ROOT, "initramfs/modules.txt"), "utf8").split("\n").map((l) => l.replace(/#.*/, "").trim()).filter((l) => l.length > 0);

@@ -3,6 +3,7 @@
 import zlib from "node:zlib";
 import { assert } from "../util/assert.ts";
 import { Codec } from "./constants.ts";
+import { zstdDecompressInto } from "./zstd-native.ts";
 
 /** Bytes a codec adds around its pieces: zlib header (2) + final empty block (2) + Adler-32 (4). */
 export function framingBytes(codec: Codec): number {
@@ -87,7 +88,12 @@ export class PayloadError extends Error {
 }
 
 /** Decompresses a payload that must yield exactly `rawBytes` (never more: the output is bounded). */
-export function decompressPayload(codec: Codec, payload: Uint8Array, rawBytes: number): Uint8Array {
+/**
+ * A payload's data, exactly rawBytes of it. With `scratch` (at least rawBytes), a zstd payload is
+ * decoded into it and the result is a view of it, valid until the scratch is used again.
+ */
+export function decompressPayload(codec: Codec, payload: Uint8Array, rawBytes: number, scratch?: Uint8Array): Uint8Array {
+  if (codec === Codec.zstd && scratch !== undefined) return zstdIntoScratch(payload, rawBytes, scratch);
   let out: Uint8Array;
   try {
     if (codec === Codec.zlib) out = zlib.inflateSync(payload, { maxOutputLength: Math.max(rawBytes, 1) });
@@ -97,6 +103,15 @@ export function decompressPayload(codec: Codec, payload: Uint8Array, rawBytes: n
   }
   if (out.length !== rawBytes) throw new PayloadError(`payload decompresses to ${out.length} bytes, header says ${rawBytes}`);
   return out;
+}
+
+function zstdIntoScratch(payload: Uint8Array, rawBytes: number, scratch: Uint8Array): Uint8Array {
+  assert(scratch.length >= rawBytes, "the scratch buffer holds the chunk's data");
+  // Exactly rawBytes of room: a payload that would make more fails as too large, not later.
+  const r = zstdDecompressInto(payload, scratch.subarray(0, Math.max(rawBytes, 1)));
+  if ("error" in r) throw new PayloadError(`payload does not decompress: ${r.error}`);
+  if (r.bytes !== rawBytes) throw new PayloadError(`payload decompresses to ${r.bytes} bytes, header says ${rawBytes}`);
+  return scratch.subarray(0, rawBytes);
 }
 
 export function adler32(data: Uint8Array): number {

@@ -9,6 +9,7 @@ import { chunkDigest, rawDigest, type Manifest } from "../image/manifest.ts";
 import { DiscusError } from "../util/errors.ts";
 import { checkChunkAgainstManifest } from "../image/tiling.ts";
 import { assert } from "../util/assert.ts";
+import { MAX_CHUNK_RAW_BYTES } from "../image/constants.ts";
 
 export type FreeMode = "skip" | "zero" | "discard";
 
@@ -94,7 +95,7 @@ let zeros: Uint8Array | null = null;
  * A chunk's header and uncompressed data, trusted only once both digests match the manifest and
  * the header agrees with it; anything else is an input DiscusError naming the chunk.
  */
-export function checkedChunk(c: ChunkCheck): { header: ChunkHeader; raw: Uint8Array } {
+export function checkedChunk(c: ChunkCheck, scratch?: Uint8Array): { header: ChunkHeader; raw: Uint8Array } {
   const corrupt = (why: string) =>
     new DiscusError("input", `${c.imageName}, chunk ${c.chunkIndex}`, why, "The image is damaged: copy it again from its source, or run `discus verify` to list every bad chunk");
   // Nothing reaches the disk before the container matches the manifest's digest.
@@ -104,7 +105,7 @@ export function checkedChunk(c: ChunkCheck): { header: ChunkHeader; raw: Uint8Ar
   try {
     header = decodeChunkHeader(c.container, c.chunkBytes);
     checkChunkAgainstManifest(header, c.chunkIndex, c.image);
-    raw = decompressPayload(header.codec, chunkPayload(c.container, header), header.rawBytes);
+    raw = decompressPayload(header.codec, chunkPayload(c.container, header), header.rawBytes, scratch);
   } catch (e) {
     if (e instanceof ChunkFormatError || e instanceof PayloadError) throw corrupt(e.message);
     throw e;
@@ -113,9 +114,16 @@ export function checkedChunk(c: ChunkCheck): { header: ChunkHeader; raw: Uint8Ar
   return { header, raw };
 }
 
+/**
+ * This thread's buffer for a chunk's data while it is checked and written: the most a chunk may
+ * hold, touched only as far as chunks reach. Nothing keeps a view of it past applyChunk.
+ */
+let rawScratch: Uint8Array | null = null;
+
 export function applyChunk(job: ApplyJob): ApplyResult {
   const where = `${job.imageName}, chunk ${job.chunkIndex}`;
-  const { header, raw } = checkedChunk(job);
+  rawScratch ??= new Uint8Array(MAX_CHUNK_RAW_BYTES);
+  const { header, raw } = checkedChunk(job, rawScratch);
   const sb = header.sectorBytes;
   if (job.dryRun) return { writtenBytes: 0, freeBytes: 0, zeroedBytes: 0, discardedBytes: 0 };
   let rawOffset = 0;
