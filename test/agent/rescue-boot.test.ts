@@ -1,7 +1,8 @@
 // The USB rescue stick, for real: scripts/build-rescue puts dist/vmlinuz, dist/initramfs.img
 // and a signed image onto a stick image; QEMU boots it as a USB disk with no network, once with
-// SeaBIOS (syslinux) and once with OVMF (GRUB EFI), and the agent restores the image onto the
-// machine's virtio disk. The host then checks that disk and boots it.
+// SeaBIOS (syslinux) and once with OVMF without Secure Boot (the same signed shim -> GRUB chain
+// that test/agent/secureboot-stick.test.ts boots with it), and the agent restores the image onto
+// the machine's virtio disk. The host then checks that disk and boots it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -96,9 +97,10 @@ test("the stick restores the machine's disk under BIOS (SeaBIOS, syslinux)", asy
   await expectRestored("BIOS", r, disk);
 }, GUEST_TIMEOUT_MS * 2);
 
-test("the stick restores the machine's disk under UEFI (OVMF, GRUB)", async () => {
+test("the stick restores the machine's disk under UEFI without Secure Boot (OVMF, shim, signed GRUB)", async () => {
   const vars = join(work, "OVMF_VARS.fd");
   copyFileSync(OVMF_VARS, vars);
   const { r, disk } = await bootStick("uefi", ["-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,unit=1,file=${vars}`]);
+  expect(r.console).toContain("Secure boot disabled");
   await expectRestored("UEFI", r, disk);
 }, GUEST_TIMEOUT_MS * 2);
