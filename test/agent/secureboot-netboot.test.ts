@@ -169,6 +169,9 @@ describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel ->
     expect(a2.console).not.toContain("discus agent");
     const s = await nodeStatus("a");
     expect(`${s.node.state}/${s.job?.state}`).toBe("booted/booted");
+    // The same answer over HTTP, for a GRUB that has http: nothing asked now, so exit.
+    const overHttp = await lab.exec(lab.server, ["curl", "-sf", `${daemon!.url}/boot.grub?mac=${a.mac}`]);
+    expect(overHttp.stdout).toBe("echo 'discus: no reload asked: booting the local disk'\nexit\n");
   }, FILE_TIMEOUT_MS);
 
   test("a BIOS guest on the same DHCP set-up keeps the iPXE path (timed next to the Secure Boot one)", async () => {
