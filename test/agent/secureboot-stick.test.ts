@@ -74,6 +74,13 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** A stick without an image: no reload order, so the agent boots the installed OS. Built once. */
+let bootStick = "";
+function stickBoot(): string {
+  bootStick ||= buildStick("stick-boot", ["--append", "discus.net=off discus.onfail=poweroff"]);
+  return bootStick;
+}
+
 /** Boots `stick` (USB, first) on Secure Boot firmware with `disk` as the one fixed disk; no network. */
 async function bootSecure(name: string, stick: string, disk: string, opts: { until?: RegExp; timeoutMs?: number; reboot?: boolean } = {}): Promise<BootResult> {
   const dir = join(work, `fw-${name}`);
@@ -167,6 +174,19 @@ describe("under Secure Boot (OVMF with Microsoft's keys), the signed stick", () 
     expect(await sha256File(disk)).toBe(before);
   }, REFUSAL_TIMEOUT_MS * 2);
 
+  test("without a reload order, a signed installed kernel is still kexec'd (kexec_file_load checks its signature)", async () => {
+    const disk = join(work, "installed-signed.img");
+    await makeBootDisk({ path: disk, sizeBytes: DISK_BYTES, marker: "signed-1", kernelPath: VMLINUZ });
+    const before = await sha256File(disk);
+    const r = await bootSecure("kexec-signed", stickBoot(), disk, { until: new RegExp(bootedLine("signed-1")) });
+    const lines = agentLines(r.console);
+    expect(r.matched, `${lines}\n${r.console.slice(-1500)}`).toBe(true);
+    expect(r.console).toMatch(LOCKED_DOWN);
+    expect(lines).toMatch(/booting the installed OS from \/dev\/vda1 \(boot\/extlinux\/extlinux.conf\)/);
+    expect(lines).not.toContain("kexec refused");
+    expect(await sha256File(disk)).toBe(before);
+  }, GUEST_TIMEOUT_MS * 2);
+
   test("without a reload order, kexec of an unsigned installed kernel is refused: the agent says why and reboots into the disk through BootNext", async () => {
     // The installed OS's kernel with its Authenticode signature stripped: kexec_file_load refuses it.
     const unsigned = join(work, "vmlinuz-unsigned");
@@ -175,7 +195,7 @@ describe("under Secure Boot (OVMF with Microsoft's keys), the signed stick", () 
     const disk = join(work, "installed.img");
     await makeBootDisk({ path: disk, sizeBytes: DISK_BYTES, marker: "installed-1", kernelPath: unsigned });
     const before = await sha256File(disk);
-    const stick = buildStick("stick-boot", ["--append", "discus.net=off discus.onfail=poweroff"]);
+    const stick = stickBoot();
     // The firmware's first words after the agent's reboot: it loads the one-time entry.
     const refused = /kexec refused: [^\n]*rebooting into the installed OS on \/dev\/vda1[^\n]*UEFI BootNext = (Boot[0-9A-F]{4})/;
     const r = await bootSecure("kexec", stick, disk, { reboot: true, until: new RegExp(`${refused.source}[\\s\\S]*BdsDxe: (?:loading|failed to load) Boot`) });
