@@ -191,12 +191,14 @@ export function rebootPlan(boot: LocalBoot, disks: readonly DiskInfo[], run: Run
   if (!existsSync("/sys/firmware/efi")) return { kind: "remove-stick", why: "BIOS firmware has no one-time boot entry to set" };
   ensureMounted(run, "efivarfs", EFIVARS_DIR);
   const { options, order } = readBootEntries();
-  const entry = chooseBootEntry(options, order, diskIdentity(boot.disk.name, disks.map((d) => d.name)));
-  if (entry === null) return { kind: "remove-stick", why: `no UEFI boot entry of the ${options.length} names ${boot.disk.path}` };
+  if (options.length === 0) return { kind: "remove-stick", why: `the firmware's boot entries cannot be read (efivarfs at ${EFIVARS_DIR})` };
   try {
+    const entry = chooseBootEntry(options, order, diskIdentity(boot.disk.name, disks.map((d) => d.name)));
+    if (entry === null) return { kind: "remove-stick", why: `none of the firmware's ${options.length} boot entries names ${boot.disk.path}` };
     setBootNext(entry.number);
+    return { kind: "boot-next", entry: describeEntry(entry) };
   } catch (e) {
+    // Reading the disk's table or writing BootNext failed: the user can still pull the stick.
     return { kind: "remove-stick", why: `setting UEFI BootNext failed: ${(e as Error).message}` };
   }
-  return { kind: "boot-next", entry: describeEntry(entry) };
 }
