@@ -2,9 +2,10 @@
 // partclone.restore, the Clonezilla pipeline), side by side in one run, on the "paper" fixture
 // (3 GiB ext4, ~700 MiB of files) over a bridge of 100 Mbit/s links in network namespaces.
 // Prints one table per scenario and writes them to .cache/bench/multicast.md.
-// Usage: bun scripts/bench-multicast.ts [--quick] [--only scaling|loss|slow|skew|tuning|server-cpu|line-rate]
+// Usage: bun scripts/bench-multicast.ts [--quick] [--only scaling|loss|slow|skew|tuning|server-cpu|line-rate|client-cpu]
 //   --quick: N = 1 and 8 only, fewer udpcast runs; --only: one section (the others need "scaling")
-//   --before DIR: with server-cpu, also measure `discus serve` from the tree in DIR (an older commit)
+//   --before DIR: with server-cpu, also measure `discus serve` from the tree in DIR (an older commit);
+//     client-cpu (only when named) needs it: `discus load` of this tree and of DIR, alternated
 import { $ } from "bun";
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -111,7 +112,7 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "—");
 // ---- N clients, no loss ---------------------------------------------------------------------
 let t1 = NaN;
 const lossless = new Map<number, DiscusRun>();
-if (only === undefined || !["tuning", "server-cpu", "line-rate"].includes(only)) {
+if (only === undefined || !["tuning", "server-cpu", "line-rate", "client-cpu"].includes(only)) {
 say("## Scaling: N clients, no loss");
 say();
 say("| N | discus s | limit/time | T(N)/T(1) | dup blocks % | requests/client | sent/image | udpcast s | discus/udpcast | all disks correct |");
@@ -196,6 +197,7 @@ if (want("tuning")) {
 
 if (want("server-cpu")) await serverCpuSection();
 if (want("line-rate")) await lineRateSection();
+if (only === "client-cpu") await clientCpuSection();
 
 writeFileSync(join(benchDir, `multicast${only ? `-${only}` : ""}.md`), out.join("\n") + "\n");
 rmSync(work, { recursive: true, force: true });
@@ -404,6 +406,52 @@ async function lineRateSection(): Promise<void> {
       say(`| | | discus / udpcast | ${f2(d.seconds / u.seconds)} | ${f2(u.seconds / d.seconds)} | | | ${f2(d.server.cpuSeconds / u.server.cpuSeconds)} | | | | |`);
     }
   }
+  say();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// ---- a client's cost, this tree against an older one (--only client-cpu --before DIR) ------------
+/**
+ * One `discus serve` (this tree, unshaped) and one client, whose `discus load` alternates between
+ * this tree and the tree in --before DIR, CLIENT_PAIRS times each: the client's wall time, user and
+ * system CPU and peak RSS (GNU time). Same image, same lab, same target file in tmpfs.
+ */
+async function clientCpuSection(): Promise<void> {
+  const beforeAt = process.argv.indexOf("--before");
+  if (beforeAt < 0) throw new Error("--only client-cpu needs --before DIR (the older tree)");
+  const beforeCli = join(process.argv[beforeAt + 1]!, "src", "cli.ts");
+  const CLIENT_PAIRS = 3;
+  const dir = "/dev/shm/discus-bench-client";
+  mkdirSync(dir, { recursive: true });
+  const target = join(dir, "t.img");
+  say("## A client's cost: this tree against --before (one client, unshaped)");
+  say();
+  say(`${(imageBytes / 1e6).toFixed(1)} MB image, target in tmpfs; load average at the start ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}.`);
+  say();
+  say("| client | run | wall s | user s | sys s | CPU s per GB of image | peak RSS MiB | correct |");
+  say("|---|---:|---:|---:|---:|---:|---:|---|");
+  await withLab({ clients: 1, linkMbit: null }, async (lab) => {
+    for (let run = 1; run <= CLIENT_PAIRS; run++) {
+      for (const [name, cliFile] of [["this tree", cliPath], ["before", beforeCli]] as const) {
+        const group = lab.group(run);
+        const server = lab.spawn(lab.server, ["bun", cliPath, "serve", image, "--group", group, "--port", "4520", "--iface", lab.server.address, "--rate", "10gbit", "--idle-exit", "1s"]);
+        void new Response(server.stdout).text();
+        void new Response(server.stderr).text();
+        await Bun.sleep(500);
+        await $`truncate -s ${diskBytes} ${target}`;
+        const timeFile = join(dir, "load.time");
+        const proc = lab.spawn(lab.clients[0]!, timed(timeFile, ["bun", cliFile, "load", target, "--group", group, "--port", "4520", "--iface", lab.clients[0]!.address, "--give-up", "60s", "--quiet"]));
+        const t0 = performance.now();
+        const code = await proc.exited;
+        const seconds = (performance.now() - t0) / 1000;
+        await server.exited;
+        const ok = code === 0 && (await $`sha256sum ${target}`.text()).split(" ")[0] === referenceSha;
+        const t = await readTime(timeFile);
+        say(`| ${name} | ${run} | ${f2(seconds)} | ${f2(t.userSeconds)} | ${f2(t.sysSeconds)} | ${f2(t.cpuSeconds / (imageBytes / 1e9))} | ${f1(t.peakRssMiB)} | ${ok ? "yes" : "NO"} |`);
+        rmSync(target, { force: true });
+      }
+    }
+  });
   say();
   rmSync(dir, { recursive: true, force: true });
 }
