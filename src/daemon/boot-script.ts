@@ -84,12 +84,17 @@ export function agentScript(b: AgentBoot, loader: BootLoader = "ipxe"): string {
 export const GRUB_KERNEL_PATH = "/discus/vmlinuz";
 export const GRUB_INITRAMFS_PATH = "/discus/initramfs";
 
+/** The loader UEFI firmware boots from a disk with no boot entry of its own (the removable-media path). */
+const GRUB_LOCAL_LOADER = "/EFI/BOOT/BOOTX64.EFI";
+
 /**
- * GRUB's `exit` leaves GRUB and shim, back to the firmware, which boots its next boot option: the
- * local disk. The echo shows why on the console first.
+ * The local disk, in GRUB's words: chain to the first disk's removable-media loader (shim checks
+ * it under Secure Boot). Only without one, `exit`: GRUB exits with EFI_SUCCESS, which OVMF
+ * answers with its boot menu, not with its next boot option (tested). The echo says why first.
  */
 function grubExitScript(shown: string): string {
-  return `echo 'discus: ${shown}'\nexit\n`;
+  const chain = `if search --no-floppy --file --set=root ${GRUB_LOCAL_LOADER}; then chainloader ${GRUB_LOCAL_LOADER}; boot; fi`;
+  return `echo 'discus: ${shown}'\n${chain}\nexit\n`;
 }
 
 /**

@@ -2,14 +2,17 @@
 // enforced: the firmware's own PXE loads shim from dnsmasq's TFTP, shim loads Debian's signed
 // GRUB (as grubx64.efi), GRUB reads the documented static grub.cfg, which sources the daemon's
 // per-MAC answer over TFTP (`discus server --tftp`; that GRUB has no http), and loads the signed
-// kernel and the initramfs from dnsmasq's TFTP. A reloaded guest's agent writes its disk; its next
-// boot is GRUB's `exit`. A GRUB with one flipped code byte is refused by shim; the disk untouched.
+// kernel and the initramfs from dnsmasq's TFTP. A reloaded guest's agent writes its disk (a GPT
+// disk whose ESP holds shim and signed GRUB); its next boot is GRUB's `exit`, and the firmware's
+// next option, that disk, boots the new OS through the same signed chain, Secure Boot still on.
+// A GRUB with one flipped code byte is refused by shim; the disk untouched.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { makeBootDisk, type BootDisk } from "../fixtures/bootdisk.ts";
+import { bootedLine } from "../fixtures/bootdisk.ts";
+import { makeUefiBootDisk, type UefiBootDisk } from "../fixtures/uefi-bootdisk.ts";
 import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
 import { GRUB_TFTP_PORT, startPxeServer, type PxeServer, type SecureBootFiles } from "../../scripts/lib/pxe.ts";
@@ -30,13 +33,16 @@ const mac = (n: number) => `52:54:00:5b:00:${n.toString(16).padStart(2, "0")}`;
 const SECURE_BOOT_LINE = /secureboot: Secure boot enabled/;
 /** What shim prints (in a box on the console) when the second stage's signature does not verify. */
 const SHIM_REFUSED = /Verification failed: \(0x1A\) Security Violation/;
+const NEW_MARKER = "new-sb";
+/** The tiny OS's last word, or OVMF giving up (its boot menu, or no option left): each ends the run at once. */
+const OS_BOOTED_OR_NONE = /discus-test-os: \S+ booted|starting Boot\w+ "UiApp"|No bootable option or device was found/;
 
 let dir = "";
 let lab: Lab;
 let pxe: PxeServer | undefined;
 let daemon: LabDaemon | undefined;
 let state = "";
-let newOs: BootDisk;
+let newOs: UefiBootDisk;
 let oldDisk = "";
 let taps = 0;
 
@@ -117,9 +123,10 @@ beforeAll(async () => {
   await destroyStaleLabs();
   dir = await tmpDir();
   const source = join(dir, "new-os.img");
-  newOs = await makeBootDisk({ path: source, sizeBytes: DISK_BYTES, marker: "new-sb", kernelPath: VMLINUZ });
+  newOs = await makeUefiBootDisk({ path: source, sizeBytes: DISK_BYTES, marker: NEW_MARKER, kernelPath: VMLINUZ });
+  // The old OS boots under Secure Boot too: a guest whose disk was not rewritten would show its marker.
   oldDisk = join(dir, "old-os.img");
-  await makeBootDisk({ path: oldDisk, sizeBytes: DISK_BYTES, marker: "old-sb", kernelPath: VMLINUZ });
+  await makeUefiBootDisk({ path: oldDisk, sizeBytes: DISK_BYTES, marker: "old-sb", kernelPath: VMLINUZ });
   const images = join(dir, "images");
   mkdirSync(images);
   await discusOk(["keygen", join(dir, "site")]);
@@ -141,7 +148,7 @@ afterAll(async () => {
 }, FIXTURE_TIMEOUT_MS);
 
 describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel -> agent", () => {
-  test("a reloaded guest loads its disk with Secure Boot on; its next boot is GRUB's exit", async () => {
+  test("a reloaded guest loads its disk with Secure Boot on; its next boot is GRUB's exit, then the new OS from the disk", async () => {
     await startPxe({});
     const a = guest("a", 1);
     await fleet(["node", "add", "a", "--mac", a.mac, "--disk", `serial:${a.serial}`]);
@@ -163,15 +170,21 @@ describe("UEFI Secure Boot network boot: shim -> signed GRUB -> signed kernel ->
     sbTimes = `Secure Boot (OVMF, shim, GRUB over TFTP): power-on to agent ${a1.marks.agent} s, to disk written ${a1.marks.written} s`;
     console.log(sbTimes);
 
-    // Next power-on: the daemon answers GRUB with exit (the local disk); the job is booted.
-    const a2 = await netBoot(a, /discus: reloaded: booting the new system/);
+    // Next power-on: the daemon answers GRUB with exit; the firmware then boots its next option,
+    // the disk just written: its shim, its GRUB, its signed kernel, the new OS (which powers off).
+    const a2 = await netBoot(a, OS_BOOTED_OR_NONE);
     expect(a2.matched, why(a2)).toBe(true);
+    expect(a2.console).toContain("discus: reloaded: booting the new system");
     expect(a2.console).not.toContain("discus agent");
+    expect(a2.console, why(a2)).toContain(bootedLine(NEW_MARKER));
+    expect(a2.console.slice(a2.console.indexOf("discus: reloaded")), why(a2)).toMatch(SECURE_BOOT_LINE);
+    console.log(`Secure Boot, after the write: power-on to the new OS booted from its disk ${a2.seconds} s`);
     const s = await nodeStatus("a");
     expect(`${s.node.state}/${s.job?.state}`).toBe("booted/booted");
     // The same answer over HTTP, for a GRUB that has http: nothing asked now, so exit.
     const overHttp = await lab.exec(lab.server, ["curl", "-sf", `${daemon!.url}/boot.grub?mac=${a.mac}`]);
-    expect(overHttp.stdout).toBe("echo 'discus: no reload asked: booting the local disk'\nexit\n");
+    expect(overHttp.stdout).toBe("echo 'discus: no reload asked: booting the local disk'\n" +
+      "if search --no-floppy --file --set=root /EFI/BOOT/BOOTX64.EFI; then chainloader /EFI/BOOT/BOOTX64.EFI; boot; fi\nexit\n");
   }, FILE_TIMEOUT_MS);
 
   test("a BIOS guest on the same DHCP set-up keeps the iPXE path (timed next to the Secure Boot one)", async () => {

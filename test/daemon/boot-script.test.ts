@@ -11,6 +11,9 @@ import { grubTftpAnswer } from "../../src/http/boot-files.ts";
 import { ackedBlock, dataPacket, negotiate, parseReadRequest, startTftp, type TftpServer } from "../../src/http/tftp-boot.ts";
 import { tmpDir } from "../helpers.ts";
 
+/** The local disk in GRUB's words: its removable-media loader (OVMF meets a bare `exit` with its boot menu). */
+const GRUB_CHAIN = "if search --no-floppy --file --set=root /EFI/BOOT/BOOTX64.EFI; then chainloader /EFI/BOOT/BOOTX64.EFI; boot; fi";
+
 const BOOT: AgentBoot = {
   baseUrl: "http://198.18.0.1:8080",
   action: "load",
@@ -52,8 +55,8 @@ describe("GRUB boot answers", () => {
   });
 
   test("no reload: exit with the reason shown, quotes and newlines never reach GRUB", () => {
-    expect(exitScript("no reload asked: booting the local disk", "grub")).toBe("echo 'discus: no reload asked: booting the local disk'\nexit\n");
-    expect(exitScript("it's $(bad) `x`", "grub")).toBe("echo 'discus: it?s ?(bad) ?x?'\nexit\n");
+    expect(exitScript("no reload asked: booting the local disk", "grub")).toBe(`echo 'discus: no reload asked: booting the local disk'\n${GRUB_CHAIN}\nexit\n`);
+    expect(exitScript("it's $(bad) `x`", "grub")).toBe(`echo 'discus: it?s ?(bad) ?x?'\n${GRUB_CHAIN}\nexit\n`);
     expect(() => exitScript("two\nlines", "grub")).toThrow();
     // The iPXE answer is unchanged.
     expect(exitScript("it's gone")).toBe("#!ipxe\necho discus: it's gone\nexit\n");
