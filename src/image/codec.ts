@@ -87,17 +87,18 @@ export class PayloadError extends Error {
   override name = "PayloadError";
 }
 
-/** Decompresses a payload that must yield exactly `rawBytes` (never more: the output is bounded). */
 /**
- * A payload's data, exactly rawBytes of it. With `scratch` (at least rawBytes), a zstd payload is
- * decoded into it and the result is a view of it, valid until the scratch is used again.
+ * Decompresses a payload that must yield exactly `rawBytes` (never more: the output is bounded). zstd payloads are always decoded by the same decoder
+ * (the system's libzstd), so every path (load, restore, verify, the GPT growth's reads) accepts or
+ * refuses the same payloads. With `scratch` (at least rawBytes) the data is decoded into it and the
+ * result is a view of it, valid until the scratch is used again; else into a buffer of its own.
  */
 export function decompressPayload(codec: Codec, payload: Uint8Array, rawBytes: number, scratch?: Uint8Array): Uint8Array {
-  if (codec === Codec.zstd && scratch !== undefined) return zstdIntoScratch(payload, rawBytes, scratch);
+  if (codec === Codec.zstd) return zstdIntoScratch(payload, rawBytes, scratch ?? new Uint8Array(Math.max(rawBytes, 1)));
+  assert(codec === Codec.zlib, "a known codec");
   let out: Uint8Array;
   try {
-    if (codec === Codec.zlib) out = zlib.inflateSync(payload, { maxOutputLength: Math.max(rawBytes, 1) });
-    else out = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(rawBytes, 1) });
+    out = zlib.inflateSync(payload, { maxOutputLength: Math.max(rawBytes, 1) });
   } catch (e) {
     throw new PayloadError(`payload does not decompress: ${(e as Error).message}`);
   }

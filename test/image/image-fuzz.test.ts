@@ -143,7 +143,8 @@ describe("damaged images: a clear refusal or a correct restore", () => {
         return out;
       });
       const o = await restoreAndCheck(image);
-      expect(["restored", "refused mid-write"]).toContain(o);
+      // A damaged first chunk may be refused before the other worker wrote anything: "refused".
+      expect(["restored", "refused", "refused mid-write"]).toContain(o);
     }
   }, 300_000);
 });
