@@ -84,22 +84,32 @@ export function agentScript(b: AgentBoot, loader: BootLoader = "ipxe"): string {
 export const GRUB_KERNEL_PATH = "/discus/vmlinuz";
 export const GRUB_INITRAMFS_PATH = "/discus/initramfs";
 
-/** The loader UEFI firmware boots from a disk with no boot entry of its own (the removable-media path). */
-const GRUB_LOCAL_LOADER = "/EFI/BOOT/BOOTX64.EFI";
+/**
+ * Loaders GRUB tries on the local disks, in order: the removable-media path first (what UEFI
+ * firmware boots from a disk with no boot entry of its own; Windows and most distributions install
+ * it), then the shims of common distributions and Windows Boot Manager. Under Secure Boot shim
+ * checks whichever is chained. GRUB's search finds the first disk holding the file.
+ */
+export const GRUB_LOCAL_LOADERS = ["/EFI/BOOT/BOOTX64.EFI", "/EFI/debian/shimx64.efi", "/EFI/ubuntu/shimx64.efi", "/EFI/redhat/shimx64.efi", "/EFI/Microsoft/Boot/bootmgfw.efi"] as const;
 
 /**
- * The local disk, in GRUB's words: chain to the first disk's removable-media loader (shim checks
- * it under Secure Boot). Only without one, `exit`: GRUB exits with EFI_SUCCESS, which OVMF
- * answers with its boot menu, not with its next boot option (tested). The echo says why first.
+ * The local disk, in GRUB's words: chain to the first loader found. Only without one, `exit`:
+ * GRUB exits with EFI_SUCCESS, which OVMF answers with its boot menu, not with its next boot
+ * option (tested), so a bare `exit` would leave the machine waiting at the menu.
  */
+export const GRUB_LOCAL_DISK = [
+  ...GRUB_LOCAL_LOADERS.map((p) => `if search --no-floppy --file --set=root ${p}; then chainloader ${p}; boot; fi`),
+  "exit",
+].join("\n");
+
+/** The reason on the console, then the local disk. */
 function grubExitScript(shown: string): string {
-  const chain = `if search --no-floppy --file --set=root ${GRUB_LOCAL_LOADER}; then chainloader ${GRUB_LOCAL_LOADER}; boot; fi`;
-  return `echo 'discus: ${shown}'\n${chain}\nexit\n`;
+  return `echo 'discus: ${shown}'\n${GRUB_LOCAL_DISK}\n`;
 }
 
 /**
  * The agent through GRUB: shim's verifier checks the kernel's signature inside `linux`, so a
- * kernel it refuses ends here, at `exit` (the local disk), as boot.ipxe's `goto failed` does.
+ * kernel it refuses ends here, at the local disk, as boot.ipxe's `goto failed` does.
  * Every word is single-quoted: GRUB then neither expands `$` nor globs `*` and `?` (the disk
  * rule's wildcards), and passes a rule with spaces on as one quoted kernel word.
  */
@@ -113,7 +123,7 @@ function grubAgentScript(b: AgentBoot): string {
     `  if initrd ${GRUB_INITRAMFS_PATH}; then boot; fi`,
     "fi",
     "echo 'discus: could not load the netboot kernel or initramfs (see above): booting the local disk'",
-    "exit",
+    GRUB_LOCAL_DISK,
     "",
   ].join("\n");
 }

@@ -6,13 +6,11 @@ import { $ } from "bun";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolveSettings } from "../../src/agent/settings.ts";
-import { agentScript, exitScript, GRUB_INITRAMFS_PATH, GRUB_KERNEL_PATH, type AgentBoot } from "../../src/daemon/boot-script.ts";
+import { agentScript, exitScript, GRUB_INITRAMFS_PATH, GRUB_KERNEL_PATH, GRUB_LOCAL_DISK, GRUB_LOCAL_LOADERS, type AgentBoot } from "../../src/daemon/boot-script.ts";
 import { grubTftpAnswer } from "../../src/http/boot-files.ts";
 import { ackedBlock, dataPacket, negotiate, parseReadRequest, startTftp, type TftpServer } from "../../src/http/tftp-boot.ts";
 import { tmpDir } from "../helpers.ts";
 
-/** The local disk in GRUB's words: its removable-media loader (OVMF meets a bare `exit` with its boot menu). */
-const GRUB_CHAIN = "if search --no-floppy --file --set=root /EFI/BOOT/BOOTX64.EFI; then chainloader /EFI/BOOT/BOOTX64.EFI; boot; fi";
 
 const BOOT: AgentBoot = {
   baseUrl: "http://198.18.0.1:8080",
@@ -48,15 +46,22 @@ describe("GRUB boot answers", () => {
     expect(linuxLine.replace(/'[^']*'/g, "").replace(/\s+/g, " ")).toBe(`if linux ${GRUB_KERNEL_PATH} ; then`);
   });
 
-  test("a kernel or initramfs GRUB cannot load ends at exit (the local disk), never at a prompt", () => {
-    const lines = agentScript(BOOT, "grub").trimEnd().split("\n");
+  test("a kernel or initramfs GRUB cannot load ends at the local disk, never at a prompt", () => {
+    const script = agentScript(BOOT, "grub");
+    expect(script.endsWith(`booting the local disk'\n${GRUB_LOCAL_DISK}\n`)).toBe(true);
+  });
+
+  test("the local disk: each known loader is searched and chained in order, exit only after all", () => {
+    const lines = GRUB_LOCAL_DISK.split("\n");
+    expect(lines).toHaveLength(GRUB_LOCAL_LOADERS.length + 1);
+    expect(lines[0]).toBe("if search --no-floppy --file --set=root /EFI/BOOT/BOOTX64.EFI; then chainloader /EFI/BOOT/BOOTX64.EFI; boot; fi");
+    GRUB_LOCAL_LOADERS.forEach((p, i) => expect(lines[i]).toBe(`if search --no-floppy --file --set=root ${p}; then chainloader ${p}; boot; fi`));
     expect(lines.at(-1)).toBe("exit");
-    expect(lines.at(-2)).toContain("booting the local disk");
   });
 
   test("no reload: exit with the reason shown, quotes and newlines never reach GRUB", () => {
-    expect(exitScript("no reload asked: booting the local disk", "grub")).toBe(`echo 'discus: no reload asked: booting the local disk'\n${GRUB_CHAIN}\nexit\n`);
-    expect(exitScript("it's $(bad) `x`", "grub")).toBe(`echo 'discus: it?s ?(bad) ?x?'\n${GRUB_CHAIN}\nexit\n`);
+    expect(exitScript("no reload asked: booting the local disk", "grub")).toBe(`echo 'discus: no reload asked: booting the local disk'\n${GRUB_LOCAL_DISK}\n`);
+    expect(exitScript("it's $(bad) `x`", "grub")).toBe(`echo 'discus: it?s ?(bad) ?x?'\n${GRUB_LOCAL_DISK}\n`);
     expect(() => exitScript("two\nlines", "grub")).toThrow();
     // The iPXE answer is unchanged.
     expect(exitScript("it's gone")).toBe("#!ipxe\necho discus: it's gone\nexit\n");
