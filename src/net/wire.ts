@@ -230,10 +230,14 @@ const REPORT = new Layout("report body", REPORT_FIXED_BYTES, [
   { name: "reserved2", kind: "reserved", width: 2 },
 ] as const);
 
-function packetCrc(bytes: Uint8Array): number {
-  // CRC-32 of the header before the CRC field, chained with everything after it.
-  const head = Bun.hash.crc32(bytes.subarray(0, OFF_CRC));
-  return Number(Bun.hash.crc32(bytes.subarray(HEADER_BYTES), head)) >>> 0;
+/** CRC-32 of the header before the CRC field: the same for every packet one writer makes. */
+function headCrcOf(bytes: Uint8Array): number {
+  return Number(Bun.hash.crc32(bytes.subarray(0, OFF_CRC)));
+}
+
+function packetCrc(bytes: Uint8Array, headCrc = headCrcOf(bytes)): number {
+  // The header's CRC (before the CRC field), chained with everything after the header.
+  return Number(Bun.hash.crc32(bytes.subarray(HEADER_BYTES), headCrc)) >>> 0;
 }
 
 /** A packet of `type` with room for `bodyBytes`; the CRC is filled in by seal. */
@@ -325,7 +329,7 @@ export class BlockWriter {
 
   constructor(c: Common) {
     this.header = frame(PacketType.block, c, 0);
-    this.headCrc = Number(Bun.hash.crc32(this.header.subarray(0, OFF_CRC)));
+    this.headCrc = headCrcOf(this.header);
   }
 
   /** Writes the packet at `at` of `out` (`dv` views `out`); returns its length. */
@@ -338,8 +342,7 @@ export class BlockWriter {
     dv.setUint16(at + OFF_BLOCK_INDEX, block, true);
     dv.setUint16(at + OFF_BLOCK_RESERVED, 0, true);
     out.set(data, at + HEADER_BYTES + BLOCK_PREFIX_BYTES);
-    const crc = Number(Bun.hash.crc32(out.subarray(at + HEADER_BYTES, at + length), this.headCrc)) >>> 0;
-    dv.setUint32(at + OFF_CRC, crc, true);
+    dv.setUint32(at + OFF_CRC, packetCrc(out.subarray(at, at + length), this.headCrc), true);
     return length;
   }
 }
