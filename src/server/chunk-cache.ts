@@ -18,9 +18,10 @@ export interface ChunkReader {
 /**
  * Chunk-sized buffers the cache let go, handed out again: a fresh buffer per chunk read costs the
  * reading thread page faults and zeroing on every chunk (13 % of the server's CPU, measured).
- * Bounded at maxBuffers; beyond it a returned buffer is left to the collector.
+ * Unlike the client's BufferPool (a fixed memory budget that says "none left"), this never refuses:
+ * the cache's own bound limits the buffers in use, and at most maxBuffers spare ones are kept.
  */
-class BufferPool {
+class SpareBuffers {
   private readonly spare: Uint8Array[] = [];
 
   constructor(
@@ -46,7 +47,7 @@ class BufferPool {
  * cache's callers use a chunk's bytes synchronously, never across an await.
  */
 export function fileChunkReader(fd: number, chunkBytes: number, maxSpareBuffers: number): ChunkReader {
-  const pool = new BufferPool(chunkBytes, maxSpareBuffers);
+  const pool = new SpareBuffers(chunkBytes, maxSpareBuffers);
   return {
     readAsync: (chunk) =>
       new Promise((resolve, reject) => {
