@@ -5,17 +5,15 @@
 // power-on -> agent started and power-on -> "disk written" (bootQemu marks; TCG, so only the
 // differences between the rows mean much; all on q35). Usage: bun scripts/bench-stick-boot.ts
 import { $ } from "bun";
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { makeBootDisk } from "../test/fixtures/bootdisk.ts";
 import { discusOk, tmpDir } from "../test/helpers.ts";
 import { bootQemu } from "../test/agent/qemu.ts";
-import { ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, secureBootFirmware, VMLINUZ, virtioDisk } from "../test/agent/netboot-env.ts";
+import { ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, plainUefiFirmware, secureBootFirmware, VMLINUZ, virtioDisk } from "../test/agent/netboot-env.ts";
 
 const DISK_BYTES = 128 << 20;
-const PLAIN_OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const PLAIN_OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const STICK_FAT = "@@1M";
 /** The modules the unsigned standalone GRUB carried (scripts/build-rescue before issue 14). */
 const STANDALONE_GRUB_MODULES = "part_msdos fat search search_label linux normal all_video";
@@ -36,10 +34,8 @@ async function legacyStick(stick: string, dir: string): Promise<string> {
 }
 
 function plainFirmware(dir: string): string[] {
-  const vars = join(dir, "OVMF_VARS.plain.fd");
-  writeFileSync(vars, readFileSync(PLAIN_OVMF_VARS));
   // q35 as for Secure Boot (which needs it for SMM), so the rows differ only in firmware and loader.
-  return ["-machine", "q35", "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${PLAIN_OVMF_CODE}`, "-drive", `if=pflash,format=raw,unit=1,file=${vars}`];
+  return ["-machine", "q35", ...plainUefiFirmware(dir)];
 }
 
 /** Rounds through the three ways (interleaved, so a burst of load hits all of them alike). */

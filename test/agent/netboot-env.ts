@@ -1,10 +1,11 @@
 // What the boot tests share: the netboot build (once per test run), the guests' QEMU arguments,
-// and checks of a guest's disk from the host.
+// the files a test's `discus server` serves, and checks of a guest's disk from the host.
 import { $ } from "bun";
-import { copyFileSync, existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { BOOT_PART_START_BYTES } from "../fixtures/bootdisk.ts";
 import { repoRoot } from "../fixtures/common.ts";
+import { discusOk } from "../helpers.ts";
 
 export const DIST = join(repoRoot, "dist");
 export const VMLINUZ = join(DIST, "vmlinuz");
@@ -65,6 +66,16 @@ export function agentLines(console: string): string {
   return console.split("\n").filter((l) => /discus (agent|init)/.test(l)).join("\n");
 }
 
+const OVMF_PLAIN_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_PLAIN_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/** QEMU arguments for UEFI without Secure Boot: OVMF and a private copy of its variable store in `dir`. */
+export function plainUefiFirmware(dir: string): string[] {
+  const vars = join(dir, "OVMF_VARS.plain.fd");
+  copyFileSync(OVMF_PLAIN_VARS, vars);
+  return ["-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_PLAIN_CODE}`, "-drive", `if=pflash,format=raw,unit=1,file=${vars}`];
+}
+
 const OVMF_SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
 /** OVMF's variable store with Microsoft's KEK and db enrolled and Secure Boot on (Debian's `ovmf`). */
 const OVMF_MS_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
@@ -84,4 +95,21 @@ export function secureBootFirmware(dir: string): string[] {
     "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SECBOOT_CODE}`,
     "-drive", `if=pflash,format=raw,unit=1,file=${vars}`,
   ];
+}
+
+/**
+ * What a test's `discus server` serves: `source` captured and signed with a fresh site key into
+ * DIR/images/new-os.dsc, and the agent's kernel and initramfs in DIR/boot (the names its boot
+ * scripts fetch from /boot/). Returns the folders and the public key for `--key`.
+ */
+export async function daemonFiles(dir: string, source: string): Promise<{ images: string; bootDir: string; publicKey: string }> {
+  const images = join(dir, "images");
+  mkdirSync(images);
+  await discusOk(["keygen", join(dir, "site")]);
+  await discusOk(["create", "--quiet", "--sign", join(dir, "site.key"), source, join(images, "new-os.dsc")]);
+  const bootDir = join(dir, "boot");
+  mkdirSync(bootDir);
+  copyFileSync(VMLINUZ, join(bootDir, "vmlinuz"));
+  copyFileSync(INITRAMFS, join(bootDir, "initramfs"));
+  return { images, bootDir, publicKey: join(dir, "site.pub") };
 }

@@ -10,10 +10,8 @@ import { bootedLine, makeBootDisk, type BootDisk } from "../fixtures/bootdisk.ts
 import { repoRoot } from "../fixtures/common.ts";
 import { FIXTURE_TIMEOUT_MS, discusOk, tmpDir } from "../helpers.ts";
 import { bootQemu, type BootResult } from "./qemu.ts";
-import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, VMLINUZ, virtioDisk } from "./netboot-env.ts";
+import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, plainUefiFirmware, VMLINUZ, virtioDisk } from "./netboot-env.ts";
 
-const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const DISK_BYTES = 128 << 20;
 const IMAGE_NAME = "new-os.dsc";
 
@@ -98,9 +96,7 @@ test("the stick restores the machine's disk under BIOS (SeaBIOS, syslinux)", asy
 }, GUEST_TIMEOUT_MS * 2);
 
 test("the stick restores the machine's disk under UEFI without Secure Boot (OVMF, shim, signed GRUB)", async () => {
-  const vars = join(work, "OVMF_VARS.fd");
-  copyFileSync(OVMF_VARS, vars);
-  const { r, disk } = await bootStick("uefi", ["-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,unit=1,file=${vars}`]);
+  const { r, disk } = await bootStick("uefi", plainUefiFirmware(work));
   expect(r.console).toContain("Secure boot disabled");
   await expectRestored("UEFI", r, disk);
 }, GUEST_TIMEOUT_MS * 2);

@@ -14,13 +14,13 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { bootedLine } from "../fixtures/bootdisk.ts";
 import { makeUefiBootDisk, type UefiBootDisk } from "../fixtures/uefi-bootdisk.ts";
-import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { cli, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
 import { GRUB_TFTP_PORT, startPxeServer, type PxeServer, type SecureBootFiles } from "../../scripts/lib/pxe.ts";
 import { startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 import { bootQemu, type BootResult } from "./qemu.ts";
 import { GRUB_LOCAL_DISK } from "../../src/daemon/boot-script.ts";
-import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, secureBootFirmware, VMLINUZ, virtioDisk } from "./netboot-env.ts";
+import { agentLines, checkBootDisk, daemonFiles, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, secureBootFirmware, VMLINUZ, virtioDisk } from "./netboot-env.ts";
 import type { JobRecord, NodeRecord } from "../../src/daemon/model.ts";
 
 const DISK_BYTES = 128 << 20;
@@ -130,17 +130,10 @@ beforeAll(async () => {
   // The old OS boots under Secure Boot too: a guest whose disk was not rewritten would show its marker.
   oldDisk = join(dir, "old-os.img");
   await makeUefiBootDisk({ path: oldDisk, sizeBytes: DISK_BYTES, marker: OLD_MARKER, kernelPath: VMLINUZ });
-  const images = join(dir, "images");
-  mkdirSync(images);
-  await discusOk(["keygen", join(dir, "site")]);
-  await discusOk(["create", "--quiet", "--sign", join(dir, "site.key"), source, join(images, "new-os.dsc")]);
-  const bootDir = join(dir, "boot");
-  mkdirSync(bootDir);
-  copyFileSync(VMLINUZ, join(bootDir, "vmlinuz"));
-  copyFileSync(INITRAMFS, join(bootDir, "initramfs"));
+  const { images, bootDir, publicKey } = await daemonFiles(dir, source);
   lab = await createLab({ clients: 0, linkMbit: 100 });
   state = join(dir, "state");
-  daemon = await startLabDaemon(lab, { state, images, args: ["--boot-dir", bootDir, "--key", join(dir, "site.pub"), "--tftp", `${lab.server.address}:${GRUB_TFTP_PORT}`] });
+  daemon = await startLabDaemon(lab, { state, images, args: ["--boot-dir", bootDir, "--key", publicKey, "--tftp", `${lab.server.address}:${GRUB_TFTP_PORT}`] });
 }, FIXTURE_TIMEOUT_MS);
 
 afterAll(async () => {

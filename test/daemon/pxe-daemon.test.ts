@@ -7,14 +7,14 @@
 // is never written. Node D's disk rule matches nothing: its job ends failed with the agent's reason.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { $ } from "bun";
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bootedLine, makeBootDisk, type BootDisk } from "../fixtures/bootdisk.ts";
-import { cli, discusOk, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
+import { cli, FIXTURE_TIMEOUT_MS, sha256File, tmpDir } from "../helpers.ts";
 import { createLab, destroyStaleLabs, type Lab } from "../../scripts/lib/netlab.ts";
 import { startPxeServer, type PxeServer } from "../../scripts/lib/pxe.ts";
 import { bootQemu, type BootResult } from "../agent/qemu.ts";
-import { agentLines, checkBootDisk, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, VMLINUZ, virtioDisk } from "../agent/netboot-env.ts";
+import { agentLines, checkBootDisk, daemonFiles, ensureNetbootBuild, GUEST_TIMEOUT_MS, guestArgs, INITRAMFS, VMLINUZ, virtioDisk } from "../agent/netboot-env.ts";
 import type { JobRecord, NodeRecord } from "../../src/daemon/model.ts";
 import { startLabDaemon, type LabDaemon } from "../../scripts/lib/lab-daemon.ts";
 
@@ -97,19 +97,11 @@ beforeAll(async () => {
   newOs = await makeBootDisk({ path: source, sizeBytes: DISK_BYTES, marker: "new-2", kernelPath: VMLINUZ });
   oldDisk = join(dir, "old-os.img");
   await makeBootDisk({ path: oldDisk, sizeBytes: DISK_BYTES, marker: "old-2", kernelPath: VMLINUZ });
-  const images = join(dir, "images");
-  mkdirSync(images);
-  await discusOk(["keygen", join(dir, "site")]);
-  await discusOk(["create", "--quiet", "--sign", join(dir, "site.key"), source, join(images, "new-os.dsc")]);
-  // The daemon's boot directory: the names its boot scripts fetch from /boot/.
-  const bootDir = join(dir, "boot");
-  mkdirSync(bootDir);
-  copyFileSync(VMLINUZ, join(bootDir, "vmlinuz"));
-  copyFileSync(INITRAMFS, join(bootDir, "initramfs"));
+  const { images, bootDir, publicKey } = await daemonFiles(dir, source);
 
   lab = await createLab({ clients: 0, linkMbit: 100 });
   state = join(dir, "state");
-  await startDaemon(images, bootDir, join(dir, "site.pub"));
+  await startDaemon(images, bootDir, publicKey);
   pxe = await startPxeServer(lab, { dir: join(dir, "pxe"), siteArgs: "", reload: new Map(), chainTo: url });
 }, FIXTURE_TIMEOUT_MS);
 
